@@ -1,0 +1,21 @@
+//! scrapelet: a node-local Prometheus scrape agent for Kubernetes.
+//!
+//! The modules follow the data path (see docs/ARCHITECTURE.md):
+//!
+//! ```text
+//! config -> discovery -> relabel -> scrape (exposition) -> append -> remote
+//!                                                     web, telemetry watch it all
+//! ```
+
+pub mod append;
+pub mod config;
+pub mod discovery;
+pub mod exposition;
+pub mod labels;
+pub mod relabel;
+pub mod remote;
+pub mod scrape;
+pub mod telemetry;
+pub mod web;
+
+pub use config::Config;
