@@ -8,6 +8,7 @@
 //! ```
 
 pub mod append;
+pub mod client;
 pub mod config;
 pub mod discovery;
 pub mod exposition;

@@ -1,0 +1,372 @@
+//! The HTTP client shared by scraping and remote write, made from Prometheus's HTTP client
+//! settings ([`HttpClientConfig`]): TLS (CA, client certificate, server name, minimum version,
+//! skip-verify), authentication (basic auth, `authorization`, bearer tokens), redirects and
+//! HTTP/2.
+//!
+//! Invariants:
+//! 1. Credentials that live in files are read when a request needs them and re-read whenever the
+//!    file changes (size or modification time), so rotation needs no restart. A file that cannot
+//!    be read fails the request with the path in the error, never with its content.
+//! 2. Secrets are never part of an error, a log line or a `Debug` output.
+//! 3. Redirects (when enabled) are followed only for requests without a body, at most
+//!    [`MAX_REDIRECTS`] times, and credentials are not sent to another host.
+//! 4. Connections are pooled and kept alive; timeouts are the caller's (wrap `send` in
+//!    `tokio::time::timeout`).
+
+mod tls;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, HeaderValue, LOCATION};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::config::{HttpClientConfig, Secret};
+
+/// Redirects followed before giving up (Go's default, which Prometheus inherits).
+pub const MAX_REDIRECTS: usize = 10;
+
+/// A pooled HTTP(S) client with the configured TLS and authentication. Cheap to clone.
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    auth: Option<Arc<Auth>>,
+    follow_redirects: bool,
+}
+
+/// Why a request could not be made or completed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The TLS settings are unusable (bad CA, certificate or key; unknown version). Not
+    /// retryable: the configuration must change.
+    #[error("invalid TLS settings: {0}")]
+    Tls(String),
+    /// A credentials file could not be read. Retryable: the file may appear.
+    #[error("cannot read credentials file {path}")]
+    CredentialsFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A credential is not a valid header value. Not retryable until the credential changes.
+    #[error("credentials are not a valid HTTP header value")]
+    InvalidCredentials,
+    /// Connecting, sending or receiving failed. Usually retryable.
+    #[error("request failed")]
+    Request(#[source] hyper_util::client::legacy::Error),
+    /// A redirect was malformed or there were too many.
+    #[error("redirect failed: {0}")]
+    Redirect(String),
+}
+
+/// How requests authenticate.
+enum Auth {
+    Basic {
+        username: String,
+        password: Credential,
+    },
+    Header {
+        kind: String,
+        credentials: Credential,
+    },
+}
+
+/// A secret given inline or in a file that is re-read when it changes.
+enum Credential {
+    Inline(Secret),
+    File(CachedFile),
+    None,
+}
+
+struct CachedFile {
+    path: PathBuf,
+    /// The last read, reused while the file is unchanged.
+    last: Mutex<Option<FileRead>>,
+}
+
+/// A file's content and the (modification time, size) it had when read.
+struct FileRead {
+    stamp: (Option<SystemTime>, u64),
+    content: Arc<str>,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("auth", &self.auth.is_some())
+            .field("follow_redirects", &self.follow_redirects)
+            .finish()
+    }
+}
+
+impl HttpClient {
+    /// Builds a client. Reads CA and client-certificate files now; credential files are read
+    /// per request (see the module invariants).
+    pub fn new(cfg: &HttpClientConfig) -> Result<Self, Error> {
+        let tls = tls::client_config(&cfg.tls_config)?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_keepalive(Some(std::time::Duration::from_secs(30)));
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http();
+        let connector = if cfg.enable_http2 {
+            builder.enable_http1().enable_http2().wrap_connector(http)
+        } else {
+            builder.enable_http1().wrap_connector(http)
+        };
+        let inner = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .build(connector);
+        Ok(HttpClient {
+            inner,
+            auth: auth_from(cfg).map(Arc::new),
+            follow_redirects: cfg.follow_redirects,
+        })
+    }
+
+    /// Sends `req` with the configured authentication, following redirects when enabled.
+    pub async fn send(&self, mut req: Request<Full<Bytes>>) -> Result<Response<Incoming>, Error> {
+        if let Some(auth) = &self.auth {
+            req.headers_mut()
+                .insert(AUTHORIZATION, auth.header_value()?);
+        }
+        let follow = self.follow_redirects && matches!(*req.method(), Method::GET | Method::HEAD);
+        if !follow {
+            return self.inner.request(req).await.map_err(Error::Request);
+        }
+        let original_authority = req.uri().authority().cloned();
+        let template = clone_without_body(&req);
+        let mut response = self.inner.request(req).await.map_err(Error::Request)?;
+        for _ in 0..MAX_REDIRECTS {
+            if !is_redirect(response.status()) {
+                return Ok(response);
+            }
+            let base = template.uri().clone();
+            let next = redirect_target(&base, &response)?;
+            let mut next_req = clone_without_body(&template);
+            if next.authority() != original_authority.as_ref() {
+                next_req.headers_mut().remove(AUTHORIZATION);
+            }
+            *next_req.uri_mut() = next;
+            response = self.inner.request(next_req).await.map_err(Error::Request)?;
+        }
+        if is_redirect(response.status()) {
+            return Err(Error::Redirect(format!(
+                "stopped after {MAX_REDIRECTS} redirects"
+            )));
+        }
+        Ok(response)
+    }
+}
+
+fn is_redirect(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
+}
+
+fn clone_without_body(req: &Request<Full<Bytes>>) -> Request<Full<Bytes>> {
+    let mut out = Request::new(Full::new(Bytes::new()));
+    *out.method_mut() = req.method().clone();
+    *out.uri_mut() = req.uri().clone();
+    *out.headers_mut() = req.headers().clone();
+    out
+}
+
+/// Resolves a `Location` header against the request URI.
+fn redirect_target(base: &Uri, response: &Response<Incoming>) -> Result<Uri, Error> {
+    let location = response
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| Error::Redirect("redirect without a Location header".into()))?;
+    let bad = || Error::Redirect(format!("bad Location {location:?}"));
+    if location.starts_with("http://") || location.starts_with("https://") {
+        return location.parse().map_err(|_| bad());
+    }
+    let scheme = base.scheme_str().unwrap_or("http");
+    let authority = base.authority().map(|a| a.as_str()).unwrap_or_default();
+    let path = if location.starts_with('/') {
+        location.to_owned()
+    } else {
+        let dir = base.path().rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+        format!("{dir}/{location}")
+    };
+    format!("{scheme}://{authority}{path}")
+        .parse()
+        .map_err(|_| bad())
+}
+
+fn auth_from(cfg: &HttpClientConfig) -> Option<Auth> {
+    if let Some(basic) = &cfg.basic_auth {
+        return Some(Auth::Basic {
+            username: basic.username.clone(),
+            password: Credential::new(basic.password.as_ref(), basic.password_file.as_deref()),
+        });
+    }
+    cfg.authorization.as_ref().map(|a| Auth::Header {
+        kind: a.kind.clone(),
+        credentials: Credential::new(a.credentials.as_ref(), a.credentials_file.as_deref()),
+    })
+}
+
+impl Auth {
+    fn header_value(&self) -> Result<HeaderValue, Error> {
+        let text = match self {
+            Auth::Basic { username, password } => {
+                let password = password.current()?;
+                let raw = format!("{username}:{}", password.as_deref().unwrap_or(""));
+                format!("Basic {}", base64_encode(raw.as_bytes()))
+            }
+            Auth::Header { kind, credentials } => match credentials.current()? {
+                Some(c) => format!("{kind} {}", c.trim()),
+                None => kind.clone(),
+            },
+        };
+        let mut value = HeaderValue::from_str(&text).map_err(|_| Error::InvalidCredentials)?;
+        value.set_sensitive(true);
+        Ok(value)
+    }
+}
+
+impl Credential {
+    fn new(inline: Option<&Secret>, file: Option<&Path>) -> Self {
+        match (inline, file) {
+            (_, Some(path)) => Credential::File(CachedFile {
+                path: path.to_owned(),
+                last: Mutex::new(None),
+            }),
+            (Some(secret), None) => Credential::Inline(secret.clone()),
+            (None, None) => Credential::None,
+        }
+    }
+
+    /// The credential as of now (files re-read when changed).
+    fn current(&self) -> Result<Option<Arc<str>>, Error> {
+        match self {
+            Credential::Inline(s) => Ok(Some(Arc::from(s.expose()))),
+            Credential::File(f) => f.read().map(Some),
+            Credential::None => Ok(None),
+        }
+    }
+}
+
+impl CachedFile {
+    fn read(&self) -> Result<Arc<str>, Error> {
+        let err = |source| Error::CredentialsFile {
+            path: self.path.clone(),
+            source,
+        };
+        let meta = std::fs::metadata(&self.path).map_err(err)?;
+        let stamp = (meta.modified().ok(), meta.len());
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(read) = last.as_ref()
+            && read.stamp == stamp
+        {
+            return Ok(read.content.clone());
+        }
+        let content: Arc<str> = std::fs::read_to_string(&self.path)
+            .map_err(err)?
+            .trim_end_matches(['\n', '\r'])
+            .into();
+        *last = Some(FileRead {
+            stamp,
+            content: content.clone(),
+        });
+        Ok(content)
+    }
+}
+
+/// Standard base64 with padding (for basic auth; too small to warrant a dependency).
+fn base64_encode(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Authorization, BasicAuth};
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (input, want) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64_encode(input.as_bytes()), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn credential_files_are_reread_when_they_change() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("token");
+        std::fs::write(&path, "first\n").expect("write");
+        let cfg = HttpClientConfig {
+            authorization: Some(Authorization {
+                kind: "Bearer".into(),
+                credentials: None,
+                credentials_file: Some(path.clone()),
+            }),
+            ..Default::default()
+        };
+        let auth = auth_from(&cfg).expect("auth");
+        assert_eq!(auth.header_value().expect("value"), "Bearer first");
+        std::fs::write(&path, "second-and-longer\n").expect("write");
+        assert_eq!(
+            auth.header_value().expect("value"),
+            "Bearer second-and-longer"
+        );
+        std::fs::remove_file(&path).expect("remove");
+        let err = auth.header_value().expect_err("missing file");
+        assert!(err.to_string().contains("token"), "{err}");
+        assert!(!err.to_string().contains("second"), "{err}");
+    }
+
+    #[test]
+    fn basic_auth_header() {
+        let cfg = HttpClientConfig {
+            basic_auth: Some(BasicAuth {
+                username: "user".into(),
+                password: Some(Secret::new("pass")),
+                password_file: None,
+            }),
+            ..Default::default()
+        };
+        let value = auth_from(&cfg)
+            .expect("auth")
+            .header_value()
+            .expect("value");
+        assert_eq!(value, "Basic dXNlcjpwYXNz");
+        assert!(value.is_sensitive());
+    }
+}
