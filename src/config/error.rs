@@ -8,8 +8,17 @@ use super::locate::{KeyIndex, ROOT};
 /// The one problem serde-saphyr stopped at.
 pub(super) fn yaml_problem(err: &serde_saphyr::Error, origin: &str, index: &KeyIndex) -> Problem {
     let err = err.without_snippet();
-    let message = clean(&serde_saphyr::DefaultMessageFormatter.format_message(err));
     let location = err.location();
+    if matches!(err, serde_saphyr::Error::MultipleDocuments { .. }) {
+        // Prometheus reads the first document and ignores the rest; refusing is clearer.
+        return Problem {
+            file: origin.to_owned(),
+            line: location.map_or(0, |l| l.line()),
+            key: ROOT.to_owned(),
+            message: "more than one YAML document (---); a config file holds one".to_owned(),
+        };
+    }
+    let message = clean(&serde_saphyr::DefaultMessageFormatter.format_message(err));
     let line = location.map_or(0, |l| l.line());
     let unknown = unknown_field(&message);
     let key = location
@@ -20,7 +29,7 @@ pub(super) fn yaml_problem(err: &serde_saphyr::Error, origin: &str, index: &KeyI
         .to_owned();
     let message = match unknown {
         Some((field, expected)) => unknown_key_message(field, &expected),
-        None => message,
+        None => friendlier(message),
     };
     Problem {
         file: origin.to_owned(),
@@ -41,6 +50,19 @@ pub(super) fn clean(message: &str) -> String {
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
+}
+
+/// serde-saphyr's terse scalar messages, said as a config reader would.
+fn friendlier(message: String) -> String {
+    match message.as_str() {
+        "invalid u64" | "invalid u32" | "invalid usize" => {
+            "expected a whole number, 0 or more".to_owned()
+        }
+        "invalid f64" => "expected a number".to_owned(),
+        "invalid boolean" => "expected true or false".to_owned(),
+        "expected string scalar" => "expected a string".to_owned(),
+        _ => message,
+    }
 }
 
 /// `unknown field `x`, expected one of a, b` -> ("x", ["a", "b"]).

@@ -924,9 +924,13 @@ fn queue_config(cx: &mut Cx<'_>, path: &str, raw: Option<&RawQueueConfig>) -> Qu
             cx.report(&key(name), None, format!("{name} must be greater than 0"));
         }
     }
+    // A clash between two keys is shown at the one that is written (prefer the first named).
+    let written = |first: &'static str, first_set: bool, second: &'static str| {
+        if first_set { first } else { second }
+    };
     if resolved.min_shards > resolved.max_shards {
         cx.report(
-            &key("min_shards"),
+            &key(written("min_shards", q.min_shards.is_some(), "max_shards")),
             None,
             format!(
                 "min_shards {} greater than max_shards {}",
@@ -950,7 +954,11 @@ fn queue_config(cx: &mut Cx<'_>, path: &str, raw: Option<&RawQueueConfig>) -> Qu
     }
     if resolved.min_backoff > resolved.max_backoff {
         cx.report(
-            &key("max_backoff"),
+            &key(written(
+                "max_backoff",
+                q.max_backoff.is_some(),
+                "min_backoff",
+            )),
             None,
             format!(
                 "max_backoff {} less than min_backoff {}",
