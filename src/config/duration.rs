@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-/// Why a duration string was rejected; the Display is Prometheus's message.
+/// Why a duration string was rejected; the Display is Prometheus's message. Never retryable:
+/// the input itself is wrong.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
     /// The string is empty.

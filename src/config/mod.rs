@@ -5,12 +5,14 @@
 //!   default applied, every inherited value (global -> scrape config) filled in, every rule
 //!   validated. Consumers never see an `Option` that means "use the default".
 //! - [`Error`] names the file, line and key of every problem found.
+//! - [`parse_duration`] / [`format_duration`] and [`parse_size`]: Prometheus's duration and
+//!   byte-size forms (e.g. for the `__scrape_interval__` label, or flags).
 //!
 //! Semantics follow Prometheus 2.x exactly (defaults, inheritance, validation messages where
 //! practical), so a Prometheus agent-mode config loads unchanged.
 //!
 //! How a file becomes a [`Config`]:
-//! 1. [`expand_env`] (a hook, the identity for now) rewrites the text;
+//! 1. `expand_env` (a hook, the identity for now) rewrites the text;
 //! 2. serde-saphyr reads it into the YAML model of `raw` (unknown keys are errors). A syntax or
 //!    type error stops here: one [`Problem`], its key path found by `locate`;
 //! 3. `resolve` applies defaults and inheritance and validates everything, collecting every
@@ -117,7 +119,8 @@ pub struct StaticConfig {
 pub struct RemoteWriteConfig {
     /// Absolute http(s) URL.
     pub url: String,
-    /// Unique among endpoints; when not configured, a stable hash of the entry, as Prometheus.
+    /// Unique among endpoints. When not configured: the first 6 hex digits of an MD5 over the
+    /// URL and headers (Prometheus hashes the whole entry; this name survives queue tuning).
     pub name: String,
     /// Default 30s.
     pub remote_timeout: Duration,
@@ -178,7 +181,7 @@ pub struct HttpClientConfig {
     pub tls_config: TlsConfig,
     /// Default true.
     pub follow_redirects: bool,
-    /// Default true.
+    /// Default true for scraping, false for remote write (as Prometheus).
     pub enable_http2: bool,
 }
 
@@ -230,14 +233,16 @@ pub struct AgentConfig {
 /// A configuration problem, or several, each with file, line and key.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The file could not be read.
+    /// The file could not be read (missing, unreadable). Retryable: a later load or reload
+    /// may find it.
     #[error("cannot read config file {path}")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    /// The file is not valid for scrapelet; every problem found is listed.
+    /// The file is not valid for scrapelet; every problem found is listed (a YAML syntax or
+    /// type error stops the reading, so it comes alone). Not retryable: the file must change.
     #[error("invalid config:\n{}", .problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
     Invalid { problems: Vec<Problem> },
 }
@@ -248,7 +253,8 @@ pub struct Problem {
     pub file: String,
     /// 1-based; 0 when unknown.
     pub line: u64,
-    /// Dotted path of the key, e.g. `scrape_configs[1].scrape_timeout`.
+    /// Dotted path of the key, e.g. `scrape_configs[1].scrape_timeout` (indexes from 0;
+    /// `(root)` for the document itself).
     pub key: String,
     pub message: String,
 }

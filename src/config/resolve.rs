@@ -6,7 +6,7 @@
 //! accepted and ignored when they cannot change what an agent scrapes or sends, rejected with
 //! "not supported by scrapelet" when ignoring them would silently change behaviour.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -398,7 +398,7 @@ fn scrape_configs(
     limits: &Limits,
 ) -> Vec<ScrapeConfig> {
     let mut out = Vec::new();
-    let mut jobs: HashMap<String, ()> = HashMap::new();
+    let mut jobs: HashSet<String> = HashSet::new();
     for (i, entry) in raw.into_iter().flatten().enumerate() {
         let path = format!("scrape_configs[{i}]");
         let Some(sc) = &entry.value else {
@@ -410,7 +410,7 @@ fn scrape_configs(
             continue;
         };
         let resolved = scrape_config(cx, &path, sc, global, limits);
-        if !resolved.job_name.is_empty() && jobs.insert(resolved.job_name.clone(), ()).is_some() {
+        if !resolved.job_name.is_empty() && !jobs.insert(resolved.job_name.clone()) {
             cx.report(
                 &format!("{path}.job_name"),
                 sc.job_name.as_ref().map(|j| &j.referenced),

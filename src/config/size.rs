@@ -6,7 +6,7 @@
 //!
 //! Unlike Prometheus, a negative size is an error here rather than "no limit".
 
-/// Why a size string was rejected.
+/// Why a size string was rejected. Never retryable: the input itself is wrong.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SizeError {
     /// Not of the `<number><unit>...` form.
