@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::config::{Scheme, ScrapeConfig};
+use crate::config::{Scheme, ScrapeConfig, format_duration, parse_duration};
 use crate::discovery::TargetGroup;
 use crate::labels::{
     ADDRESS, INSTANCE, JOB, Labels, LabelsBuilder, META_PREFIX, METRICS_PATH, PARAM_PREFIX,
@@ -263,79 +263,6 @@ fn percent_encode(s: &str, keep: impl Fn(u8) -> bool) -> String {
     out
 }
 
-/// Prometheus's duration text (`1m30s`, `15s`, `100ms`, `0s`).
-pub(crate) fn format_duration(d: Duration) -> String {
-    let mut ms = d.as_millis() as u64;
-    if ms == 0 {
-        return "0s".to_owned();
-    }
-    let mut out = String::new();
-    for (unit, size) in [
-        ("y", 365 * 24 * 3_600_000),
-        ("w", 7 * 24 * 3_600_000),
-        ("d", 24 * 3_600_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-        ("ms", 1),
-    ] {
-        if ms >= size {
-            out.push_str(&format!("{}{unit}", ms / size));
-            ms %= size;
-        }
-    }
-    out
-}
-
-/// Parses Prometheus's duration text (the inverse of [`format_duration`]).
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    if text == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let units: [(&str, u64); 7] = [
-        ("y", 365 * 24 * 3_600_000),
-        ("w", 7 * 24 * 3_600_000),
-        ("d", 24 * 3_600_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-        ("ms", 1),
-    ];
-    let bad = || format!("not a valid duration string: {text:?}");
-    let mut rest = text;
-    let mut total: u64 = 0;
-    let mut next_unit = 0;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(bad());
-        }
-        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = if rest.starts_with("ms") {
-            2
-        } else {
-            rest.chars().next().map_or(0, char::len_utf8)
-        };
-        let unit = &rest[..unit_len.min(rest.len())];
-        let idx = units[next_unit..]
-            .iter()
-            .position(|(u, _)| *u == unit)
-            .ok_or_else(bad)?
-            + next_unit;
-        total = n
-            .checked_mul(units[idx].1)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
-        next_unit = idx + 1;
-        rest = &rest[unit.len()..];
-    }
-    Ok(Duration::from_millis(total))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,22 +273,7 @@ mod tests {
             job_name: job.to_owned(),
             scrape_interval: Duration::from_secs(15),
             scrape_timeout: Duration::from_secs(10),
-            metrics_path: "/metrics".into(),
-            scheme: Scheme::Http,
-            params: BTreeMap::new(),
-            honor_labels: false,
-            honor_timestamps: true,
-            body_size_limit: 0,
-            sample_limit: 0,
-            label_limit: 0,
-            label_name_length_limit: 0,
-            label_value_length_limit: 0,
-            target_limit: 0,
-            enable_compression: true,
-            http: Default::default(),
-            static_configs: vec![],
-            relabel_configs: vec![],
-            metric_relabel_configs: vec![],
+            ..Default::default()
         }
     }
 
@@ -482,24 +394,5 @@ mod tests {
         assert_eq!(a.active[0].key(), b.active[0].key());
         assert_ne!(a.active[0].key(), a.active[1].key());
         assert!(a.active[0].offset() < Duration::from_secs(15));
-    }
-
-    #[test]
-    fn durations_round_trip() {
-        for (text, ms) in [
-            ("0s", 0),
-            ("15s", 15_000),
-            ("1m30s", 90_000),
-            ("100ms", 100),
-            ("1h", 3_600_000),
-            ("2d", 172_800_000),
-        ] {
-            assert_eq!(format_duration(Duration::from_millis(ms)), text);
-            assert_eq!(parse_duration(text), Ok(Duration::from_millis(ms)));
-        }
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        for bad in ["", "1", "s", "1s1m", "1x", "-1s", "1.5s"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
     }
 }
