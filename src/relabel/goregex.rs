@@ -259,7 +259,6 @@ impl Translator {
         }
         let named_at = match (self.peek_at(2), self.peek_at(3)) {
             (Some('P'), Some('<')) => Some(self.pos + 4),
-            (Some('P'), _) => return Err(format!("invalid named capture: `{}`", self.rest())),
             (Some('<'), _) => Some(self.pos + 3),
             _ => None,
         };
@@ -655,7 +654,7 @@ mod tests {
             (r"(?i-)a", "invalid or unsupported Perl syntax"),
             (r"(?-)a", "invalid or unsupported Perl syntax"),
             (r"(?i", "invalid or unsupported Perl syntax"),
-            (r"(?P=x)", "invalid named capture"),
+            (r"(?P=x)", "invalid or unsupported Perl syntax"),
             (r"(?P<>a)", "invalid named capture"),
             (r"(?P<a-b>a)", "invalid named capture"),
             (r"(?P<a", "invalid named capture"),
