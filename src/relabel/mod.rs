@@ -184,7 +184,15 @@ impl Regex {
         // Anchor first, then translate: Prometheus pastes the text between the anchors.
         let anchored = format!("^(?s:{source})$");
         let translated = goregex::translate(&anchored).map_err(regex::Error::Syntax)?;
-        let compiled = regex::Regex::new(&translated.pattern)?;
+        let compiled = regex::Regex::new(&translated.pattern).map_err(|e| match e {
+            // The message quotes our rewritten pattern and draws a caret under it; keep only
+            // the reason, which is about the user's text.
+            regex::Error::Syntax(text) => {
+                let reason = text.lines().last().unwrap_or_default();
+                regex::Error::Syntax(reason.trim_start_matches("error: ").to_owned())
+            }
+            other => other,
+        })?;
         Ok(Regex {
             source: source.to_owned(),
             compiled,

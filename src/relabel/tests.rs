@@ -179,6 +179,13 @@ fn replace() {
         &[("a", "v")],
         Some(&[("a", "v"), ("b", "xv")]),
     );
+    // Prometheus pastes the regex between its anchors: `a)|(b` becomes `^(?s:a)|(b)$`, which
+    // matches any value starting with "a". So does ours.
+    check(
+        "- {source_labels: [a], regex: 'a)|(b', target_label: b, replacement: '[$1]'}",
+        &[("a", "axyz")],
+        Some(&[("a", "axyz"), ("b", "[]")]),
+    );
     // Group 0 only.
     check(
         "- {source_labels: [a], regex: 'v.', target_label: b, replacement: '<$0>'}",
@@ -654,7 +661,8 @@ fn yaml_errors_name_the_problem() {
     // (YAML, a fragment the error must contain)
     let cases = [
         ("target_label: x\nsource_label: [a]\n", "source_label"),
-        ("regex: 'a(b'\n", "invalid regex \"a(b\""),
+        ("regex: 'a(b'\n", "invalid regex \"a(b\": unclosed group"),
+        ("regex: 'a{2}{3}'\n", "invalid nested repetition operator"),
         ("regex: '(a)\\1'\n", "invalid regex"),
         ("action: replce\n", "unknown relabel action \"replce\""),
         ("action: ''\n", "unknown relabel action \"\""),

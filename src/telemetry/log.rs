@@ -65,9 +65,9 @@ pub enum Error {
         #[source]
         source: tracing_subscriber::filter::ParseError,
     },
-    /// A global subscriber was installed before (by an earlier `init`).
+    /// A global subscriber (or `log` logger) was installed before, e.g. by an earlier `init`.
     #[error("cannot install the log subscriber")]
-    Install(#[source] tracing::subscriber::SetGlobalDefaultError),
+    Install(#[source] tracing_subscriber::util::TryInitError),
 }
 
 /// Lets one line per key through per interval and counts the rest.
@@ -103,11 +103,14 @@ pub struct LogLimiter {
 }
 
 /// Installs the global subscriber: `format` lines on stderr, filtered by `level` (filter
-/// syntax: `info`, `debug,hyper=info`, `warn,scrapelet::scrape=debug`).
+/// syntax: `info`, `debug,hyper=info`, `warn,scrapelet::scrape=debug`). Records of the `log`
+/// crate (rustls logs through it) are routed to the same lines.
 pub fn init(format: LogFormat, level: &str) -> Result<(), Error> {
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = parse_level(level)?;
-    let subscriber = build(format, filter, std::io::stderr, SystemTime::now);
-    tracing::subscriber::set_global_default(subscriber).map_err(Error::Install)
+    build(format, filter, std::io::stderr, SystemTime::now)
+        .try_init()
+        .map_err(Error::Install)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -119,6 +122,12 @@ struct Slot {
 /// Checks `level` and turns it into a filter.
 fn parse_level(level: &str) -> Result<EnvFilter, Error> {
     const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    if level.trim().is_empty() {
+        return Err(Error::UnknownLevel {
+            level: level.to_owned(),
+            word: String::new(),
+        });
+    }
     for directive in level.split(',').map(str::trim).filter(|d| !d.is_empty()) {
         let bare = !directive.contains(['=', '[', ':']);
         if bare && !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(directive)) {
@@ -182,7 +191,7 @@ where
         let mut ts = String::with_capacity(24);
         write_timestamp(&mut ts, (self.now)())?;
         let level = level_name(meta.level());
-        let component = component(meta.target());
+        let component = component(fields.log_target.as_deref().unwrap_or(meta.target()));
 
         let mut line = String::with_capacity(128 + fields.out.len());
         match self.format {
@@ -232,11 +241,13 @@ impl<'w> FormatFields<'w> for Fields {
     }
 }
 
-/// Writes fields as fragments; for events, keeps `message` apart.
+/// Writes fields as fragments; for events, keeps `message` apart, and for records of the `log`
+/// crate keeps `log.target` (the component) and drops the other `log.*` fields.
 struct FieldWriter {
     format: LogFormat,
     is_event: bool,
     message: String,
+    log_target: Option<String>,
     out: String,
 }
 
@@ -246,6 +257,7 @@ impl FieldWriter {
             format,
             is_event,
             message: String::new(),
+            log_target: None,
             out: String::new(),
         }
     }
@@ -272,6 +284,12 @@ impl FieldWriter {
             self.message.push_str(value);
             return;
         }
+        if self.is_event && field.name().starts_with("log.") {
+            if field.name() == "log.target" {
+                self.log_target = Some(value.to_owned());
+            }
+            return;
+        }
         self.key(field.name());
         match self.format {
             LogFormat::Logfmt => logfmt_value(&mut self.out, value),
@@ -281,6 +299,9 @@ impl FieldWriter {
 
     /// A value written bare in both formats (numbers, booleans).
     fn bare(&mut self, field: &Field, value: fmt::Arguments<'_>) {
+        if self.is_event && field.name().starts_with("log.") {
+            return;
+        }
         self.key(field.name());
         let _ = self.out.write_fmt(value);
     }
@@ -697,6 +718,27 @@ mod tests {
     }
 
     #[test]
+    fn log_crate_records_use_their_target_and_drop_log_fields() {
+        // What tracing-log makes of a `log` record.
+        let lines = capture(LogFormat::Logfmt, "info", || {
+            tracing::info!(
+                log.target = "rustls::client::hs",
+                log.module_path = "rustls::client::hs",
+                log.file = "hs.rs",
+                log.line = 42u32,
+                "no cached session"
+            );
+        });
+        assert_eq!(lines.len(), 1);
+        assert!(
+            lines[0]
+                .ends_with(r#"level=info component=rustls::client::hs msg="no cached session""#),
+            "{}",
+            lines[0]
+        );
+    }
+
+    #[test]
     fn filter_applies_per_target() {
         let lines = capture(LogFormat::Logfmt, "warn,scrapelet::telemetry=debug", || {
             tracing::debug!("kept");
@@ -710,7 +752,7 @@ mod tests {
 
     #[test]
     fn bad_levels_are_named() {
-        for level in ["inof", "info,loud", "hyper=loud", "[unclosed"] {
+        for level in ["inof", "info,loud", "hyper=loud", "[unclosed", ""] {
             let err = parse_level(level).unwrap_err();
             assert!(err.to_string().contains(&format!("{level:?}")), "{err}");
         }
@@ -720,10 +762,17 @@ mod tests {
             "debug,hyper=info",
             "warn,scrapelet::scrape=trace",
             "off",
-            "",
         ] {
             assert!(parse_level(level).is_ok(), "{level}");
         }
+    }
+
+    #[test]
+    fn init_refuses_a_bad_level_before_installing_anything() {
+        assert!(matches!(
+            init(LogFormat::Json, "inof"),
+            Err(Error::UnknownLevel { .. })
+        ));
     }
 
     #[test]

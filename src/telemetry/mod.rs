@@ -5,4 +5,4 @@
 
 pub mod log;
 
-pub use log::{LogFormat, LogLimiter, init as init_logging};
+pub use log::{Error as LogError, LogFormat, LogLimiter, init as init_logging};
