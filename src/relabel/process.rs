@@ -37,6 +37,8 @@ pub(super) struct Rule {
     /// Prometheus's fast path for `replace`: no `$` in target or replacement, default regex.
     literal_replace: bool,
     need: Need,
+    /// Identifies this rule's regex in the per-thread match-record cache.
+    id: u64,
     /// A `labelmap` comes later: keep the order of labels set, as Go's builder does.
     track: bool,
 }
@@ -65,7 +67,16 @@ struct Scratch {
     touched: Vec<String>,
     /// `labelmap`'s pending (new name, value, order key) triples.
     pending: Vec<(String, String, OrderKey)>,
+    /// Match records of recently used `replace` regexes, by rule id (most recent last), so a
+    /// match with groups allocates nothing in steady state.
+    locations: Vec<(u64, regex::CaptureLocations)>,
 }
+
+/// How many match records a thread keeps.
+const LOCATIONS_KEPT: usize = 32;
+
+/// Source of rule ids.
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Where a label comes in Go's `Builder.Range`: first the labels present on entry and not set
 /// since, in name order; then the labels set since, in the builder's order.
@@ -118,6 +129,7 @@ pub(super) fn compile(configs: &[RelabelConfig]) -> Vec<Rule> {
                     && !c.target_label.contains('$')
                     && !c.replacement.contains('$'),
                 need,
+                id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 track: last_labelmap.is_some_and(|last| i < last),
             }
         })
@@ -162,7 +174,7 @@ enum Groups<'v> {
     All(&'v str),
     None,
     Whole(&'v str),
-    Captures(regex::Captures<'v>),
+    Located(&'v str, &'v regex::CaptureLocations),
 }
 
 impl<'v> Groups<'v> {
@@ -171,7 +183,7 @@ impl<'v> Groups<'v> {
             Groups::All(v) => (i <= 1).then_some(*v),
             Groups::None => None,
             Groups::Whole(v) => (i == 0).then_some(*v),
-            Groups::Captures(c) => c.get(i).map(|m| m.as_str()),
+            Groups::Located(v, locs) => locs.get(i).and_then(|(a, b)| v.get(a..b)),
         }
     }
 }
@@ -210,6 +222,7 @@ impl Rule {
             name,
             value,
             touched,
+            locations,
             ..
         } = s;
         let val: &str = match &*self.sources {
@@ -254,7 +267,7 @@ impl Rule {
                 value.extend(val.chars().map(go_to_upper));
                 Edit::Target { expanded: false }
             }
-            Action::Replace => self.replace(val, name, value),
+            Action::Replace => self.replace(val, name, value, locations),
             Action::LabelMap | Action::LabelDrop | Action::LabelKeep => Edit::None,
         };
 
@@ -278,7 +291,13 @@ impl Rule {
 
     /// Prometheus's `replace`: on a match, expand the target and the replacement; skip an
     /// invalid target; an empty result removes the target.
-    fn replace(&self, val: &str, name: &mut String, value: &mut String) -> Edit {
+    fn replace(
+        &self,
+        val: &str,
+        name: &mut String,
+        value: &mut String,
+        locations: &mut Vec<(u64, regex::CaptureLocations)>,
+    ) -> Edit {
         if val.is_empty() && self.literal_replace {
             value.clear();
             value.push_str(&self.replacement_raw);
@@ -291,7 +310,11 @@ impl Rule {
             let found = match self.need {
                 Need::Nothing => re.is_match(val).then_some(Groups::None),
                 Need::Whole => re.find(val).map(|m| Groups::Whole(m.as_str())),
-                Need::Groups => re.captures(val).map(Groups::Captures),
+                Need::Groups => {
+                    let locs = self.locations(locations);
+                    re.captures_read(locs, val)
+                        .map(|_| Groups::Located(val, &*locs))
+                }
             };
             let Some(groups) = found else {
                 return Edit::None;
@@ -316,6 +339,28 @@ impl Rule {
         value.clear();
         self.replacement.expand(value, group);
         Edit::Target { expanded: true }
+    }
+
+    /// This rule's match record from the per-thread cache (made on first use).
+    fn locations<'s>(
+        &self,
+        cache: &'s mut Vec<(u64, regex::CaptureLocations)>,
+    ) -> &'s mut regex::CaptureLocations {
+        match cache.iter().position(|(id, _)| *id == self.id) {
+            Some(at) if at + 1 == cache.len() => {}
+            Some(at) => {
+                let entry = cache.remove(at);
+                cache.push(entry);
+            }
+            None => {
+                if cache.len() >= LOCATIONS_KEPT {
+                    cache.remove(0);
+                }
+                cache.push((self.id, self.regex.compiled.capture_locations()));
+            }
+        }
+        let last = cache.len() - 1;
+        &mut cache[last].1
     }
 
     /// Prometheus's `labelmap`: every label whose name matches is copied to the name the

@@ -704,6 +704,33 @@ fn a_rule_list_that_changes_nothing_keeps_the_set() {
     assert_eq!(labels.build(), Labels::from_pairs(input.iter().copied()));
 }
 
+#[test]
+fn many_rules_with_groups_share_the_match_record_cache() {
+    // More rules with groups than the per-thread cache keeps: records are evicted and remade.
+    let yaml: String = (0..40)
+        .map(|i| {
+            format!(
+                "- {{source_labels: [a], regex: '(x)(\\d*){i}', target_label: t{i}, replacement: '$2'}}\n"
+            )
+        })
+        .collect();
+    let relabeler = Relabeler::new(&rules(&yaml));
+    for round in 0..2 {
+        let mut labels = builder(&[("a", "x7")]);
+        assert!(relabeler.process(&mut labels));
+        let built = labels.build();
+        // Rule i matches "x7" only through `(x)(\d*)` followed by the digits of i: i = 7 reads
+        // "x" + "" + "7", with group 2 empty, so nothing is set; no other rule matches.
+        assert_eq!(built, Labels::from_pairs([("a", "x7")]), "round {round}");
+        let mut labels = builder(&[("a", "x123")]);
+        assert!(relabeler.process(&mut labels));
+        let built = labels.build();
+        assert_eq!(built.get("t3"), Some("12"), "round {round}");
+        assert_eq!(built.get("t23"), Some("1"), "round {round}");
+        assert_eq!(built.get("t0"), None);
+    }
+}
+
 // ---- properties ----
 
 fn arb_rule() -> impl Strategy<Value = RelabelConfig> {
