@@ -6,7 +6,8 @@
 //! a later `labelmap` needs Go's label order kept.
 //!
 //! Per call, strings are built in a per-thread scratch (joined source values, expanded target
-//! and value), so a call that changes nothing allocates nothing.
+//! and value, match records of the last [`LOCATIONS_KEPT`] regexes with groups), so a call that
+//! changes nothing allocates nothing.
 
 use std::cell::RefCell;
 use std::fmt::Write as _;

@@ -122,23 +122,28 @@ struct Slot {
 /// Checks `level` and turns it into a filter.
 fn parse_level(level: &str) -> Result<EnvFilter, Error> {
     const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
-    if level.trim().is_empty() {
+    let directives: Vec<&str> = level
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if directives.is_empty() {
         return Err(Error::UnknownLevel {
             level: level.to_owned(),
             word: String::new(),
         });
     }
-    for directive in level.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+    for directive in &directives {
         let bare = !directive.contains(['=', '[', ':']);
         if bare && !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(directive)) {
             return Err(Error::UnknownLevel {
                 level: level.to_owned(),
-                word: directive.to_owned(),
+                word: (*directive).to_owned(),
             });
         }
     }
     EnvFilter::builder()
-        .parse(level)
+        .parse(directives.join(","))
         .map_err(|source| Error::Filter {
             level: level.to_owned(),
             source,
@@ -265,8 +270,15 @@ impl FieldWriter {
     fn key(&mut self, name: &str) {
         match self.format {
             LogFormat::Logfmt => {
+                // Field names are identifiers, but `"quoted name" = x` is allowed by the macros.
                 self.out.push(' ');
-                self.out.push_str(name);
+                self.out.extend(name.chars().map(|c| {
+                    if c == ' ' || c == '=' || c == '"' || c.is_control() {
+                        '_'
+                    } else {
+                        c
+                    }
+                }));
                 self.out.push('=');
             }
             LogFormat::Json => {
@@ -609,6 +621,7 @@ mod tests {
             (r"back\slash", r"back\slash"),
             (r"back\ and space", r#""back\\ and space""#),
             ("ünïcode", "ünïcode"),
+            ("c1\u{85}", r#""c1\u0085""#),
         ];
         for (value, want) in cases {
             let lines = capture(LogFormat::Logfmt, "info", || {
@@ -760,6 +773,7 @@ mod tests {
             "info",
             "DEBUG",
             "debug,hyper=info",
+            "debug, hyper=info",
             "warn,scrapelet::scrape=trace",
             "off",
         ] {
