@@ -41,6 +41,7 @@ pub(super) fn translate(go: &str) -> Result<Translated, String> {
         out: String::with_capacity(go.len() + 16),
         names: vec![None],
         last_was_repeat: false,
+        frames: vec![Frame::default()],
     };
     t.run()?;
     Ok(Translated {
@@ -56,7 +57,22 @@ struct Translator {
     names: Vec<Option<String>>,
     /// The previous item was a repetition operator (Go rejects `a**`).
     last_was_repeat: bool,
+    /// One per open group (the first is the whole pattern), for Go's limit on nested counted
+    /// repetitions: along any path, the product of `{n,m}` maxima may not pass 1000.
+    frames: Vec<Frame>,
 }
+
+/// Repetition bookkeeping for one group: the largest product of nested counted-repetition
+/// maxima among its finished items, and that of its last item (which a repetition may still
+/// change). A `{0}` ends a path: Go does not look inside it.
+#[derive(Default)]
+struct Frame {
+    done: u32,
+    last: Option<u32>,
+}
+
+/// Go's `maxRepeat`.
+const MAX_REPEAT: u32 = 1000;
 
 /// Go's ASCII Perl classes, written as Rust classes (valid inside a class too, as nested).
 fn perl_class(c: char) -> Option<&'static str> {
@@ -131,10 +147,12 @@ impl Translator {
                 ')' => {
                     self.pos += 1;
                     self.out.push(')');
+                    self.close_frame();
                 }
                 '|' => {
                     self.pos += 1;
                     self.out.push('|');
+                    self.fold_last();
                 }
                 '*' | '+' | '?' => {
                     self.repeat_op(&c.to_string())?;
@@ -143,8 +161,9 @@ impl Translator {
                     is_repeat = true;
                 }
                 '{' => match self.counted_repeat()? {
-                    Some(text) => {
+                    Some((text, min, max)) => {
                         self.repeat_op(&text)?;
+                        self.check_nesting(&text, min, max)?;
                         self.out.push_str(&text);
                         self.lazy_suffix();
                         is_repeat = true;
@@ -152,17 +171,23 @@ impl Translator {
                     None => {
                         self.pos += 1;
                         self.out.push_str(r"\{");
+                        self.item();
                     }
                 },
                 '^' | '$' | '.' => {
                     self.pos += 1;
                     self.out.push(c);
+                    self.item();
                 }
-                '[' => self.class()?,
+                '[' => {
+                    self.class()?;
+                    self.item();
+                }
                 '\\' => self.top_escape()?,
                 _ => {
                     self.pos += 1;
                     push_literal(&mut self.out, c);
+                    self.item();
                 }
             }
             self.last_was_repeat = is_repeat;
@@ -182,6 +207,54 @@ impl Translator {
         Ok(())
     }
 
+    /// A new item (literal, class, assertion) starts in the current group.
+    fn item(&mut self) {
+        self.fold_last();
+        if let Some(f) = self.frames.last_mut() {
+            f.last = Some(1);
+        }
+    }
+
+    /// The last item of the current group is finished.
+    fn fold_last(&mut self) {
+        if let Some(f) = self.frames.last_mut() {
+            f.done = f.done.max(f.last.take().unwrap_or(0));
+        }
+    }
+
+    fn open_frame(&mut self) {
+        self.fold_last();
+        self.frames.push(Frame::default());
+    }
+
+    /// A group closes: it becomes the last item of the group around it.
+    fn close_frame(&mut self) {
+        if self.frames.len() < 2 {
+            return; // unbalanced: the regex crate reports it
+        }
+        self.fold_last();
+        let chain = self.frames.pop().map_or(0, |f| f.done);
+        if let Some(f) = self.frames.last_mut() {
+            f.last = Some(chain);
+        }
+    }
+
+    /// Go's `repeatIsValid(re, 1000)`, run when a `{n,m}` with n or m at least 2 is applied.
+    fn check_nesting(&mut self, text: &str, min: u32, max: Option<u32>) -> Result<(), String> {
+        let Some(f) = self.frames.last_mut() else {
+            return Ok(());
+        };
+        let m = max.unwrap_or(min);
+        let inner = f.last.unwrap_or(0).max(1);
+        let chain = if m == 0 { 0 } else { m.saturating_mul(inner) };
+        let checked = min >= 2 || max.is_none_or(|x| x >= 2);
+        if checked && chain > MAX_REPEAT {
+            return Err(format!("invalid repeat count: `{text}`"));
+        }
+        f.last = Some(chain);
+        Ok(())
+    }
+
     fn lazy_suffix(&mut self) {
         if self.peek() == Some('?') {
             self.pos += 1;
@@ -191,7 +264,7 @@ impl Translator {
 
     /// Parses `{n}`, `{n,}` or `{n,m}` at the cursor. `None` when it is not one (Go then reads
     /// `{` as a literal); an error when the counts are out of Go's range.
-    fn counted_repeat(&mut self) -> Result<Option<String>, String> {
+    fn counted_repeat(&mut self) -> Result<Option<(String, u32, Option<u32>)>, String> {
         let start = self.pos;
         let mut i = self.pos + 1;
         let Some((min, next)) = self.int_at(i) else {
@@ -217,16 +290,17 @@ impl Translator {
         }
         i += 1;
         let text: String = self.src[start..i].iter().collect();
-        let bad = min > 1000 || max.is_some_and(|m| m > 1000 || m < min);
+        let bad = min > MAX_REPEAT || max.is_some_and(|m| m > MAX_REPEAT || m < min);
         if bad {
             return Err(format!("invalid repeat count: `{text}`"));
         }
         self.pos = i;
-        Ok(Some(match max {
+        let rust = match max {
             None => format!("{{{min},}}"),
             Some(m) if m == min => format!("{{{min}}}"),
             Some(m) => format!("{{{min},{m}}}"),
-        }))
+        };
+        Ok(Some((rust, min, max)))
     }
 
     /// A decimal at `i` as Go's parser reads it: at least one digit, no leading zero.
@@ -255,6 +329,7 @@ impl Translator {
             self.pos += 1;
             self.out.push('(');
             self.names.push(None);
+            self.open_frame();
             return Ok(());
         }
         let named_at = match (self.peek_at(2), self.peek_at(3)) {
@@ -276,6 +351,7 @@ impl Translator {
             self.pos = name_start + len + 1;
             self.out.push('(');
             self.names.push(Some(name));
+            self.open_frame();
             return Ok(());
         }
         // Flags: (?flags) or (?flags:re). Go: i m s U, one '-', at least one flag after '-'.
@@ -308,6 +384,7 @@ impl Translator {
                     self.pos = i;
                     if c == ':' {
                         self.out.push_str(&format!("(?{flags}:"));
+                        self.open_frame();
                     } else if !flags.is_empty() {
                         self.out.push_str(&format!("(?{flags})"));
                     }
@@ -325,6 +402,9 @@ impl Translator {
         let Some(c) = self.peek_at(1) else {
             return Err("trailing backslash at end of expression".to_owned());
         };
+        if c != 'Q' {
+            self.item();
+        }
         match c {
             'A' => self.out.push_str(r"\A"),
             'z' => self.out.push_str(r"\z"),
@@ -339,6 +419,7 @@ impl Translator {
                 }
                 for k in start..end {
                     push_literal(&mut self.out, self.src[k]);
+                    self.item();
                 }
                 self.pos = (end + 2).min(self.src.len());
                 return Ok(());
@@ -623,6 +704,16 @@ mod tests {
             (r"a|", "", true),
             (r"(?P<x>a)(?<y>b)(c)", "abc", true),
             (r"(?P<1a>a)", "a", true),
+            // Go's nesting limit: products of nested {n,m} maxima up to 1000 pass.
+            (
+                r"(((((((((x{2}){2}){2}){2}){2}){2}){2}){2}){2})",
+                "xx",
+                false,
+            ),
+            (r"(a{500}){2}b{1000}", "b", false),
+            (r"((a{600}){0}){2}", "", true),
+            (r"(a{10}){1}", "", false),
+            (r"(a{999}){1}", "a", false),
         ];
         for (go, input, want) in cases {
             assert_eq!(
@@ -650,6 +741,15 @@ mod tests {
             (r"a+??", "invalid nested repetition operator"),
             (r"a{1001}", "invalid repeat count"),
             (r"a{2,1}", "invalid repeat count"),
+            (r"a{100000}", "invalid repeat count"),
+            (r"x{1,9876543210}", "invalid repeat count"),
+            (
+                r"((((((((((x{2}){2}){2}){2}){2}){2}){2}){2}){2}){2})",
+                "invalid repeat count",
+            ),
+            (r"(a{500}b){3}", "invalid repeat count"),
+            (r"(?:a|(b{11})){100}", "invalid repeat count"),
+            (r"[a-Z]", "invalid character class range"),
             (r"(?x)a", "invalid or unsupported Perl syntax"),
             (r"(?i-)a", "invalid or unsupported Perl syntax"),
             (r"(?-)a", "invalid or unsupported Perl syntax"),
