@@ -771,6 +771,114 @@ mod tests {
         }
     }
 
+    /// Compiles `go` as `Regex::new` does (anchored, then rewritten).
+    fn compiles(go: &str) -> Result<(), String> {
+        let t = translate(&format!("^(?s:{go})$"))?;
+        regex::Regex::new(&t.pattern)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn go_accepts_and_so_do_we() {
+        for go in [
+            "",
+            "|",
+            "|x|",
+            "a|^",
+            "{",
+            "}",
+            "a*{",
+            "x{1001",
+            "x{9876543210,",
+            "x{2,1",
+            "a{,2}",
+            r"\-",
+            "-",
+            r"\_",
+            r"\|\(\)",
+            r"[^\\]",
+            "[[:^lower:]]",
+            "(?i)[^[:lower:]]",
+            r"\p{Braille}",
+            r"\P{^Braille}",
+            r"\pZ",
+            r"[\pZ]",
+            r"[\P{^Braille}]",
+            r"\p{Any}",
+            r"\p{^Any}",
+            r"[\012-\234]\141",
+            r"[\x{41}-\x7a]\x61",
+            "[α-ε☺]",
+            r"\Q+|*?{[\E",
+            r"\Q+\E+",
+            r"\Qab\E+",
+            r"\Q\\E",
+            r"\Q\\\E",
+            "(?m)^",
+            r"(?m)\z",
+            r"(?-m)\A",
+            r"[\s\S]a",
+            "(?-s)(?:(?:^).)",
+            "(?:x|(?:xa))",
+            "x{2}|x{2}[0-9]",
+            "a.*?c|a.*?b",
+            "((((((((((x{2}){2}){2}){2}){2}){2}){2}){2}){2}))",
+            "[a-b-c]",
+            "(?U)a+?",
+            r"(?i)\W",
+            "^*",
+            r"\b\B",
+            r"\x{10FFFF}",
+        ] {
+            assert_eq!(compiles(go), Ok(()), "{go:?}");
+        }
+    }
+
+    #[test]
+    fn go_rejects_and_so_do_we() {
+        for go in [
+            "(",
+            ")",
+            "(a",
+            "a)",
+            "(a))",
+            "(a|b|",
+            "a|b|)",
+            "[a-z",
+            "([a-z)",
+            "[a-z)",
+            "([a-z]))",
+            "x{1001}",
+            "x{9876543210}",
+            "x{2,1}",
+            "x{1,9876543210}",
+            "(?P<name>a",
+            "(?P<name>",
+            "(?P<name",
+            "(?P<x y>a)",
+            "(?P<>a)",
+            "(?<name>a",
+            "(?<x y>a)",
+            "[a-Z]",
+            "(?i)[a-Z]",
+            r"\Q\E*",
+            "a{100000}",
+            "a{100000,}",
+            "a++",
+            "a**",
+            "a?*",
+            "a+*",
+            "a{1}*",
+            ".{1}{2}.{3}",
+            "*",
+            "(*)",
+            "a|*",
+        ] {
+            assert!(compiles(go).is_err(), "{go:?} compiled");
+        }
+    }
+
     #[test]
     fn keeps_group_numbers_and_go_names() {
         let t = translate(r"(?P<first>a)(?:b)(c)(?<1x>d)(?i)").unwrap();
