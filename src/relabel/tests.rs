@@ -535,6 +535,22 @@ const INVALID: &[(&str, &str)] = &[
         r#""a$" is invalid 'target_label' for replace action"#,
     ),
     (
+        "{target_label: '$'}",
+        r#""$" is invalid 'target_label' for replace action"#,
+    ),
+    (
+        "{target_label: '${'}",
+        r#""${" is invalid 'target_label' for replace action"#,
+    ),
+    (
+        "{target_label: 'foo${'}",
+        r#""foo${" is invalid 'target_label' for replace action"#,
+    ),
+    (
+        "{target_label: '-foo${1}bar-'}",
+        r#""-foo${1}bar-" is invalid 'target_label' for replace action"#,
+    ),
+    (
         "{target_label: 'a${}'}",
         r#""a${}" is invalid 'target_label' for replace action"#,
     ),
