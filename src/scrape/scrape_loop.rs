@@ -141,6 +141,7 @@ impl ScrapeError {
             ScrapeError::Fetch(e) => e.reason(),
             ScrapeError::Parse(_)
             | ScrapeError::DuplicateLabel { .. }
+            | ScrapeError::InvalidLabelName { .. }
             | ScrapeError::NoName { .. } => "parse",
             ScrapeError::SampleLimit { .. } => "sample_limit",
             ScrapeError::LabelLimit { .. } => "label_limit",
