@@ -1,0 +1,279 @@
+//! Sending one batch to one endpoint: encode once, then try until it is delivered, refused for
+//! good, or the queue is stopped hard.
+//!
+//! Invariants:
+//! 1. A batch is encoded once and the same bytes are sent on every attempt.
+//! 2. Retryable failures (see `SendError::is_retryable`) are retried for as long as it takes,
+//!    with the delays of `retry::Backoff`; the shard sends nothing else meanwhile, which keeps
+//!    the order of its series.
+//! 3. Each sample ends in exactly one of `samples_sent`, `samples_failed{reason}` or
+//!    `samples_dropped{reason="shutdown"}`.
+//! 4. Logs follow the endpoint's state, not requests: one line when it starts retrying (with
+//!    the status and the receiver's message), one when it recovers. Refusals (4xx) lose data
+//!    and are logged at error level, at most once per [`REJECT_LOG_INTERVAL`], with a count of
+//!    the ones not logged.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use super::encode::{RequestEncoder, WireSample};
+use super::metrics::EndpointMetrics;
+use super::retry::Backoff;
+use super::sharding::Counters;
+use super::write_client::{SendError, WriteClient};
+use crate::config::QueueConfig;
+
+/// Refusals are logged at most this often per endpoint.
+pub(super) const REJECT_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// What is shared by the reader and the shards of one endpoint for sending.
+pub(super) struct Sender<C> {
+    pub(super) name: String,
+    pub(super) client: C,
+    pub(super) cfg: QueueConfig,
+    pub(super) metrics: EndpointMetrics,
+    /// Inputs of dynamic sharding.
+    pub(super) counters: Counters,
+    /// Cancelled to stop sending at once (shutdown deadline passed).
+    pub(super) hard_stop: CancellationToken,
+    health: Mutex<Health>,
+    started: Instant,
+    /// Milliseconds after `started` when a send last finished (0: never).
+    last_send_ms: AtomicU64,
+}
+
+/// How a batch ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Outcome {
+    Sent,
+    /// Refused for good (or could not be encoded); counted as failed.
+    Failed,
+    /// Stopped by the hard stop; counted as dropped (shutdown).
+    Cancelled,
+}
+
+/// The endpoint's state as logged. Covered by `Sender::health`.
+#[derive(Debug, Default)]
+struct Health {
+    /// Shards currently retrying a batch; the endpoint is "retrying" while this is above 0.
+    retrying_shards: usize,
+    retrying_since: Option<Instant>,
+    last_reject_log: Option<Instant>,
+    rejects_not_logged: u64,
+}
+
+impl<C: WriteClient> Sender<C> {
+    pub(super) fn new(
+        name: String,
+        client: C,
+        cfg: QueueConfig,
+        metrics: EndpointMetrics,
+        hard_stop: CancellationToken,
+    ) -> Self {
+        Sender {
+            name,
+            client,
+            cfg,
+            metrics,
+            counters: Counters::default(),
+            hard_stop,
+            health: Mutex::new(Health::default()),
+            started: Instant::now(),
+            last_send_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Sends one batch (see the module invariants). Also feeds the sharding counters.
+    pub(super) async fn send(
+        &self,
+        encoder: &mut RequestEncoder,
+        samples: &[WireSample],
+    ) -> Outcome {
+        let began = Instant::now();
+        let outcome = self.send_with_retries(encoder, samples).await;
+        if outcome != Outcome::Cancelled {
+            Counters::add(&self.counters.samples_out, samples.len() as u64);
+            Counters::add(&self.counters.send_nanos, duration_nanos(began.elapsed()));
+            let now = self.started.elapsed().as_millis().max(1);
+            self.last_send_ms
+                .store(u64::try_from(now).unwrap_or(u64::MAX), Ordering::Relaxed);
+        }
+        outcome
+    }
+
+    /// Whether some shard is retrying a batch.
+    pub(super) fn is_retrying(&self) -> bool {
+        self.health().retrying_shards > 0
+    }
+
+    /// How long ago a send last finished; `None` if none ever did.
+    pub(super) fn since_last_send(&self) -> Option<Duration> {
+        match self.last_send_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(
+                self.started
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(ms)),
+            ),
+        }
+    }
+
+    async fn send_with_retries(
+        &self,
+        encoder: &mut RequestEncoder,
+        samples: &[WireSample],
+    ) -> Outcome {
+        let n = samples.len() as u64;
+        let body = match encoder.encode(samples) {
+            Ok(body) => Bytes::copy_from_slice(body),
+            Err(e) => {
+                tracing::error!(endpoint = %self.name, samples = n, error = %chain(&e), "cannot encode a write request; samples dropped");
+                self.metrics.failed.encode.inc_by(n);
+                return Outcome::Failed;
+            }
+        };
+        let highest = samples.iter().map(|s| s.timestamp_ms).max();
+        let mut backoff = Backoff::new(self.cfg.min_backoff, self.cfg.max_backoff);
+        let mut retrying = false;
+        loop {
+            let attempt = Instant::now();
+            let result = tokio::select! {
+                biased;
+                _ = self.hard_stop.cancelled() => return self.cancelled(n, retrying),
+                r = self.client.store(body.clone()) => r,
+            };
+            self.metrics
+                .batch_send_duration
+                .observe(attempt.elapsed().as_secs_f64());
+            self.count_request(&result);
+            let error = match result {
+                Ok(()) => {
+                    self.metrics.samples_sent.inc_by(n);
+                    self.metrics.bytes_sent.inc_by(body.len() as u64);
+                    if let Some(ts) = highest {
+                        self.metrics.observe_sent_timestamp(ts);
+                    }
+                    if retrying {
+                        self.end_retry(true);
+                    }
+                    return Outcome::Sent;
+                }
+                Err(e) => e,
+            };
+            if !error.is_retryable(self.cfg.retry_on_http_429) {
+                if retrying {
+                    self.end_retry(false);
+                }
+                self.refused(&error, n);
+                return Outcome::Failed;
+            }
+            if retrying {
+                tracing::debug!(endpoint = %self.name, status = error.status().map(|s| s.as_u16()), reason = %chain(&error), "remote write failed again; retrying");
+            } else {
+                retrying = true;
+                self.start_retry(&error);
+            }
+            let delay = match &error {
+                SendError::RateLimited {
+                    retry_after: Some(asked),
+                    ..
+                } => backoff.retry_after(*asked),
+                _ => backoff.next_delay(rand::random::<f64>()),
+            };
+            tokio::select! {
+                biased;
+                _ = self.hard_stop.cancelled() => return self.cancelled(n, retrying),
+                _ = tokio::time::sleep(delay) => {}
+            }
+            self.metrics.samples_retried.inc_by(n);
+        }
+    }
+
+    fn cancelled(&self, n: u64, retrying: bool) -> Outcome {
+        if retrying {
+            self.end_retry(false);
+        }
+        self.metrics.dropped.shutdown.inc_by(n);
+        Outcome::Cancelled
+    }
+
+    fn count_request(&self, result: &Result<(), SendError>) {
+        let r = &self.metrics.requests;
+        let counter = match result {
+            Ok(()) => &r.ok,
+            Err(SendError::Timeout(_)) => &r.timeout,
+            Err(SendError::Transport(_)) => &r.network,
+            Err(SendError::RateLimited { .. }) => &r.too_many_requests,
+            Err(SendError::Server { .. }) => &r.server_error,
+            Err(SendError::Rejected { status, .. }) if status.is_client_error() => &r.client_error,
+            Err(SendError::Rejected { .. }) => &r.other,
+        };
+        counter.inc();
+    }
+
+    fn start_retry(&self, error: &SendError) {
+        let mut h = self.health();
+        h.retrying_shards += 1;
+        if h.retrying_shards == 1 {
+            h.retrying_since = Some(Instant::now());
+            tracing::warn!(endpoint = %self.name, status = error.status().map(|s| s.as_u16()), reason = %chain(error), "remote write failed; retrying");
+        }
+    }
+
+    fn end_retry(&self, recovered: bool) {
+        let mut h = self.health();
+        h.retrying_shards = h.retrying_shards.saturating_sub(1);
+        if h.retrying_shards == 0 {
+            let since = h.retrying_since.take();
+            if recovered {
+                let failing_for = since.map(|s| s.elapsed()).unwrap_or_default();
+                tracing::info!(endpoint = %self.name, failing_for = ?failing_for, "remote write recovered");
+            }
+        }
+    }
+
+    fn refused(&self, error: &SendError, n: u64) {
+        let counter = match error {
+            SendError::RateLimited { .. } => &self.metrics.failed.rate_limited,
+            _ => &self.metrics.failed.rejected,
+        };
+        counter.inc_by(n);
+        let mut h = self.health();
+        let due = h
+            .last_reject_log
+            .is_none_or(|at| at.elapsed() >= REJECT_LOG_INTERVAL);
+        if !due {
+            h.rejects_not_logged += 1;
+            return;
+        }
+        let not_logged = std::mem::take(&mut h.rejects_not_logged);
+        h.last_reject_log = Some(Instant::now());
+        drop(h);
+        tracing::error!(endpoint = %self.name, status = error.status().map(|s| s.as_u16()), samples = n, reason = %chain(error), similar_not_logged = not_logged, "receiver refused a batch; samples dropped");
+    }
+
+    fn health(&self) -> MutexGuard<'_, Health> {
+        // Every edit of `Health` is a single step; a poisoned lock still holds a valid state.
+        self.health.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn duration_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// An error and its causes on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}

@@ -1,0 +1,233 @@
+//! [`RemoteWrite`]: every configured endpoint (and the debug output) behind one [`Fanout`].
+//!
+//! Invariants:
+//! 1. All endpoints are validated (URL, headers, TLS) before any starts: `start` either
+//!    starts everything or nothing.
+//! 2. Each endpoint has its own input queue, queue manager and shards: one slow or failing
+//!    endpoint never delays another (its input queue fills and drops, counted).
+//! 3. Endpoints are keyed by a hash of everything that defines them ([`endpoint_key`]), so a
+//!    reload can keep the ones whose key did not change.
+//! 4. Shutdown stops accepting batches, lets every endpoint send what it holds, and after the
+//!    grace period abandons the rest, counting it as dropped (reason `shutdown`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use tokio::task::JoinHandle;
+
+use super::debug::{DEBUG_INTERVAL, spawn_debug_sink};
+use super::error::Error;
+use super::metrics::RemoteMetrics;
+use super::queue::{QueueHandle, QueueTuning, spawn_queue};
+use super::source::Fanout;
+use super::write_client::{HttpWriteClient, WriteClient};
+use crate::config::{Config, HttpClientConfig, RemoteWriteConfig};
+use crate::labels::Labels;
+use prometheus_client::metrics::counter::Counter;
+
+/// The running remote write side of the agent.
+#[derive(Debug)]
+pub struct RemoteWrite {
+    fanout: Arc<Fanout>,
+    endpoints: Vec<Endpoint>,
+    debug: Option<JoinHandle<()>>,
+}
+
+/// One running endpoint.
+#[derive(Debug)]
+struct Endpoint {
+    key: u64,
+    queue: QueueHandle,
+}
+
+/// An endpoint's input queue holds this many times its `queue_config.capacity` samples.
+pub const INPUT_QUEUE_FACTOR: usize = 2;
+
+impl RemoteWrite {
+    /// Starts every `remote_write` endpoint of `config`, and the debug output when there is no
+    /// endpoint or `agent.debug_output` is set. Must be called within a Tokio runtime.
+    pub fn start(config: &Config, metrics: &RemoteMetrics) -> Result<Self, Error> {
+        Self::start_with(
+            config,
+            metrics,
+            QueueTuning::default(),
+            HttpWriteClient::new,
+        )
+    }
+
+    /// [`RemoteWrite::start`] with another write client and tuning (tests).
+    pub fn start_with<C, F>(
+        config: &Config,
+        metrics: &RemoteMetrics,
+        tuning: QueueTuning,
+        mut make_client: F,
+    ) -> Result<Self, Error>
+    where
+        C: WriteClient,
+        F: FnMut(&RemoteWriteConfig) -> Result<C, Error>,
+    {
+        let external = &config.global.external_labels;
+        let clients = config
+            .remote_write
+            .iter()
+            .map(&mut make_client)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut fanout = Fanout::new();
+        let mut endpoints = Vec::with_capacity(clients.len());
+        for (cfg, client) in config.remote_write.iter().zip(clients) {
+            let m = metrics.endpoint(&cfg.name);
+            let q = &cfg.queue_config;
+            let capacity = q
+                .capacity
+                .max(q.max_samples_per_send)
+                .saturating_mul(INPUT_QUEUE_FACTOR);
+            m.queue_capacity
+                .set(i64::try_from(capacity).unwrap_or(i64::MAX));
+            let source = fanout.add_output(
+                capacity,
+                m.dropped.queue_full.clone(),
+                m.dropped.shutdown.clone(),
+            );
+            let queue = spawn_queue(cfg, external, source, client, m, tuning);
+            tracing::info!(endpoint = %cfg.name, url = %cfg.url, "remote write endpoint started");
+            endpoints.push(Endpoint {
+                key: endpoint_key(cfg, external),
+                queue,
+            });
+        }
+        let debug = (config.remote_write.is_empty() || config.agent.debug_output).then(|| {
+            // What the debug output cannot keep up with is of no consequence: not counted.
+            let source = fanout.add_output(100_000, Counter::default(), Counter::default());
+            spawn_debug_sink(source, external.clone(), DEBUG_INTERVAL)
+        });
+        Ok(RemoteWrite {
+            fanout: Arc::new(fanout),
+            endpoints,
+            debug,
+        })
+    }
+
+    /// The appender to give the scrape loops.
+    pub fn appender(&self) -> Arc<Fanout> {
+        self.fanout.clone()
+    }
+
+    /// The running endpoints with their keys (see [`endpoint_key`]).
+    pub fn endpoints(&self) -> impl Iterator<Item = (u64, &QueueHandle)> {
+        self.endpoints.iter().map(|e| (e.key, &e.queue))
+    }
+
+    /// Stops accepting batches, sends what is queued, and after `grace` abandons the rest.
+    /// Returns whether everything was sent (or refused) in time.
+    pub async fn shutdown(self, grace: Duration) -> bool {
+        self.fanout.close();
+        let stoppers: Vec<_> = self.endpoints.iter().map(|e| e.queue.stopper()).collect();
+        let mut waits: Vec<_> = self
+            .endpoints
+            .into_iter()
+            .map(|e| futures_util::future::Either::Left(e.queue.join()))
+            .collect();
+        if let Some(debug) = self.debug {
+            waits.push(futures_util::future::Either::Right(async move {
+                let _ = debug.await;
+            }));
+        }
+        let all = join_all(waits);
+        tokio::pin!(all);
+        let clean = tokio::time::timeout(grace, &mut all).await.is_ok();
+        if !clean {
+            for stop in &stoppers {
+                stop.cancel();
+            }
+            all.await;
+        }
+        let discarded = self.fanout.discard_queued();
+        if clean {
+            tracing::info!("remote write stopped; everything queued was sent");
+        } else {
+            tracing::warn!(grace = ?grace, discarded_input = discarded, "remote write stopped before everything queued was sent; the rest is counted as dropped (shutdown)");
+        }
+        clean
+    }
+}
+
+/// A stable hash of what defines an endpoint: its configuration (secrets included, never
+/// shown) and the external labels.
+pub fn endpoint_key(cfg: &RemoteWriteConfig, external_labels: &Labels) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    // `Debug` of the config shows every field but secrets, which are added separately.
+    h.update(format!("{cfg:?}").as_bytes());
+    h.update(format!("{external_labels:?}").as_bytes());
+    for secret in secrets(&cfg.http) {
+        h.update(&[0xff]);
+        h.update(secret.as_bytes());
+    }
+    h.digest()
+}
+
+fn secrets(http: &HttpClientConfig) -> impl Iterator<Item = &str> {
+    let basic = http.basic_auth.as_ref().and_then(|b| b.password.as_ref());
+    let auth = http
+        .authorization
+        .as_ref()
+        .and_then(|a| a.credentials.as_ref());
+    let key = http.tls_config.key.as_ref();
+    [basic, auth, key].into_iter().flatten().map(|s| s.expose())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BasicAuth, Secret};
+
+    fn cfg(url: &str) -> RemoteWriteConfig {
+        RemoteWriteConfig {
+            url: url.into(),
+            name: "a".into(),
+            remote_timeout: Duration::from_secs(30),
+            headers: Default::default(),
+            write_relabel_configs: vec![],
+            queue_config: Default::default(),
+            metadata_config: Default::default(),
+            http: Default::default(),
+        }
+    }
+
+    #[test]
+    fn endpoint_key_changes_with_anything_that_defines_the_endpoint() {
+        let none = Labels::empty();
+        let base = cfg("http://a/w");
+        let key = endpoint_key(&base, &none);
+        assert_eq!(key, endpoint_key(&base.clone(), &none));
+        assert_ne!(key, endpoint_key(&cfg("http://b/w"), &none));
+        assert_ne!(key, endpoint_key(&base, &Labels::from_pairs([("x", "1")])));
+        let mut slower = base.clone();
+        slower.queue_config.max_shards = 3;
+        assert_ne!(key, endpoint_key(&slower, &none));
+        let with_password = |p: &str| {
+            let mut c = base.clone();
+            c.http.basic_auth = Some(BasicAuth {
+                username: "u".into(),
+                password: Some(Secret::new(p)),
+                password_file: None,
+            });
+            endpoint_key(&c, &none)
+        };
+        assert_ne!(with_password("one"), with_password("two"));
+    }
+
+    #[test]
+    fn an_invalid_endpoint_starts_nothing() {
+        let config = Config {
+            remote_write: vec![cfg("http://127.0.0.1:1/ok"), cfg("not a url")],
+            ..Default::default()
+        };
+        let metrics = RemoteMetrics::register(&mut Default::default());
+        let err = RemoteWrite::start(&config, &metrics).err();
+        assert!(
+            matches!(err, Some(Error::Url { ref url, .. }) if url == "not a url"),
+            "{err:?}"
+        );
+    }
+}
