@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message;
-use scrapelet::append::{Appender, Batch, Sample, SeriesRef};
+use scrapelet::append::{Batch, Sample, SeriesRef};
 use scrapelet::config::{Config, QueueConfig, RemoteWriteConfig};
 use scrapelet::labels::Labels;
 use scrapelet::remote::prompb;
@@ -132,17 +132,13 @@ fn bench_pipeline(c: &mut Criterion) {
         remote_write: vec![RemoteWriteConfig {
             url: "http://127.0.0.1:1/unused".into(),
             name: "bench".into(),
-            remote_timeout: Duration::from_secs(30),
-            headers: Default::default(),
-            write_relabel_configs: vec![],
             queue_config: QueueConfig {
                 min_shards: 2,
                 max_shards: 2,
                 capacity: 100_000,
                 ..Default::default()
             },
-            metadata_config: Default::default(),
-            http: Default::default(),
+            ..Default::default()
         }],
         ..Default::default()
     };
@@ -156,11 +152,14 @@ fn bench_pipeline(c: &mut Criterion) {
                 let scrapes = scrapes.clone();
                 total += runtime.block_on(async {
                     let metrics = RemoteMetrics::register(&mut Default::default());
-                    let remote =
-                        RemoteWrite::start_with(&config, &metrics, QueueTuning::default(), |_| {
-                            Ok(Discard)
-                        })
-                        .unwrap_or_else(|e| panic!("cannot start: {e}"));
+                    let remote = RemoteWrite::start_with(
+                        &config,
+                        false,
+                        &metrics,
+                        QueueTuning::default(),
+                        |_| Ok(Discard),
+                    )
+                    .unwrap_or_else(|e| panic!("cannot start: {e}"));
                     remote.appender().append(batch(0, true));
                     let started = Instant::now();
                     for s in scrapes {

@@ -7,10 +7,10 @@
 //! Contract (what an appender may rely on, and what it must do):
 //! 1. A series is introduced by an entry in [`Batch::series`] in the same batch as, or an
 //!    earlier batch than, its first sample. Its labels are final (target labels attached,
-//!    metric relabeling applied, no `__` labels except `__name__`) and never change for that
-//!    [`SeriesRef`].
-//! 2. Within a batch, and across batches from one scrape loop, samples of one series are in
-//!    timestamp order.
+//!    metric relabeling applied; external labels and write relabeling are the endpoints') and
+//!    never change for that [`SeriesRef`].
+//! 2. Samples of one series come in strictly increasing timestamp order, within a batch and
+//!    across batches (the scrape loop rejects what would break this).
 //! 3. A ref in [`Batch::gone`] will never be used again after that batch; consumers may forget
 //!    its labels once they have handled the batch's samples (bounded memory).
 //! 4. [`Appender::append`] never blocks on the network and never fails: what cannot be kept is

@@ -7,6 +7,7 @@
 //!                                                     web, telemetry watch it all
 //! ```
 
+pub mod agent;
 pub mod append;
 pub mod client;
 pub mod config;

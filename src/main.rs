@@ -1,1 +1,172 @@
-fn main() {}
+//! The `scrapelet` command: flags, config, signals. Everything else is in the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use scrapelet::agent::{Agent, Options};
+use scrapelet::config;
+use scrapelet::telemetry::log::{self, LogFormat};
+
+/// A node-local Prometheus scrape agent for Kubernetes.
+#[derive(Parser, Debug)]
+#[command(name = "scrapelet", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// The config file (Prometheus YAML).
+    #[arg(long, visible_alias = "config.file", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Where the web server (/metrics, /-/ready, /api/v1/targets) listens.
+    #[arg(long, default_value = "0.0.0.0:9464", value_name = "ADDR")]
+    listen_address: SocketAddr,
+
+    /// Where the agent keeps its state.
+    #[arg(long, default_value = "data", value_name = "DIR")]
+    data_dir: PathBuf,
+
+    /// Log format.
+    #[arg(long, value_enum, default_value = "logfmt")]
+    log_format: LogFormat,
+
+    /// Log level or filter (e.g. `info`, `debug`, `info,scrapelet::scrape=debug`).
+    #[arg(long, default_value = "info", value_name = "LEVEL")]
+    log_level: String,
+
+    /// Also log a summary of what is sent to the remote endpoints.
+    #[arg(long)]
+    debug_output: bool,
+
+    /// How long shutdown may spend flushing to remote endpoints.
+    #[arg(long, default_value = "25s", value_parser = parse_seconds, value_name = "DURATION")]
+    shutdown_grace: Duration,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validates a config file and exits non-zero with the reason when it is invalid.
+    CheckConfig {
+        /// The config file.
+        file: PathBuf,
+    },
+}
+
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let digits = s.strip_suffix('s').unwrap_or(s);
+    digits
+        .parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|_| format!("{s:?} is not a whole number of seconds (e.g. 25s)"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::CheckConfig { file }) = &cli.command {
+        return check_config(file);
+    }
+    if let Err(e) = log::init(cli.log_format, &cli.log_level) {
+        eprintln!("scrapelet: {e}");
+        return ExitCode::from(2);
+    }
+    let Some(path) = cli.config.clone() else {
+        eprintln!("scrapelet: --config <FILE> is required (try examples/scrapelet.yml)");
+        return ExitCode::from(2);
+    };
+    // rustls with ring, once for the process (kube and hyper-rustls use the default provider).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("scrapelet: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli, path))
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match config::load(file) {
+        Ok(cfg) => {
+            println!(
+                "{}: valid ({} scrape configs, {} remote_write endpoints)",
+                file.display(),
+                cfg.scrape_configs.len(),
+                cfg.remote_write.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}", error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli, path: PathBuf) -> ExitCode {
+    let config = match config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %error_chain(&e), "cannot load config");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = Options {
+        listen_address: cli.listen_address,
+        data_dir: cli.data_dir,
+        debug_output: cli.debug_output,
+        shutdown_grace: cli.shutdown_grace,
+    };
+    let agent = match Agent::start(config, options).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %error_chain(&e), "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    let signal = wait_for_signal().await;
+    tracing::info!(signal, "shutting down; a second signal exits at once");
+    tokio::select! {
+        _ = agent.shutdown() => ExitCode::SUCCESS,
+        second = wait_for_signal() => {
+            tracing::warn!(signal = second, "second signal; exiting without finishing shutdown");
+            ExitCode::from(130)
+        }
+    }
+}
+
+/// Waits for SIGTERM or SIGINT; returns its name.
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the process can only be killed; never return early.
+        std::future::pending::<()>().await;
+        return "none";
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+/// An error and its causes on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use scrapelet::append::{Appender, Batch, STALE_NAN_BITS, Sample, SeriesRef, stale_nan};
+use scrapelet::append::{Batch, STALE_NAN_BITS, Sample, SeriesRef, stale_nan};
 use scrapelet::config::{Config, GlobalConfig, QueueConfig, RemoteWriteConfig};
 use scrapelet::labels::Labels;
 use scrapelet::relabel::{Action, Regex, RelabelConfig};
@@ -24,16 +24,13 @@ fn endpoint(name: &str, url: &str) -> RemoteWriteConfig {
         url: url.to_owned(),
         name: name.to_owned(),
         remote_timeout: Duration::from_secs(10),
-        headers: BTreeMap::new(),
-        write_relabel_configs: vec![],
         queue_config: QueueConfig {
             batch_send_deadline: Duration::from_millis(50),
             min_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(100),
             ..Default::default()
         },
-        metadata_config: Default::default(),
-        http: Default::default(),
+        ..Default::default()
     }
 }
 
@@ -62,8 +59,9 @@ impl Agent {
         };
         let mut registry = Registry::default();
         let metrics = RemoteMetrics::register(&mut registry);
-        let remote = RemoteWrite::start_with(&config, &metrics, tuning, HttpWriteClient::new)
-            .unwrap_or_else(|e| panic!("cannot start remote write: {e}"));
+        let remote =
+            RemoteWrite::start_with(&config, false, &metrics, tuning, HttpWriteClient::new)
+                .unwrap_or_else(|e| panic!("cannot start remote write: {e}"));
         Agent { remote, registry }
     }
 

@@ -5,10 +5,36 @@
 //!   default applied, every inherited value (global -> scrape config) filled in, every rule
 //!   validated. Consumers never see an `Option` that means "use the default".
 //! - [`Error`] names the file, line and key of every problem found.
+//! - [`parse_duration`] / [`format_duration`] and [`parse_size`]: Prometheus's duration and
+//!   byte-size forms (e.g. for the `__scrape_interval__` label, or flags).
 //!
 //! Semantics follow Prometheus 2.x exactly (defaults, inheritance, validation messages where
 //! practical), so a Prometheus agent-mode config loads unchanged.
+//!
+//! How a file becomes a [`Config`]:
+//! 1. `expand_env` (a hook, the identity for now) rewrites the text;
+//! 2. serde-saphyr reads it into the YAML model of `raw` (unknown keys are errors). A syntax or
+//!    type error stops here: one [`Problem`], its key path found by `locate`;
+//! 3. `resolve` applies defaults and inheritance and validates everything, collecting every
+//!    problem, each with the line of its key.
+//!
+//! Invariants: [`parse`] never panics, whatever the text; it returns either a fully valid
+//! [`Config`] or at least one [`Problem`], sorted by line. Keys Prometheus knows but scrapelet
+//! does not implement are either accepted and ignored (no effect for an agent) or rejected as
+//! "not supported by scrapelet" (ignoring them would silently change behaviour); the choice
+//! and its reason are written next to each in `resolve`.
 
+mod duration;
+mod error;
+mod locate;
+mod raw;
+mod resolve;
+mod size;
+
+pub use duration::{DurationError, format_duration, parse_duration};
+pub use size::{SizeError, parse_size};
+
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -93,7 +119,8 @@ pub struct StaticConfig {
 pub struct RemoteWriteConfig {
     /// Absolute http(s) URL.
     pub url: String,
-    /// Unique among endpoints; when not configured, a stable hash of the entry, as Prometheus.
+    /// Unique among endpoints. When not configured: the first 6 hex digits of an MD5 over the
+    /// URL and headers (Prometheus hashes the whole entry; this name survives queue tuning).
     pub name: String,
     /// Default 30s.
     pub remote_timeout: Duration,
@@ -102,7 +129,12 @@ pub struct RemoteWriteConfig {
     pub write_relabel_configs: Vec<RelabelConfig>,
     pub queue_config: QueueConfig,
     pub metadata_config: MetadataConfig,
+    /// Default: as Prometheus's remote write, HTTP/2 off (`enable_http2: false`).
     pub http: HttpClientConfig,
+    /// Send exemplars along with samples. Default false.
+    pub send_exemplars: bool,
+    /// Send native histograms. Default false.
+    pub send_native_histograms: bool,
 }
 
 /// `queue_config:`, with Prometheus's defaults.
@@ -149,7 +181,7 @@ pub struct HttpClientConfig {
     pub tls_config: TlsConfig,
     /// Default true.
     pub follow_redirects: bool,
-    /// Default true.
+    /// Default true for scraping, false for remote write (as Prometheus).
     pub enable_http2: bool,
 }
 
@@ -201,14 +233,16 @@ pub struct AgentConfig {
 /// A configuration problem, or several, each with file, line and key.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The file could not be read.
+    /// The file could not be read (missing, unreadable). Retryable: a later load or reload
+    /// may find it.
     #[error("cannot read config file {path}")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    /// The file is not valid for scrapelet; every problem found is listed.
+    /// The file is not valid for scrapelet; every problem found is listed (a YAML syntax or
+    /// type error stops the reading, so it comes alone). Not retryable: the file must change.
     #[error("invalid config:\n{}", .problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
     Invalid { problems: Vec<Problem> },
 }
@@ -219,7 +253,8 @@ pub struct Problem {
     pub file: String,
     /// 1-based; 0 when unknown.
     pub line: u64,
-    /// Dotted path of the key, e.g. `scrape_configs[1].scrape_timeout`.
+    /// Dotted path of the key, e.g. `scrape_configs[1].scrape_timeout` (indexes from 0;
+    /// `(root)` for the document itself).
     pub key: String,
     pub message: String,
 }
@@ -251,19 +286,53 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// Reads and resolves the config file at `path`.
+/// Reads and resolves the config file at `path`. Relative file paths in it (password,
+/// credential, CA, certificate and key files) are taken relative to the file's directory, as
+/// Prometheus does.
 pub fn load(path: &Path) -> Result<Config, Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
         path: path.to_owned(),
         source,
     })?;
-    parse(&text, &path.display().to_string())
+    let mut config = parse(&text, &path.display().to_string())?;
+    if let Some(dir) = path.parent() {
+        resolve::set_directory(&mut config, dir);
+    }
+    Ok(config)
 }
 
 /// Parses and resolves config text; `origin` names it in errors (usually the file path).
+/// Relative file paths are kept as written.
 pub fn parse(text: &str, origin: &str) -> Result<Config, Error> {
-    let _ = (text, origin);
-    todo!("config: parse")
+    let text = expand_env(text);
+    let index = locate::KeyIndex::build(&text);
+    let raw: raw::RawConfig = match serde_saphyr::from_str::<Option<raw::RawConfig>>(&text) {
+        Ok(raw) => raw.unwrap_or_default(),
+        Err(e) => {
+            return Err(Error::Invalid {
+                problems: vec![error::yaml_problem(&e, origin, &index)],
+            });
+        }
+    };
+    let (config, mut problems) = resolve::resolve(raw, origin, &index);
+    if problems.is_empty() {
+        return Ok(config);
+    }
+    problems.sort_by_key(|p| p.line);
+    Err(Error::Invalid { problems })
+}
+
+/// HOOK: `${VAR}` environment expansion goes here (next issue); today it returns the text
+/// unchanged.
+///
+/// It runs on the whole text before parsing, so whatever it does must keep the YAML valid and
+/// should keep line numbers (a value expanding to several lines shifts every later line).
+/// Relabel rules use `$1`, `${1}` and `${name}` in `replacement` (and `$$` for a literal `$`):
+/// those must reach the relabel engine untouched, so expansion must either skip relabel rules
+/// or expand only names that are set in the environment and are not capture group references
+/// (digits, or names of groups in the rule's regex). Decide and test that when implementing.
+fn expand_env(text: &str) -> Cow<'_, str> {
+    Cow::Borrowed(text)
 }
 
 impl Default for GlobalConfig {
@@ -272,6 +341,56 @@ impl Default for GlobalConfig {
             scrape_interval: Duration::from_secs(60),
             scrape_timeout: Duration::from_secs(10),
             external_labels: Labels::empty(),
+        }
+    }
+}
+
+impl Default for ScrapeConfig {
+    /// Prometheus's `DefaultScrapeConfig` with the default global interval and timeout; the
+    /// job name is empty.
+    fn default() -> Self {
+        let global = GlobalConfig::default();
+        ScrapeConfig {
+            job_name: String::new(),
+            scrape_interval: global.scrape_interval,
+            scrape_timeout: global.scrape_timeout,
+            metrics_path: "/metrics".to_owned(),
+            scheme: Scheme::Http,
+            params: BTreeMap::new(),
+            honor_labels: false,
+            honor_timestamps: true,
+            body_size_limit: 0,
+            sample_limit: 0,
+            label_limit: 0,
+            label_name_length_limit: 0,
+            label_value_length_limit: 0,
+            target_limit: 0,
+            enable_compression: true,
+            http: HttpClientConfig::default(),
+            static_configs: Vec::new(),
+            relabel_configs: Vec::new(),
+            metric_relabel_configs: Vec::new(),
+        }
+    }
+}
+
+impl Default for RemoteWriteConfig {
+    /// Prometheus's `DefaultRemoteWriteConfig`; url and name are empty.
+    fn default() -> Self {
+        RemoteWriteConfig {
+            url: String::new(),
+            name: String::new(),
+            remote_timeout: Duration::from_secs(30),
+            headers: BTreeMap::new(),
+            write_relabel_configs: Vec::new(),
+            queue_config: QueueConfig::default(),
+            metadata_config: MetadataConfig::default(),
+            http: HttpClientConfig {
+                enable_http2: false,
+                ..HttpClientConfig::default()
+            },
+            send_exemplars: false,
+            send_native_histograms: false,
         }
     }
 }

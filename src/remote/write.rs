@@ -22,9 +22,11 @@ use super::metrics::RemoteMetrics;
 use super::queue::{QueueHandle, QueueTuning, spawn_queue};
 use super::source::Fanout;
 use super::write_client::{HttpWriteClient, WriteClient};
+use crate::append::Appender;
 use crate::config::{Config, HttpClientConfig, RemoteWriteConfig};
 use crate::labels::Labels;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 
 /// The running remote write side of the agent.
 #[derive(Debug)]
@@ -46,19 +48,27 @@ pub const INPUT_QUEUE_FACTOR: usize = 2;
 
 impl RemoteWrite {
     /// Starts every `remote_write` endpoint of `config`, and the debug output when there is no
-    /// endpoint or `agent.debug_output` is set. Must be called within a Tokio runtime.
-    pub fn start(config: &Config, metrics: &RemoteMetrics) -> Result<Self, Error> {
+    /// endpoint or `debug_output` is set; registers the metrics in `registry`. Must be called
+    /// within a Tokio runtime.
+    pub fn new(
+        config: &Config,
+        debug_output: bool,
+        registry: &mut Registry,
+    ) -> Result<Self, Error> {
+        let metrics = RemoteMetrics::register(registry);
         Self::start_with(
             config,
-            metrics,
+            debug_output,
+            &metrics,
             QueueTuning::default(),
             HttpWriteClient::new,
         )
     }
 
-    /// [`RemoteWrite::start`] with another write client and tuning (tests).
+    /// [`RemoteWrite::new`] with the metrics, tuning and write client given (tests, benches).
     pub fn start_with<C, F>(
         config: &Config,
+        debug_output: bool,
         metrics: &RemoteMetrics,
         tuning: QueueTuning,
         mut make_client: F,
@@ -96,7 +106,7 @@ impl RemoteWrite {
                 queue,
             });
         }
-        let debug = (config.remote_write.is_empty() || config.agent.debug_output).then(|| {
+        let debug = (config.remote_write.is_empty() || debug_output).then(|| {
             // What the debug output cannot keep up with is of no consequence: not counted.
             let source = fanout.add_output(100_000, Counter::default(), Counter::default());
             spawn_debug_sink(source, external.clone(), DEBUG_INTERVAL)
@@ -109,7 +119,7 @@ impl RemoteWrite {
     }
 
     /// The appender to give the scrape loops.
-    pub fn appender(&self) -> Arc<Fanout> {
+    pub fn appender(&self) -> Arc<dyn Appender> {
         self.fanout.clone()
     }
 
@@ -185,12 +195,7 @@ mod tests {
         RemoteWriteConfig {
             url: url.into(),
             name: "a".into(),
-            remote_timeout: Duration::from_secs(30),
-            headers: Default::default(),
-            write_relabel_configs: vec![],
-            queue_config: Default::default(),
-            metadata_config: Default::default(),
-            http: Default::default(),
+            ..Default::default()
         }
     }
 
@@ -223,8 +228,7 @@ mod tests {
             remote_write: vec![cfg("http://127.0.0.1:1/ok"), cfg("not a url")],
             ..Default::default()
         };
-        let metrics = RemoteMetrics::register(&mut Default::default());
-        let err = RemoteWrite::start(&config, &metrics).err();
+        let err = RemoteWrite::new(&config, false, &mut Registry::default()).err();
         assert!(
             matches!(err, Some(Error::Url { ref url, .. }) if url == "not a url"),
             "{err:?}"

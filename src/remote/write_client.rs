@@ -223,15 +223,11 @@ mod tests {
         RemoteWriteConfig {
             url: "http://127.0.0.1:1/write".into(),
             name: "test".into(),
-            remote_timeout: Duration::from_secs(30),
             headers: headers
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
-            write_relabel_configs: vec![],
-            queue_config: Default::default(),
-            metadata_config: Default::default(),
-            http: Default::default(),
+            ..Default::default()
         }
     }
 

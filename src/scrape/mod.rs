@@ -1,1 +1,19 @@
-//! TODO(scrape)
+//! Scraping: targets from discovered groups, one loop per target, samples to the appender.
+//!
+//! - `target`: discovered label sets -> targets (Prometheus's `PopulateLabels`).
+//! - `manager`: pools per job, loops per target, diffed against discovery and config.
+//! - `scrape_loop`: the per-target loop (fetch -> parse -> cache -> append -> report).
+//! - `cache`: the per-target series cache and staleness tracking.
+//! - `fetch`: the HTTP GET with deadline, gzip and size limit.
+
+mod cache;
+mod fetch;
+mod manager;
+mod metrics;
+mod scrape_loop;
+mod target;
+
+pub use manager::{JobError, JobTargets, Manager, TargetsView};
+pub use metrics::Metrics;
+pub use scrape_loop::{Health, ScrapeState, TargetStatus};
+pub use target::{DroppedTarget, Target};

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod receiver;
+pub mod target;
 
 use std::time::Duration;
 

@@ -116,9 +116,6 @@ fn config(min_shards: usize, max_samples_per_send: usize) -> RemoteWriteConfig {
     RemoteWriteConfig {
         url: "http://127.0.0.1:1/write".into(),
         name: "test".into(),
-        remote_timeout: Duration::from_secs(30),
-        headers: Default::default(),
-        write_relabel_configs: vec![],
         queue_config: QueueConfig {
             min_shards,
             max_shards: min_shards.max(8),
@@ -128,8 +125,7 @@ fn config(min_shards: usize, max_samples_per_send: usize) -> RemoteWriteConfig {
             max_backoff: Duration::from_millis(5),
             ..Default::default()
         },
-        metadata_config: Default::default(),
-        http: Default::default(),
+        ..Default::default()
     }
 }
 

@@ -1,0 +1,334 @@
+//! The processor alone: bodies in, batches out.
+
+use super::*;
+use crate::append::is_stale_nan;
+use crate::relabel::RelabelConfig;
+
+struct Rig {
+    p: Processor,
+    /// Every series announced so far, by ref.
+    known: std::collections::HashMap<SeriesRef, Labels>,
+}
+
+fn settings(edit: impl FnOnce(&mut JobSettings)) -> Arc<JobSettings> {
+    let mut s = JobSettings {
+        job: "job1".into(),
+        honor_labels: false,
+        honor_timestamps: true,
+        sample_limit: 0,
+        label_limit: 0,
+        label_name_length_limit: 0,
+        label_value_length_limit: 0,
+        body_size_limit: 0,
+        enable_compression: true,
+        metric_relabel: Relabeler::default(),
+        client: HttpClient::new(&Default::default()).expect("client"),
+    };
+    edit(&mut s);
+    Arc::new(s)
+}
+
+fn rig(edit: impl FnOnce(&mut JobSettings)) -> Rig {
+    let target = Labels::from_pairs([("job", "job1"), ("instance", "h:1")]);
+    Rig {
+        p: Processor::new(settings(edit), target, Arc::new(SeriesRefs::default())),
+        known: Default::default(),
+    }
+}
+
+fn relabel(yaml: &str) -> Relabeler {
+    let rules: Vec<RelabelConfig> = serde_saphyr::from_str(yaml).expect("rules");
+    Relabeler::new(&rules)
+}
+
+impl Rig {
+    /// Scrapes `body` at `ts`; returns the batch, with new series remembered.
+    fn scrape(&mut self, body: &str, ts: i64) -> Result<(Batch, Counts), ScrapeError> {
+        let mut batch = Batch::default();
+        let r = self.p.process(body.as_bytes(), None, ts, &mut batch);
+        match r {
+            Ok(c) => {
+                for (r, l) in &batch.series {
+                    assert!(
+                        self.known.insert(*r, l.clone()).is_none(),
+                        "ref announced twice"
+                    );
+                }
+                Ok((batch, c))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `labels => value` for each sample, in order.
+    fn render(&self, batch: &Batch) -> Vec<(String, i64, String)> {
+        batch
+            .samples
+            .iter()
+            .map(|s| {
+                let labels = self
+                    .known
+                    .get(&s.series)
+                    .map(|l| l.to_string())
+                    .unwrap_or_else(|| "?".into());
+                let v = if is_stale_nan(s.value) {
+                    "stale".to_owned()
+                } else {
+                    s.value.to_string()
+                };
+                (labels, s.timestamp_ms, v)
+            })
+            .collect()
+    }
+}
+
+fn row(labels: &str, ts: i64, v: &str) -> (String, i64, String) {
+    (labels.to_owned(), ts, v.to_owned())
+}
+
+#[test]
+fn first_scrape_creates_series_with_target_labels() {
+    let mut r = rig(|_| {});
+    let (batch, counts) = r
+        .scrape("# TYPE a counter\na_total{x=\"1\"} 5\nb 2.5\n", 1000)
+        .expect("scrape");
+    assert_eq!(
+        counts,
+        Counts {
+            scraped: 2,
+            appended: 2,
+            added: 2,
+            duplicates: 0,
+            out_of_order: 0
+        }
+    );
+    assert_eq!(
+        r.render(&batch),
+        vec![
+            row(
+                r#"{__name__="a_total", instance="h:1", job="job1", x="1"}"#,
+                1000,
+                "5"
+            ),
+            row(r#"{__name__="b", instance="h:1", job="job1"}"#, 1000, "2.5"),
+        ]
+    );
+    assert!(batch.gone.is_empty());
+}
+
+#[test]
+fn steady_state_reuses_series_and_vanished_ones_go_stale() {
+    let mut r = rig(|_| {});
+    let (first, _) = r.scrape("a 1\nb 2\n", 1000).expect("scrape");
+    let (second, counts) = r.scrape("a 3\nb 4\n", 2000).expect("scrape");
+    assert!(second.series.is_empty());
+    assert_eq!(counts.added, 0);
+    assert_eq!(first.samples[0].series, second.samples[0].series);
+    let (third, _) = r.scrape("a 5\n", 3000).expect("scrape");
+    assert_eq!(
+        r.render(&third),
+        vec![
+            row(r#"{__name__="a", instance="h:1", job="job1"}"#, 3000, "5"),
+            row(
+                r#"{__name__="b", instance="h:1", job="job1"}"#,
+                3000,
+                "stale"
+            ),
+        ]
+    );
+    assert_eq!(
+        third.samples[1].value.to_bits(),
+        crate::append::STALE_NAN_BITS
+    );
+    assert_eq!(third.gone, vec![first.samples[1].series]);
+    // b comes back as a new series.
+    let (fourth, c) = r.scrape("a 6\nb 7\n", 4000).expect("scrape");
+    assert_eq!(c.added, 1);
+    assert_ne!(fourth.samples[1].series, first.samples[1].series);
+}
+
+#[test]
+fn conflicting_labels_are_exported_unless_honored() {
+    let body = "m{job=\"inner\",exported_job=\"x\",instance=\"\"} 1\n";
+    let mut r = rig(|_| {});
+    let (b, _) = r.scrape(body, 1).expect("scrape");
+    assert_eq!(
+        r.render(&b)[0].0,
+        r#"{__name__="m", exported_exported_job="inner", exported_job="x", instance="h:1", job="job1"}"#
+    );
+    let mut r = rig(|s| s.honor_labels = true);
+    let (b, _) = r.scrape(body, 1).expect("scrape");
+    assert_eq!(
+        r.render(&b)[0].0,
+        r#"{__name__="m", exported_job="x", instance="h:1", job="inner"}"#
+    );
+}
+
+#[test]
+fn duplicate_label_names_fail_the_scrape() {
+    let mut r = rig(|_| {});
+    let err = r
+        .scrape("ok 1\nm{a=\"1\",a=\"2\"} 1\n", 1)
+        .expect_err("duplicate");
+    assert!(
+        matches!(err, ScrapeError::DuplicateLabel { line: 2, .. }),
+        "{err}"
+    );
+    assert_eq!(err.reason(), "parse");
+}
+
+#[test]
+fn timestamps_honored_or_not_and_never_backwards() {
+    let mut r = rig(|_| {});
+    let (b, _) = r.scrape("a 1 500\nb 1\n", 1000).expect("scrape");
+    assert_eq!(b.samples[0].timestamp_ms, 500);
+    assert_eq!(b.samples[1].timestamp_ms, 1000);
+    // The same explicit timestamp again is rejected, not sent twice; explicit series never
+    // get staleness markers.
+    let (b, c) = r.scrape("a 2 500\n", 2000).expect("scrape");
+    assert_eq!(c.out_of_order, 1);
+    assert_eq!(
+        r.render(&b),
+        vec![row(
+            r#"{__name__="b", instance="h:1", job="job1"}"#,
+            2000,
+            "stale"
+        )]
+    );
+
+    let mut r = rig(|s| s.honor_timestamps = false);
+    let (b, _) = r.scrape("a 1 500\n", 1000).expect("scrape");
+    assert_eq!(b.samples[0].timestamp_ms, 1000);
+}
+
+#[test]
+fn two_texts_of_one_series_share_it_and_the_second_is_a_duplicate() {
+    let mut r = rig(|_| {});
+    let (b, c) = r
+        .scrape("a{x=\"1\"} 1\na{x=\"1\",} 2\n", 1)
+        .expect("scrape");
+    assert_eq!(b.series.len(), 1);
+    assert_eq!(b.samples.len(), 1);
+    assert_eq!(c.duplicates, 1);
+}
+
+#[test]
+fn sample_limit_fails_the_scrape() {
+    let mut r = rig(|s| s.sample_limit = 2);
+    r.scrape("a 1\nb 1\n", 1).expect("within limit");
+    let err = r.scrape("a 1\nb 1\nc 1\n", 2).expect_err("over limit");
+    assert!(
+        matches!(err, ScrapeError::SampleLimit { count: 3, limit: 2 }),
+        "{err}"
+    );
+}
+
+#[test]
+fn label_limits_fail_the_scrape() {
+    let mut r = rig(|s| s.label_value_length_limit = 3);
+    let err = r.scrape("a{x=\"long\"} 1\n", 1).expect_err("too long");
+    assert_eq!(err.reason(), "label_limit");
+    assert!(
+        err.to_string().contains("label_value_length_limit"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_failed_scrape_marks_every_announced_series_stale() {
+    let mut r = rig(|_| {});
+    let (first, _) = r.scrape("a 1\nb 2\n", 1000).expect("scrape");
+    let mut batch = Batch::default();
+    let err =
+        r.p.process(b"a 1\nc 2\n!!!\n", None, 2000, &mut batch)
+            .expect_err("garbage");
+    assert!(err.to_string().contains("line 3"), "{err}");
+    batch.series.clear();
+    batch.samples.clear();
+    r.p.cache.abandon(2000, &mut batch.samples, &mut batch.gone);
+    assert!(batch.series.is_empty(), "c must never be announced");
+    assert_eq!(
+        r.render(&batch),
+        vec![
+            row(
+                r#"{__name__="a", instance="h:1", job="job1"}"#,
+                2000,
+                "stale"
+            ),
+            row(
+                r#"{__name__="b", instance="h:1", job="job1"}"#,
+                2000,
+                "stale"
+            ),
+        ]
+    );
+    let mut gone = batch.gone.clone();
+    gone.sort();
+    let mut want: Vec<_> = first.series.iter().map(|(r, _)| *r).collect();
+    want.sort();
+    assert_eq!(gone, want);
+    assert_eq!(r.p.cache.len(), 0);
+}
+
+#[test]
+fn metric_relabeling_drops_and_renames() {
+    let rules = relabel(
+        "- source_labels: [__name__]\n  regex: drop_me\n  action: drop\n- source_labels: [x]\n  target_label: y\n- regex: x\n  action: labeldrop\n",
+    );
+    let mut r = rig(|s| s.metric_relabel = rules);
+    let (b, c) = r
+        .scrape("drop_me 1\nkeep{x=\"1\"} 2\nkeep{x=\"2\"} 3\n", 1)
+        .expect("scrape");
+    assert_eq!(c.scraped, 3);
+    assert_eq!(c.appended, 2);
+    assert_eq!(
+        r.render(&b),
+        vec![
+            row(
+                r#"{__name__="keep", instance="h:1", job="job1", y="1"}"#,
+                1,
+                "2"
+            ),
+            row(
+                r#"{__name__="keep", instance="h:1", job="job1", y="2"}"#,
+                1,
+                "3"
+            ),
+        ]
+    );
+    // Cached drops stay dropped without re-running the rules.
+    let (b, c) = r.scrape("drop_me 1\nkeep{x=\"1\"} 4\n", 2).expect("scrape");
+    assert_eq!((c.scraped, c.appended, b.series.len()), (2, 1, 0));
+}
+
+#[test]
+fn relabeling_that_collapses_series_yields_duplicates_not_two_series() {
+    let mut r = rig(|s| s.metric_relabel = relabel("- regex: x\n  action: labeldrop\n"));
+    let (b, c) = r.scrape("m{x=\"1\"} 1\nm{x=\"2\"} 2\n", 1).expect("scrape");
+    assert_eq!((b.series.len(), c.appended, c.duplicates), (1, 1, 1));
+}
+
+#[test]
+fn removing_the_name_fails_the_scrape() {
+    let mut r = rig(|s| s.metric_relabel = relabel("- regex: __name__\n  action: labeldrop\n"));
+    let err = r.scrape("m 1\n", 1).expect_err("no name");
+    assert!(matches!(err, ScrapeError::NoName { line: 1 }), "{err}");
+}
+
+#[test]
+fn initial_delay_puts_targets_in_their_slot() {
+    let interval = Duration::from_secs(10);
+    let at = |secs: u64| UNIX_EPOCH + Duration::from_secs(secs);
+    assert_eq!(
+        initial_delay(Duration::from_secs(3), interval, at(100)),
+        Duration::from_secs(3)
+    );
+    assert_eq!(
+        initial_delay(Duration::from_secs(3), interval, at(104)),
+        Duration::from_secs(9)
+    );
+    assert_eq!(
+        initial_delay(Duration::ZERO, interval, at(100)),
+        Duration::ZERO
+    );
+}

@@ -1,0 +1,181 @@
+//! A scrape target served by the test: an HTTP server on 127.0.0.1:0 whose response the test
+//! controls (body, content type, status, gzip, delay, hang) and which counts its requests.
+
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+/// What the target answers.
+#[derive(Clone, Debug)]
+pub struct Exposition {
+    pub body: Vec<u8>,
+    pub content_type: String,
+    pub status: u16,
+    /// Compress with gzip when the scraper accepts it.
+    pub gzip: bool,
+    /// Wait this long before answering.
+    pub delay: Duration,
+    /// Never answer.
+    pub hang: bool,
+}
+
+/// A running target.
+pub struct Target {
+    pub addr: SocketAddr,
+    state: Arc<Shared>,
+}
+
+struct Shared {
+    response: Mutex<Exposition>,
+    requests: AtomicUsize,
+    last_headers: Mutex<http::HeaderMap>,
+    scraped: Notify,
+}
+
+impl Exposition {
+    /// A text-format (0.0.4) body.
+    pub fn text(body: &str) -> Self {
+        Exposition {
+            body: body.as_bytes().to_vec(),
+            content_type: "text/plain; version=0.0.4; charset=utf-8".into(),
+            status: 200,
+            gzip: false,
+            delay: Duration::ZERO,
+            hang: false,
+        }
+    }
+
+    /// An OpenMetrics body.
+    pub fn openmetrics(body: &str) -> Self {
+        Exposition {
+            content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8".into(),
+            ..Exposition::text(body)
+        }
+    }
+}
+
+impl Target {
+    /// Starts a target answering `exposition`.
+    pub async fn start(exposition: Exposition) -> Target {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind target");
+        let addr = listener.local_addr().expect("target addr");
+        let state = Arc::new(Shared {
+            response: Mutex::new(exposition),
+            requests: AtomicUsize::new(0),
+            last_headers: Mutex::new(http::HeaderMap::new()),
+            scraped: Notify::new(),
+        });
+        let shared = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let shared = shared.clone();
+                        async move { Ok::<_, Infallible>(answer(&shared, req).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Target { addr, state }
+    }
+
+    /// `127.0.0.1:port`, as a static target.
+    pub fn address(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Changes what the target answers from now on.
+    pub fn set(&self, exposition: Exposition) {
+        *self.state.response.lock().expect("lock") = exposition;
+    }
+
+    /// Changes only the body.
+    pub fn set_body(&self, body: &str) {
+        self.state.response.lock().expect("lock").body = body.as_bytes().to_vec();
+    }
+
+    /// Requests answered or in progress so far.
+    pub fn requests(&self) -> usize {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Headers of the last request.
+    pub fn last_headers(&self) -> http::HeaderMap {
+        self.state.last_headers.lock().expect("lock").clone()
+    }
+
+    /// Waits until the target has been asked `n` times in total, or panics at the deadline.
+    pub async fn wait_for_requests(&self, n: usize, deadline: Duration) {
+        let wait = async {
+            loop {
+                let notified = self.state.scraped.notified();
+                if self.requests() >= n {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(deadline, wait)
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "target {} got {} of {n} requests in {deadline:?}",
+                    self.addr,
+                    self.requests()
+                )
+            });
+    }
+}
+
+async fn answer(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    shared.requests.fetch_add(1, Ordering::SeqCst);
+    *shared.last_headers.lock().expect("lock") = req.headers().clone();
+    shared.scraped.notify_waiters();
+    let exposition = shared.response.lock().expect("lock").clone();
+    if exposition.hang {
+        std::future::pending::<()>().await;
+    }
+    if !exposition.delay.is_zero() {
+        tokio::time::sleep(exposition.delay).await;
+    }
+    let accepts_gzip = req
+        .headers()
+        .get(http::header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("gzip"));
+    let mut builder = Response::builder()
+        .status(StatusCode::from_u16(exposition.status).expect("status"))
+        .header(http::header::CONTENT_TYPE, exposition.content_type);
+    let body = if exposition.gzip && accepts_gzip {
+        builder = builder.header(http::header::CONTENT_ENCODING, "gzip");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&exposition.body).expect("gzip");
+        enc.finish().expect("gzip")
+    } else {
+        exposition.body
+    };
+    builder
+        .body(Full::new(Bytes::from(body)))
+        .expect("response")
+}
