@@ -369,7 +369,9 @@ impl<C: WriteClient> Reader<C> {
             .iter()
             .enumerate()
             .map(|(i, q)| {
-                let span = tracing::info_span!("shard", shard = i);
+                // A root span: shards spawned by a reshard must not nest in the reader's span
+                // (the endpoint would show twice).
+                let span = tracing::info_span!(parent: None, "remote_write_shard", endpoint = %self.sender.name, shard = i);
                 tokio::spawn(
                     run_shard(self.sender.clone(), q.clone(), self.progress.clone())
                         .instrument(span),

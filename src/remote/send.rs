@@ -10,8 +10,8 @@
 //!    `samples_dropped{reason="shutdown"}`.
 //! 4. Logs follow the endpoint's state, not requests: one line when it starts retrying (with
 //!    the status and the receiver's message), one when it recovers. Refusals (4xx) lose data
-//!    and are logged at error level, at most once per [`REJECT_LOG_INTERVAL`], with a count of
-//!    the ones not logged.
+//!    and are logged at error level, at most once per status per [`REJECT_LOG_INTERVAL`], with
+//!    a count of the ones held back. Lines carry the endpoint through the shard's span.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -26,6 +26,7 @@ use super::retry::Backoff;
 use super::sharding::Counters;
 use super::write_client::{SendError, WriteClient};
 use crate::config::QueueConfig;
+use crate::telemetry::LogLimiter;
 
 /// Refusals are logged at most this often per endpoint.
 pub(super) const REJECT_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -41,6 +42,8 @@ pub(super) struct Sender<C> {
     /// Cancelled to stop sending at once (shutdown deadline passed).
     pub(super) hard_stop: CancellationToken,
     health: Mutex<Health>,
+    /// Refusal lines, per status.
+    reject_log: LogLimiter,
     started: Instant,
     /// Milliseconds after `started` when a send last finished (0: never).
     last_send_ms: AtomicU64,
@@ -62,8 +65,6 @@ struct Health {
     /// Shards currently retrying a batch; the endpoint is "retrying" while this is above 0.
     retrying_shards: usize,
     retrying_since: Option<Instant>,
-    last_reject_log: Option<Instant>,
-    rejects_not_logged: u64,
 }
 
 impl<C: WriteClient> Sender<C> {
@@ -82,6 +83,7 @@ impl<C: WriteClient> Sender<C> {
             counters: Counters::default(),
             hard_stop,
             health: Mutex::new(Health::default()),
+            reject_log: LogLimiter::new(REJECT_LOG_INTERVAL, 16),
             started: Instant::now(),
             last_send_ms: AtomicU64::new(0),
         }
@@ -131,7 +133,7 @@ impl<C: WriteClient> Sender<C> {
         let body = match encoder.encode(samples) {
             Ok(body) => Bytes::copy_from_slice(body),
             Err(e) => {
-                tracing::error!(endpoint = %self.name, samples = n, error = %chain(&e), "cannot encode a write request; samples dropped");
+                tracing::error!(samples = n, error = %chain(&e), "cannot encode a write request; samples dropped");
                 self.metrics.failed.encode.inc_by(n);
                 return Outcome::Failed;
             }
@@ -172,7 +174,7 @@ impl<C: WriteClient> Sender<C> {
                 return Outcome::Failed;
             }
             if retrying {
-                tracing::debug!(endpoint = %self.name, status = error.status().map(|s| s.as_u16()), reason = %chain(&error), "remote write failed again; retrying");
+                tracing::debug!(status = error.status().map(|s| s.as_u16()), reason = %chain(&error), "remote write failed again; retrying");
             } else {
                 retrying = true;
                 self.start_retry(&error);
@@ -220,7 +222,7 @@ impl<C: WriteClient> Sender<C> {
         h.retrying_shards += 1;
         if h.retrying_shards == 1 {
             h.retrying_since = Some(Instant::now());
-            tracing::warn!(endpoint = %self.name, status = error.status().map(|s| s.as_u16()), reason = %chain(error), "remote write failed; retrying");
+            tracing::warn!(status = error.status().map(|s| s.as_u16()), reason = %chain(error), "remote write failed; retrying");
         }
     }
 
@@ -231,7 +233,7 @@ impl<C: WriteClient> Sender<C> {
             let since = h.retrying_since.take();
             if recovered {
                 let failing_for = since.map(|s| s.elapsed()).unwrap_or_default();
-                tracing::info!(endpoint = %self.name, failing_for = ?failing_for, "remote write recovered");
+                tracing::info!(failing_for = ?failing_for, "remote write recovered");
             }
         }
     }
@@ -242,18 +244,11 @@ impl<C: WriteClient> Sender<C> {
             _ => &self.metrics.failed.rejected,
         };
         counter.inc_by(n);
-        let mut h = self.health();
-        let due = h
-            .last_reject_log
-            .is_none_or(|at| at.elapsed() >= REJECT_LOG_INTERVAL);
-        if !due {
-            h.rejects_not_logged += 1;
-            return;
+        let status = error.status().map(|s| s.as_u16());
+        let key = LogLimiter::key(&status);
+        if let Some(held_back) = self.reject_log.check(key, Instant::now()) {
+            tracing::error!(status, samples = n, reason = %chain(error), similar_not_logged = held_back, "receiver refused a batch; samples dropped");
         }
-        let not_logged = std::mem::take(&mut h.rejects_not_logged);
-        h.last_reject_log = Some(Instant::now());
-        drop(h);
-        tracing::error!(endpoint = %self.name, status = error.status().map(|s| s.as_u16()), samples = n, reason = %chain(error), similar_not_logged = not_logged, "receiver refused a batch; samples dropped");
     }
 
     fn health(&self) -> MutexGuard<'_, Health> {
