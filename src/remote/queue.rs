@@ -10,7 +10,8 @@
 //!    the active series: a ref in `gone` is forgotten after its batch's samples are routed.
 //! 3. A sample is routed only if its series is known; otherwise it is counted as dropped
 //!    (`unknown_series`, or `write_relabel` for a series relabeling dropped). Samples older
-//!    than `sample_age_limit` (when set) are dropped as `too_old`.
+//!    than `sample_age_limit` (when set) are dropped as `too_old` (here, and again before each
+//!    retry of a batch).
 //! 4. Shard = hash(series ref) mod shard count. A reshard closes the old shards and waits until
 //!    they have sent everything (retries included) before the new ones start, so each series'
 //!    samples are sent in order across it.
@@ -19,7 +20,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -28,7 +29,7 @@ use tracing::Instrument;
 
 use super::encode::{EncodedLabels, WireSample};
 use super::metrics::EndpointMetrics;
-use super::send::Sender;
+use super::send::{Sender, oldest_allowed_ms};
 use super::sharding::{self, Counters, Rates};
 use super::shards::{Progress, ShardQueue, run_shard};
 use super::source::{BatchSource, Position};
@@ -222,7 +223,7 @@ impl<C: WriteClient> Reader<C> {
         }
         let samples = batch.samples.len() as u64;
         Counters::add(&self.sender.counters.samples_in, samples);
-        let oldest_ms = self.oldest_allowed_ms();
+        let oldest_ms = oldest_allowed_ms(self.sender.cfg.sample_age_limit).unwrap_or(i64::MIN);
         let (mut unknown, mut relabeled, mut too_old) = (0u64, 0u64, 0u64);
         let n = self.shards.len() as u64;
         for s in &batch.samples {
@@ -296,18 +297,6 @@ impl<C: WriteClient> Reader<C> {
             return None;
         }
         Some(EncodedLabels::encode(labels.iter()))
-    }
-
-    fn oldest_allowed_ms(&self) -> i64 {
-        let limit = self.sender.cfg.sample_age_limit;
-        if limit.is_zero() {
-            return i64::MIN;
-        }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .saturating_sub(limit);
-        i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
     }
 
     /// One tick of dynamic sharding (Prometheus's `updateShardsLoop` body).

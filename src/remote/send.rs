@@ -2,10 +2,13 @@
 //! good, or the queue is stopped hard.
 //!
 //! Invariants:
-//! 1. A batch is encoded once and the same bytes are sent on every attempt.
+//! 1. A batch is encoded once and the same bytes are sent on every attempt (unless the age
+//!    limit takes samples out, see 2).
 //! 2. Retryable failures (see `SendError::is_retryable`) are retried for as long as it takes,
-//!    with the delays of `retry::Backoff`; the shard sends nothing else meanwhile, which keeps
-//!    the order of its series.
+//!    with the delays of `retry::Backoff` (or the receiver's `Retry-After`); the shard sends
+//!    nothing else meanwhile, which keeps the order of its series. With `sample_age_limit`,
+//!    samples that grew too old while retrying are taken out before the next attempt (counted
+//!    as dropped, `too_old`), as Prometheus does; the rest is encoded again.
 //! 3. Each sample ends in exactly one of `samples_sent`, `samples_failed{reason}` or
 //!    `samples_dropped{reason="shutdown"}`.
 //! 4. Logs follow the endpoint's state, not requests: one line when it starts retrying (with
@@ -13,9 +16,10 @@
 //!    and are logged at error level, at most once per status per [`REJECT_LOG_INTERVAL`], with
 //!    a count of the ones held back. Lines carry the endpoint through the shard's span.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
@@ -53,7 +57,8 @@ pub(super) struct Sender<C> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Outcome {
     Sent,
-    /// Refused for good (or could not be encoded); counted as failed.
+    /// Refused for good, could not be encoded, or every sample grew too old while retrying;
+    /// counted as failed or dropped.
     Failed,
     /// Stopped by the hard stop; counted as dropped (shutdown).
     Cancelled,
@@ -129,16 +134,12 @@ impl<C: WriteClient> Sender<C> {
         encoder: &mut RequestEncoder,
         samples: &[WireSample],
     ) -> Outcome {
-        let n = samples.len() as u64;
-        let body = match encoder.encode(samples) {
-            Ok(body) => Bytes::copy_from_slice(body),
-            Err(e) => {
-                tracing::error!(samples = n, error = %chain(&e), "cannot encode a write request; samples dropped");
-                self.metrics.failed.encode.inc_by(n);
-                return Outcome::Failed;
-            }
+        let mut samples = Cow::Borrowed(samples);
+        let mut n = samples.len() as u64;
+        let Some(mut body) = self.encode(encoder, &samples) else {
+            return Outcome::Failed;
         };
-        let highest = samples.iter().map(|s| s.timestamp_ms).max();
+        let mut highest = samples.iter().map(|s| s.timestamp_ms).max();
         let mut backoff = Backoff::new(self.cfg.min_backoff, self.cfg.max_backoff);
         let mut retrying = false;
         loop {
@@ -179,19 +180,51 @@ impl<C: WriteClient> Sender<C> {
                 retrying = true;
                 self.start_retry(&error);
             }
-            let delay = match &error {
-                SendError::RateLimited {
-                    retry_after: Some(asked),
-                    ..
-                } => backoff.retry_after(*asked),
-                _ => backoff.next_delay(rand::random::<f64>()),
+            let delay = match error.retry_after() {
+                Some(asked) => backoff.retry_after(asked),
+                None => backoff.next_delay(rand::random::<f64>()),
             };
             tokio::select! {
                 biased;
                 _ = self.hard_stop.cancelled() => return self.cancelled(n, retrying),
                 _ = tokio::time::sleep(delay) => {}
             }
+            if let Some(oldest) = oldest_allowed_ms(self.cfg.sample_age_limit)
+                && samples.iter().any(|s| s.timestamp_ms < oldest)
+            {
+                let kept: Vec<_> = samples
+                    .iter()
+                    .filter(|s| s.timestamp_ms >= oldest)
+                    .cloned()
+                    .collect();
+                self.metrics.dropped.too_old.inc_by(n - kept.len() as u64);
+                if kept.is_empty() {
+                    self.end_retry(false);
+                    return Outcome::Failed;
+                }
+                samples = Cow::Owned(kept);
+                n = samples.len() as u64;
+                highest = samples.iter().map(|s| s.timestamp_ms).max();
+                let Some(again) = self.encode(encoder, &samples) else {
+                    self.end_retry(false);
+                    return Outcome::Failed;
+                };
+                body = again;
+            }
             self.metrics.samples_retried.inc_by(n);
+        }
+    }
+
+    /// The request body for `samples`; `None` (counted, logged) if it cannot be built.
+    fn encode(&self, encoder: &mut RequestEncoder, samples: &[WireSample]) -> Option<Bytes> {
+        match encoder.encode(samples) {
+            Ok(body) => Some(Bytes::copy_from_slice(body)),
+            Err(e) => {
+                let n = samples.len() as u64;
+                tracing::error!(samples = n, error = %chain(&e), "cannot encode a write request; samples dropped");
+                self.metrics.failed.encode.inc_by(n);
+                None
+            }
         }
     }
 
@@ -255,6 +288,17 @@ impl<C: WriteClient> Sender<C> {
         // Every edit of `Health` is a single step; a poisoned lock still holds a valid state.
         self.health.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// The oldest timestamp (ms) `sample_age_limit` lets through now; `None` without a limit.
+pub(super) fn oldest_allowed_ms(limit: Duration) -> Option<i64> {
+    if limit.is_zero() {
+        return None;
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Some(i64::try_from(now.saturating_sub(limit).as_millis()).unwrap_or(i64::MAX))
 }
 
 fn duration_nanos(d: Duration) -> u64 {

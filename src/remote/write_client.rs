@@ -35,7 +35,13 @@ pub trait WriteClient: Send + Sync + 'static {
 pub enum SendError {
     /// The receiver answered 5xx. Retryable (the spec requires it).
     #[error("receiver answered {status}: {message}")]
-    Server { status: StatusCode, message: String },
+    Server {
+        status: StatusCode,
+        /// What `Retry-After` asked for, if it was given and understood (Prometheus honours
+        /// it on 5xx too).
+        retry_after: Option<Duration>,
+        message: String,
+    },
     /// The receiver answered 429 Too Many Requests. Retryable only with `retry_on_http_429`.
     #[error("receiver answered {}: {message}", StatusCode::TOO_MANY_REQUESTS)]
     RateLimited {
@@ -84,6 +90,16 @@ impl SendError {
             SendError::Server { .. } | SendError::Timeout(_) | SendError::Transport(_) => true,
             SendError::RateLimited { .. } => retry_on_http_429,
             SendError::Rejected { .. } => false,
+        }
+    }
+
+    /// The delay the receiver asked for with `Retry-After` (5xx and 429).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            SendError::Server { retry_after, .. } | SendError::RateLimited { retry_after, .. } => {
+                *retry_after
+            }
+            _ => None,
         }
     }
 
@@ -141,7 +157,11 @@ impl HttpWriteClient {
         }
         let message = error_message(&body);
         Err(if status.is_server_error() {
-            SendError::Server { status, message }
+            SendError::Server {
+                status,
+                retry_after,
+                message,
+            }
         } else if status == StatusCode::TOO_MANY_REQUESTS {
             SendError::RateLimited {
                 retry_after,
@@ -269,6 +289,7 @@ mod tests {
     fn retry_policy_follows_the_spec() {
         let server = SendError::Server {
             status: StatusCode::SERVICE_UNAVAILABLE,
+            retry_after: Some(Duration::from_secs(2)),
             message: String::new(),
         };
         let limited = SendError::RateLimited {
@@ -285,6 +306,8 @@ mod tests {
         assert!(limited.is_retryable(true));
         assert!(!rejected.is_retryable(true));
         assert_eq!(limited.status(), Some(StatusCode::TOO_MANY_REQUESTS));
+        assert_eq!(server.retry_after(), Some(Duration::from_secs(2)));
+        assert_eq!(rejected.retry_after(), None);
     }
 
     #[test]
