@@ -234,4 +234,64 @@ mod tests {
             "{err:?}"
         );
     }
+
+    /// Collects formatted log output.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn without_endpoints_the_debug_output_logs_what_would_be_sent() {
+        use crate::append::{Batch, Sample, SeriesRef};
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        // A current-thread runtime: the debug task runs on this thread, under this default.
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let config = Config {
+            global: crate::config::GlobalConfig {
+                external_labels: Labels::from_pairs([("cluster", "c1")]),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let remote = RemoteWrite::new(&config, false, &mut Registry::default());
+        let remote = remote.unwrap_or_else(|e| panic!("cannot start: {e}"));
+        assert_eq!(remote.endpoints().count(), 0);
+        remote.appender().append(Batch {
+            series: vec![(SeriesRef(1), Labels::from_pairs([("__name__", "up")]))],
+            samples: vec![Sample {
+                series: SeriesRef(1),
+                timestamp_ms: 42,
+                value: 1.0,
+            }],
+            gone: vec![],
+        });
+        // Shutdown ends the debug output, which logs its last summary.
+        assert!(remote.shutdown(Duration::from_secs(10)).await);
+        let logs = String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|e| e.into_inner()))
+            .into_owned();
+        let line = logs.lines().find(|l| l.contains("debug output"));
+        let line = line.unwrap_or_else(|| panic!("no debug output line in:\n{logs}"));
+        assert!(line.contains("samples=1"), "{line}");
+        assert!(
+            line.contains(r#"{__name__="up", cluster="c1"} 1 @42"#),
+            "{line}"
+        );
+    }
 }
