@@ -30,7 +30,7 @@ use super::retry::Backoff;
 use super::sharding::Counters;
 use super::write_client::{SendError, WriteClient};
 use crate::config::QueueConfig;
-use crate::telemetry::LogLimiter;
+use crate::telemetry::{LogLimiter, error_chain};
 
 /// Refusals are logged at most this often per endpoint.
 pub(super) const REJECT_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -175,7 +175,7 @@ impl<C: WriteClient> Sender<C> {
                 return Outcome::Failed;
             }
             if retrying {
-                tracing::debug!(status = error.status().map(|s| s.as_u16()), reason = %chain(&error), "remote write failed again; retrying");
+                tracing::debug!(status = error.status().map(|s| s.as_u16()), reason = %error_chain(&error), "remote write failed again; retrying");
             } else {
                 retrying = true;
                 self.start_retry(&error);
@@ -221,7 +221,7 @@ impl<C: WriteClient> Sender<C> {
             Ok(body) => Some(Bytes::copy_from_slice(body)),
             Err(e) => {
                 let n = samples.len() as u64;
-                tracing::error!(samples = n, error = %chain(&e), "cannot encode a write request; samples dropped");
+                tracing::error!(samples = n, error = %error_chain(&e), "cannot encode a write request; samples dropped");
                 self.metrics.failed.encode.inc_by(n);
                 None
             }
@@ -255,7 +255,7 @@ impl<C: WriteClient> Sender<C> {
         h.retrying_shards += 1;
         if h.retrying_shards == 1 {
             h.retrying_since = Some(Instant::now());
-            tracing::warn!(status = error.status().map(|s| s.as_u16()), reason = %chain(error), "remote write failed; retrying");
+            tracing::warn!(status = error.status().map(|s| s.as_u16()), reason = %error_chain(error), "remote write failed; retrying");
         }
     }
 
@@ -280,7 +280,7 @@ impl<C: WriteClient> Sender<C> {
         let status = error.status().map(|s| s.as_u16());
         let key = LogLimiter::key(&status);
         if let Some(held_back) = self.reject_log.check(key, Instant::now()) {
-            tracing::error!(status, samples = n, reason = %chain(error), similar_not_logged = held_back, "receiver refused a batch; samples dropped");
+            tracing::error!(status, samples = n, reason = %error_chain(error), similar_not_logged = held_back, "receiver refused a batch; samples dropped");
         }
     }
 
@@ -303,16 +303,4 @@ pub(super) fn oldest_allowed_ms(limit: Duration) -> Option<i64> {
 
 fn duration_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// An error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
 }
