@@ -8,7 +8,7 @@
 //!   -> source::Fanout        one bounded input queue per endpoint (append never blocks)
 //!   -> queue (reader)        series table: wire labels computed once per series
 //!                            (external labels, then write_relabel_configs, then protobuf)
-//!   -> shards                hash(series ref) -> shard; batches cut by size or deadline
+//!   -> shards                hash(wire labels) -> shard; batches cut by size or deadline
 //!   -> send + retry          encode once (encode), snappy, POST (write_client); retry 5xx,
 //!                            timeouts and network errors with backoff; 429 if configured
 //! ```

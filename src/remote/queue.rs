@@ -12,9 +12,10 @@
 //!    (`unknown_series`, or `write_relabel` for a series relabeling dropped). Samples older
 //!    than `sample_age_limit` (when set) are dropped as `too_old` (here, and again before each
 //!    retry of a batch).
-//! 4. Shard = hash(series ref) mod shard count. A reshard closes the old shards and waits until
-//!    they have sent everything (retries included) before the new ones start, so each series'
-//!    samples are sent in order across it.
+//! 4. Shard = hash(wire labels) mod shard count: a series keeps its shard even when it ends
+//!    and comes back under a new ref (a restarted scrape loop continues its series). A reshard
+//!    closes the old shards and waits until they have sent everything (retries included)
+//!    before the new ones start, so each series' samples are sent in order across it.
 //! 5. Endpoints share nothing but the input batches (`Arc`), so one cannot delay another.
 
 use std::collections::HashMap;
@@ -129,13 +130,20 @@ impl Default for QueueTuning {
     }
 }
 
+/// A series as it goes on the wire.
+struct Prepared {
+    labels: EncodedLabels,
+    /// Hash of the wire labels: picks the shard.
+    shard_hash: u64,
+}
+
 /// The reader task's state. Owned by that task alone.
 struct Reader<C> {
     sender: Arc<Sender<C>>,
     progress: Arc<Progress>,
-    /// Defined, not yet gone series: their wire labels, or `None` if write relabeling dropped
+    /// Defined, not yet gone series: their wire form, or `None` if write relabeling dropped
     /// them.
-    series: HashMap<SeriesRef, Option<EncodedLabels>, BuildHasherDefault<RefHasher>>,
+    series: HashMap<SeriesRef, Option<Prepared>, BuildHasherDefault<RefHasher>>,
     external: Labels,
     relabel: Relabeler,
     shards: Vec<Arc<ShardQueue>>,
@@ -218,8 +226,8 @@ impl<C: WriteClient> Reader<C> {
     /// Handles one batch: definitions, then samples, then gone refs (invariants 1-3).
     async fn route(&mut self, position: Position, batch: &Batch) {
         for (r, labels) in &batch.series {
-            let wire = self.wire_labels(labels);
-            self.series.insert(*r, wire);
+            let prepared = self.prepare(labels);
+            self.series.insert(*r, prepared);
         }
         let samples = batch.samples.len() as u64;
         Counters::add(&self.sender.counters.samples_in, samples);
@@ -228,8 +236,8 @@ impl<C: WriteClient> Reader<C> {
         let n = self.shards.len() as u64;
         for s in &batch.samples {
             self.highest_read_ms = self.highest_read_ms.max(Some(s.timestamp_ms));
-            let labels = match self.series.get(&s.series) {
-                Some(Some(labels)) => labels,
+            let prepared = match self.series.get(&s.series) {
+                Some(Some(prepared)) => prepared,
                 Some(None) => {
                     relabeled += 1;
                     continue;
@@ -243,9 +251,9 @@ impl<C: WriteClient> Reader<C> {
                 too_old += 1;
                 continue;
             }
-            let shard = (mix(s.series.0) % n) as usize;
+            let shard = (prepared.shard_hash % n) as usize;
             self.routed[shard].push(WireSample {
-                labels: labels.clone(),
+                labels: prepared.labels.clone(),
                 timestamp_ms: s.timestamp_ms,
                 value: s.value,
             });
@@ -273,6 +281,13 @@ impl<C: WriteClient> Reader<C> {
             self.series.remove(r);
         }
         self.progress.set_next(Position(position.0 + 1));
+    }
+
+    /// The wire form of a new series, or `None` if it is not to be sent (invariants 1, 4).
+    fn prepare(&self, labels: &Labels) -> Option<Prepared> {
+        let labels = self.wire_labels(labels)?;
+        let shard_hash = xxhash_rust::xxh3::xxh3_64(labels.as_bytes());
+        Some(Prepared { labels, shard_hash })
     }
 
     /// The wire labels of a new series, or `None` if it is not to be sent (invariant 1).
@@ -406,7 +421,7 @@ fn merge_external<'a>(labels: &'a Labels, external: &'a Labels) -> Vec<Label<'a>
     out
 }
 
-/// A 64-bit mixer (splitmix64's finalizer): spreads sequential refs over shards and buckets.
+/// A 64-bit mixer (splitmix64's finalizer): spreads sequential refs over hash buckets.
 fn mix(x: u64) -> u64 {
     let mut z = x;
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

@@ -2,7 +2,8 @@
 //!
 //! Invariants:
 //! 1. A shard sends its samples in the order the reader queued them, one request at a time; a
-//!    series always maps to one shard (for a given shard count), so its samples stay in order.
+//!    series (by its labels) always maps to one shard for a given shard count, so its samples
+//!    stay in order.
 //! 2. A shard buffers at most `capacity` samples, as Prometheus: `capacity / max_samples_per_send`
 //!    full batches (at least one) plus the batch being filled. The reader waits when a shard
 //!    is full; nothing is dropped here.

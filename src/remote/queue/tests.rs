@@ -452,3 +452,46 @@ async fn retry_after_on_a_server_error_is_honoured() {
     assert!(began.elapsed() >= Duration::from_millis(300));
     assert_eq!(fake.received_samples(), 1);
 }
+
+#[tokio::test]
+async fn a_series_back_under_a_new_ref_keeps_its_shard_and_its_order() {
+    let fake = Fake::default();
+    let cfg = config(8, 3);
+    let mut r = reader(&cfg, &Labels::empty(), &fake);
+    r.start_shards(8);
+    // Ref 1 and ref 101 carry the same labels: one series, continued by a new scrape loop.
+    let same = |r: u64| (SeriesRef(r), labels(1));
+    let sample = |r: u64, ts: i64| Sample {
+        series: SeriesRef(r),
+        timestamp_ms: ts,
+        value: 0.0,
+    };
+    let first = Batch {
+        series: vec![same(1)],
+        samples: (1..=20).map(|ts| sample(1, ts)).collect(),
+        gone: vec![],
+    };
+    r.route(Position(0), &first).await;
+    let second = Batch {
+        series: vec![same(101)],
+        samples: (21..=40).map(|ts| sample(101, ts)).collect(),
+        gone: vec![SeriesRef(1)],
+    };
+    let hash = |r: &Reader<Fake>, id: u64| {
+        r.series
+            .get(&SeriesRef(id))
+            .and_then(|p| p.as_ref().map(|p| p.shard_hash))
+    };
+    r.route(Position(1), &second).await;
+    assert_eq!(
+        hash(&r, 101),
+        Some(xxhash_rust::xxh3::xxh3_64(
+            EncodedLabels::encode(labels(1).iter()).as_bytes()
+        ))
+    );
+    r.stop_shards().await;
+    let by_series = fake.by_series();
+    assert_eq!(by_series.len(), 1);
+    let got: Vec<i64> = by_series.into_values().flatten().collect();
+    assert_eq!(got, (1..=40).collect::<Vec<_>>());
+}
