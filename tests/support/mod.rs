@@ -2,7 +2,6 @@
 #![allow(dead_code)]
 
 pub mod receiver;
-pub mod target;
 
 use std::time::Duration;
 
