@@ -22,10 +22,12 @@ impl TestAgent {
         let config = scrapelet::config::parse(config, "test.yml")
             .unwrap_or_else(|e| panic!("test config: {e}"));
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut options = Options::default();
-        options.listen_address = SocketAddr::from(([127, 0, 0, 1], 0));
-        options.data_dir = dir.path().join("data");
-        options.shutdown_grace = Duration::from_secs(5);
+        let options = Options {
+            listen_address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: dir.path().join("data"),
+            shutdown_grace: Duration::from_secs(5),
+            ..Options::default()
+        };
         let agent = Agent::start(config, options)
             .await
             .unwrap_or_else(|e| panic!("agent start: {e}"));
