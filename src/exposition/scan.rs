@@ -1,0 +1,234 @@
+//! Byte-level scanning shared by the line parser and the label iterator: character classes,
+//! names, quoted strings, numbers. Everything here works on byte slices with explicit bounds
+//! and never allocates.
+
+use memchr::memchr2;
+
+/// Class bits, one table lookup per byte.
+const METRIC_START: u8 = 1;
+const METRIC_CONT: u8 = 2;
+const LABEL_START: u8 = 4;
+const LABEL_CONT: u8 = 8;
+
+/// Metric names are `[a-zA-Z_:][a-zA-Z0-9_:]*`, label names `[a-zA-Z_][a-zA-Z0-9_]*`
+/// (promlex.l / openmetricslex.l, rules `M` and `L`).
+static CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        let letter = c.is_ascii_alphabetic() || c == b'_';
+        let mut class = 0;
+        if letter || c == b':' {
+            class |= METRIC_START | METRIC_CONT;
+        }
+        if letter {
+            class |= LABEL_START | LABEL_CONT;
+        }
+        if c.is_ascii_digit() {
+            class |= METRIC_CONT | LABEL_CONT;
+        }
+        table[i] = class;
+        i += 1;
+    }
+    table
+};
+
+/// Prometheus's "normal" NaN (`value.NormalNaN`): every NaN in a body is returned with these
+/// bits, so a target can never produce the stale-marker NaN (0x7ff0000000000002).
+pub(super) const NORMAL_NAN_BITS: u64 = 0x7ff8_0000_0000_0001;
+
+/// Space or tab: the separators of the text format.
+#[inline]
+pub(super) fn is_blank(c: u8) -> bool {
+    c == b' ' || c == b'\t'
+}
+
+/// The first index in `from..end` that is not a space or tab (or `end`).
+#[inline]
+pub(super) fn skip_blanks(b: &[u8], mut from: usize, end: usize) -> usize {
+    while from < end && is_blank(b[from]) {
+        from += 1;
+    }
+    from
+}
+
+/// End of the line starting at `from`: the index of the next `\n`, or `b.len()`.
+#[inline]
+pub(super) fn line_end(b: &[u8], from: usize) -> usize {
+    memchr::memchr(b'\n', &b[from..]).map_or(b.len(), |i| from + i)
+}
+
+#[inline]
+fn scan_class(b: &[u8], mut from: usize, end: usize, class: u8) -> usize {
+    while from < end && CLASS[b[from] as usize] & class != 0 {
+        from += 1;
+    }
+    from
+}
+
+/// End of the metric name starting at `from` (`from` itself when there is none).
+#[inline]
+pub(super) fn metric_name_end(b: &[u8], from: usize, end: usize) -> usize {
+    if from < end && CLASS[b[from] as usize] & METRIC_START != 0 {
+        scan_class(b, from + 1, end, METRIC_CONT)
+    } else {
+        from
+    }
+}
+
+/// End of the label name starting at `from` (`from` itself when there is none).
+#[inline]
+pub(super) fn label_name_end(b: &[u8], from: usize, end: usize) -> usize {
+    if from < end && CLASS[b[from] as usize] & LABEL_START != 0 {
+        scan_class(b, from + 1, end, LABEL_CONT)
+    } else {
+        from
+    }
+}
+
+/// A name already checked against [`CLASS`] (so ASCII) as `&str`.
+#[inline]
+pub(super) fn ascii_str(b: &[u8]) -> &str {
+    // The classes admit ASCII only, so this never fails; stay safe without `unsafe`.
+    std::str::from_utf8(b).unwrap_or_default()
+}
+
+/// The end of a token: the first index in `from..end` holding one of the stop bytes.
+#[inline]
+pub(super) fn token_end(b: &[u8], mut from: usize, end: usize, stop: impl Fn(u8) -> bool) -> usize {
+    while from < end && !stop(b[from]) {
+        from += 1;
+    }
+    from
+}
+
+/// What went wrong inside a quoted string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum QuoteError {
+    /// No closing quote before `end`.
+    Unclosed,
+    /// A backslash at `end` or before a raw newline (`\\.` does not match a newline).
+    BadBackslash(usize),
+}
+
+/// The closing quote of a quoted string whose content starts at `from`; also says whether the
+/// content holds a backslash. `\\`, `\"` and `\n` are escapes; any other `\x` is accepted and
+/// kept as is, as Prometheus does.
+#[inline]
+pub(super) fn closing_quote(
+    b: &[u8],
+    from: usize,
+    end: usize,
+) -> Result<(usize, bool), QuoteError> {
+    let mut p = from;
+    let mut escaped = false;
+    loop {
+        match memchr2(b'"', b'\\', &b[p..end]) {
+            None => return Err(QuoteError::Unclosed),
+            Some(o) if b[p + o] == b'"' => return Ok((p + o, escaped)),
+            Some(o) => {
+                let q = p + o;
+                if q + 1 >= end || b[q + 1] == b'\n' {
+                    return Err(QuoteError::BadBackslash(q));
+                }
+                escaped = true;
+                p = q + 2;
+            }
+        }
+    }
+}
+
+/// Why a number was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum NumberError {
+    /// Not a number in Go's `strconv.ParseFloat` / `ParseInt` syntax (as Prometheus: no
+    /// hex, no underscores, no signed NaN).
+    Syntax,
+    /// Outside the range of f64 / i64.
+    Range,
+    /// NaN or an infinity where a timestamp is wanted.
+    NotFinite,
+}
+
+impl NumberError {
+    pub(super) fn describe(self) -> &'static str {
+        match self {
+            NumberError::Syntax => "is not a number",
+            NumberError::Range => "is out of range",
+            NumberError::NotFinite => "is not a finite number",
+        }
+    }
+}
+
+/// Parses a sample value as Prometheus does (`strconv.ParseFloat` minus hex and underscores):
+/// decimal with optional sign, fraction and exponent; `NaN`, `Inf`, `Infinity` in any case,
+/// the infinities with an optional sign. Finite text that overflows is refused, as in Go.
+/// NaN comes back with [`NORMAL_NAN_BITS`].
+pub(super) fn parse_float(tok: &[u8]) -> Result<f64, NumberError> {
+    // Fast path: plain integers of up to 19 digits fit u64, and `u64 as f64` rounds to
+    // nearest-even exactly as a correct decimal parse does.
+    if !tok.is_empty() && tok.len() <= 19 {
+        let mut n: u64 = 0;
+        let mut all_digits = true;
+        for &c in tok {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                all_digits = false;
+                break;
+            }
+            n = n * 10 + u64::from(d);
+        }
+        if all_digits {
+            return Ok(n as f64);
+        }
+    }
+    let text = std::str::from_utf8(tok).map_err(|_| NumberError::Syntax)?;
+    let v: f64 = text.parse().map_err(|_| NumberError::Syntax)?;
+    if v.is_nan() {
+        // Go accepts "nan" in any case but no sign before it.
+        if matches!(tok.first(), Some(b'+' | b'-')) {
+            return Err(NumberError::Syntax);
+        }
+        return Ok(f64::from_bits(NORMAL_NAN_BITS));
+    }
+    if v.is_infinite() {
+        let unsigned = tok
+            .strip_prefix(b"+")
+            .or(tok.strip_prefix(b"-"))
+            .unwrap_or(tok);
+        if !unsigned.eq_ignore_ascii_case(b"inf") && !unsigned.eq_ignore_ascii_case(b"infinity") {
+            return Err(NumberError::Range);
+        }
+    }
+    Ok(v)
+}
+
+/// Parses a text-format timestamp: `[0-9]+` as i64 milliseconds.
+pub(super) fn parse_int_ms(tok: &[u8]) -> Result<i64, NumberError> {
+    if tok.is_empty() {
+        return Err(NumberError::Syntax);
+    }
+    let mut n: i64 = 0;
+    for &c in tok {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return Err(NumberError::Syntax);
+        }
+        n = n
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(i64::from(d)))
+            .ok_or(NumberError::Range)?;
+    }
+    Ok(n)
+}
+
+/// Parses an OpenMetrics timestamp: float seconds, finite, converted to milliseconds with
+/// truncation toward zero (`int64(ts * 1000)` in Prometheus; out-of-range results saturate).
+pub(super) fn parse_seconds_as_ms(tok: &[u8]) -> Result<i64, NumberError> {
+    let secs = parse_float(tok)?;
+    if !secs.is_finite() {
+        return Err(NumberError::NotFinite);
+    }
+    Ok((secs * 1000.0) as i64)
+}
