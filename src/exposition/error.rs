@@ -1,6 +1,6 @@
 //! The parse error and the helpers that word it.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 /// Why a body could not be parsed, and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,8 +60,8 @@ impl ParseError {
     }
 }
 
-/// `text` in double quotes with Rust escapes (control characters, invalid UTF-8 shown as
-/// U+FFFD), cut to a window around `at` with `…` where it is long.
+/// `text` in double quotes with Rust escapes (control characters; bytes that are not UTF-8 as
+/// `\xNN`), cut to a window around `at` with `…` where it is long.
 pub(super) fn quote(text: &[u8], at: usize) -> String {
     let (from, to) = if text.len() <= QUOTE_WHOLE_MAX {
         (0, text.len())
@@ -75,8 +75,17 @@ pub(super) fn quote(text: &[u8], at: usize) -> String {
     if from > 0 {
         out.push('…');
     }
-    for c in String::from_utf8_lossy(&text[from..to]).chars() {
-        out.extend(c.escape_debug());
+    for chunk in text[from..to].utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\'' => out.push(c),
+                _ => out.extend(c.escape_debug()),
+            }
+        }
+        for byte in chunk.invalid() {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "\\x{byte:02x}");
+        }
     }
     if to < text.len() {
         out.push('…');
