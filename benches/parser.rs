@@ -37,7 +37,13 @@ impl Rng {
     }
 }
 
-const NAMESPACES: &[&str] = &["default", "kube-system", "monitoring", "payments", "checkout"];
+const NAMESPACES: &[&str] = &[
+    "default",
+    "kube-system",
+    "monitoring",
+    "payments",
+    "checkout",
+];
 const METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE"];
 const CODES: &[&str] = &["200", "201", "204", "400", "404", "500", "503"];
 const HANDLERS: &[&str] = &[
@@ -75,7 +81,10 @@ fn base_labels(rng: &mut Rng, out: &mut String) {
     if rng.below(20) == 0 {
         out.push_str(&format!(",detail=\"{}\"", rng.pick(ESCAPED)));
     } else if rng.below(2) == 0 {
-        out.push_str(&format!(",container=\"{}\"", rng.pick(&["app", "sidecar", "proxy"])));
+        out.push_str(&format!(
+            ",container=\"{}\"",
+            rng.pick(&["app", "sidecar", "proxy"])
+        ));
     }
 }
 
@@ -99,7 +108,9 @@ fn exposition(target: usize) -> String {
         match family % 4 {
             0 => {
                 let name = format!("app_http_requests_{family}_total");
-                out.push_str(&format!("# HELP {name} Total HTTP requests served.\n# TYPE {name} counter\n"));
+                out.push_str(&format!(
+                    "# HELP {name} Total HTTP requests served.\n# TYPE {name} counter\n"
+                ));
                 for _ in 0..series {
                     let mut labels = String::new();
                     base_labels(&mut rng, &mut labels);
@@ -113,7 +124,9 @@ fn exposition(target: usize) -> String {
             }
             1 => {
                 let name = format!("process_resident_memory_{family}_bytes");
-                out.push_str(&format!("# HELP {name} Resident memory size in bytes.\n# TYPE {name} gauge\n"));
+                out.push_str(&format!(
+                    "# HELP {name} Resident memory size in bytes.\n# TYPE {name} gauge\n"
+                ));
                 for _ in 0..series {
                     let mut labels = String::new();
                     base_labels(&mut rng, &mut labels);
@@ -122,7 +135,9 @@ fn exposition(target: usize) -> String {
             }
             2 => {
                 let name = format!("http_request_duration_{family}_seconds");
-                out.push_str(&format!("# HELP {name} Request latency.\n# TYPE {name} histogram\n"));
+                out.push_str(&format!(
+                    "# HELP {name} Request latency.\n# TYPE {name} histogram\n"
+                ));
                 for _ in 0..series {
                     let mut labels = String::new();
                     base_labels(&mut rng, &mut labels);
@@ -138,7 +153,9 @@ fn exposition(target: usize) -> String {
             }
             _ => {
                 let name = format!("rpc_duration_{family}_seconds");
-                out.push_str(&format!("# HELP {name} RPC latency.\n# TYPE {name} summary\n"));
+                out.push_str(&format!(
+                    "# HELP {name} RPC latency.\n# TYPE {name} summary\n"
+                ));
                 for _ in 0..series {
                     let mut labels = String::new();
                     base_labels(&mut rng, &mut labels);
@@ -149,7 +166,10 @@ fn exposition(target: usize) -> String {
                         ));
                     }
                     out.push_str(&format!("{name}_sum{{{labels}}} {}\n", value(&mut rng)));
-                    out.push_str(&format!("{name}_count{{{labels}}} {}\n", rng.below(100_000)));
+                    out.push_str(&format!(
+                        "{name}_count{{{labels}}} {}\n",
+                        rng.below(100_000)
+                    ));
                 }
             }
         }

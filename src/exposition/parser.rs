@@ -24,11 +24,11 @@
 //!   comments are errors.
 
 use super::scan::{
-    NumberError, QuoteError, ascii_str, closing_quote, is_blank, label_name_end, line_end,
-    metric_name_end, parse_float, parse_int_ms, parse_seconds_as_ms, skip_blanks, token_end,
+    NumberError, QuoteError, closing_quote, find_any, is_blank, label_name_end, line_end,
+    metric_name_end, name_str, parse_float, parse_int_ms, parse_seconds_as_ms, skip_blanks,
+    token_end,
 };
 use super::{Entry, Format, MetricType, ParseError, Sample};
-use memchr::memchr2;
 use std::fmt;
 
 /// The parser: an iterator over entries. After the first error it yields nothing more.
@@ -204,7 +204,7 @@ impl<'a> Line<'a> {
         if name_end == i {
             return Err(self.error(i, format_args!("expected a metric name after {keyword}")));
         }
-        let family = ascii_str(&b[i..name_end]);
+        let family = name_str(&b[i..name_end]);
         // promlex.l: `{C}*` after the name, minus its first byte; when the rest is all blanks
         // the blank rule wins the tie and the text is empty.
         let rest = &b[name_end..end];
@@ -259,7 +259,7 @@ impl<'a> Line<'a> {
                 "expected a metric name ([a-zA-Z_:][a-zA-Z0-9_:]*), a comment or a blank line",
             ));
         }
-        let name = ascii_str(&b[first..name_end]);
+        let name = name_str(&b[first..name_end]);
         let mut i = skip_blanks(b, name_end, self.end);
         let (series_end, labels_raw) = if i < self.end && b[i] == b'{' {
             let close = self.close_label_block(i + 1, true)?;
@@ -330,7 +330,7 @@ impl<'a> Line<'a> {
                 format_args!("expected a space and the {keyword} text after the metric name"),
             ));
         }
-        let family = ascii_str(&b[i..name_end]);
+        let family = name_str(&b[i..name_end]);
         let text = &b[name_end + 1..end];
         if keyword == "UNIT" {
             // Empty, or the name ends with `_<unit>`.
@@ -346,7 +346,7 @@ impl<'a> Line<'a> {
             }
             return Ok(Some(Entry::Unit {
                 family,
-                unit: ascii_str(text),
+                unit: name_str(text),
             }));
         }
         self.metadata(
@@ -369,7 +369,7 @@ impl<'a> Line<'a> {
                 "expected a metric name ([a-zA-Z_:][a-zA-Z0-9_:]*), `# HELP`, `# TYPE`, `# UNIT` or `# EOF`",
             ));
         }
-        let name = ascii_str(&b[start..name_end]);
+        let name = name_str(&b[start..name_end]);
         let (series_end, labels_raw) = if name_end < end && b[name_end] == b'{' {
             let close = self.close_label_block(name_end + 1, false)?;
             (close + 1, &b[name_end + 1..close])
@@ -489,33 +489,39 @@ impl<'a> Line<'a> {
     fn close_label_block(&mut self, from: usize, multiline: bool) -> Result<usize, ParseError> {
         let b = self.input;
         let mut p = from;
+        let mut open_quote = None;
         loop {
-            // Outside quotes: the next quote or the closing brace.
-            let Some(o) = memchr2(b'"', b'}', &b[p..self.end]) else {
-                return Err(self.error(self.end, "label block is not closed with '}'"));
-            };
-            if b[p + o] == b'}' {
-                return Ok(p + o);
-            }
-            // Inside quotes.
-            let open = p + o;
-            p = loop {
-                match closing_quote(b, open + 1, self.end) {
-                    Ok((close, _)) => break close + 1,
-                    Err(QuoteError::Unclosed) if multiline && self.end < b.len() => {
+            let Some(q) = find_any(b, p, self.end, [b'"', b'\\', b'}']) else {
+                match open_quote {
+                    None => {
+                        return Err(self.error(self.end, "label block is not closed with '}'"));
+                    }
+                    Some(_) if multiline && self.end < b.len() => {
                         self.end = line_end(b, self.end + 1);
                         self.extra_lines += 1;
+                        continue;
                     }
-                    Err(QuoteError::Unclosed) => {
+                    Some(open) => {
                         return Err(self.error(open, "label value is not closed with '\"'"));
-                    }
-                    Err(QuoteError::BadBackslash(at)) => {
-                        return Err(
-                            self.error(at, "backslash before the end of the line in a label value")
-                        );
                     }
                 }
             };
+            p = q + 1;
+            match (b[q], open_quote) {
+                (b'"', None) => open_quote = Some(q),
+                (b'"', Some(_)) => open_quote = None,
+                (b'}', None) => return Ok(q),
+                (b'\\', Some(_)) => {
+                    if q + 1 >= self.end || b[q + 1] == b'\n' {
+                        return Err(
+                            self.error(q, "backslash before the end of the line in a label value")
+                        );
+                    }
+                    p = q + 2;
+                }
+                // `}` inside quotes; a backslash outside them is for `labels()` to refuse.
+                _ => {}
+            }
         }
     }
 

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use super::scan::{QuoteError, ascii_str, closing_quote, label_name_end, skip_blanks};
+use super::scan::{QuoteError, closing_quote, label_name_end, name_str, skip_blanks};
 use super::{Format, ParseError};
 
 /// One sample line. Borrowed from the body; nothing is allocated to produce it.
@@ -119,7 +119,7 @@ impl<'a> LabelIter<'a> {
         if name_end == i {
             return Err(self.error(i, "expected a label name ([a-zA-Z_][a-zA-Z0-9_]*)"));
         }
-        let name = ascii_str(&b[i..name_end]);
+        let name = name_str(&b[i..name_end]);
         i = blanks(name_end);
         if i == end || b[i] != b'=' {
             return Err(self.error(i, format_args!("expected '=' after label name {name:?}")));

@@ -2,8 +2,6 @@
 //! names, quoted strings, numbers. Everything here works on byte slices with explicit bounds
 //! and never allocates.
 
-use memchr::memchr2;
-
 /// Class bits, one table lookup per byte.
 const METRIC_START: u8 = 1;
 const METRIC_CONT: u8 = 2;
@@ -87,11 +85,57 @@ pub(super) fn label_name_end(b: &[u8], from: usize, end: usize) -> usize {
     }
 }
 
+/// `b` as `&str` when it is all ASCII (names, numbers), without a UTF-8 validation pass.
+#[inline]
+pub(super) fn ascii_str(b: &[u8]) -> Option<&str> {
+    if b.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(b) })
+    } else {
+        None
+    }
+}
+
 /// A name already checked against [`CLASS`] (so ASCII) as `&str`.
 #[inline]
-pub(super) fn ascii_str(b: &[u8]) -> &str {
-    // The classes admit ASCII only, so this never fails; stay safe without `unsafe`.
-    std::str::from_utf8(b).unwrap_or_default()
+pub(super) fn name_str(b: &[u8]) -> &str {
+    ascii_str(b).unwrap_or_default()
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The first index in `from..end` holding one of `needles`.
+///
+/// Spans in a label block are short (a label name, a value), so instead of a SIMD search per
+/// span (memchr2 spends most of its time in setup there) this tests eight bytes at a time in
+/// a u64: `(v - 0x01..) & !v & 0x80..` flags the lowest zero byte of `v` exactly (borrows only
+/// cause false flags above a true one), and `v = word ^ needle * 0x01..` is zero where a
+/// byte equals the needle.
+#[inline]
+pub(super) fn find_any<const N: usize>(
+    b: &[u8],
+    mut from: usize,
+    end: usize,
+    needles: [u8; N],
+) -> Option<usize> {
+    let splat = needles.map(|n| ONES * u64::from(n));
+    while from + 8 <= end {
+        let Ok(word) = <[u8; 8]>::try_from(&b[from..from + 8]) else {
+            break;
+        };
+        let word = u64::from_le_bytes(word);
+        let mut hits = 0;
+        for s in splat {
+            let v = word ^ s;
+            hits |= v.wrapping_sub(ONES) & !v & HIGHS;
+        }
+        if hits != 0 {
+            return Some(from + (hits.trailing_zeros() / 8) as usize);
+        }
+        from += 8;
+    }
+    (from..end).find(|&i| needles.contains(&b[i]))
 }
 
 /// The end of a token: the first index in `from..end` holding one of the stop bytes.
@@ -124,11 +168,10 @@ pub(super) fn closing_quote(
     let mut p = from;
     let mut escaped = false;
     loop {
-        match memchr2(b'"', b'\\', &b[p..end]) {
+        match find_any(b, p, end, [b'"', b'\\']) {
             None => return Err(QuoteError::Unclosed),
-            Some(o) if b[p + o] == b'"' => return Ok((p + o, escaped)),
-            Some(o) => {
-                let q = p + o;
+            Some(q) if b[q] == b'"' => return Ok((q, escaped)),
+            Some(q) => {
                 if q + 1 >= end || b[q + 1] == b'\n' {
                     return Err(QuoteError::BadBackslash(q));
                 }
@@ -183,7 +226,7 @@ pub(super) fn parse_float(tok: &[u8]) -> Result<f64, NumberError> {
             return Ok(n as f64);
         }
     }
-    let text = std::str::from_utf8(tok).map_err(|_| NumberError::Syntax)?;
+    let text = ascii_str(tok).ok_or(NumberError::Syntax)?;
     let v: f64 = text.parse().map_err(|_| NumberError::Syntax)?;
     if v.is_nan() {
         // Go accepts "nan" in any case but no sign before it.
