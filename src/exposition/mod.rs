@@ -42,6 +42,8 @@
 mod entry;
 mod error;
 mod parser;
+#[cfg(test)]
+mod proptests;
 mod sample;
 mod scan;
 #[cfg(test)]
