@@ -24,9 +24,9 @@
 //!   comments are errors.
 
 use super::scan::{
-    NumberError, QuoteError, closing_quote, find_any, is_blank, label_name_end, line_end,
-    metric_name_end, name_str, parse_float, parse_int_ms, parse_seconds_as_ms, skip_blanks,
-    token_end,
+    BlockEnd, BlockScan, NumberError, QuoteError, closing_quote, is_blank, label_name_end,
+    line_end, metric_name_end, name_str, parse_float, parse_int_ms, parse_seconds_as_ms,
+    skip_blanks, token_end,
 };
 use super::{Entry, Format, MetricType, ParseError, Sample};
 use std::fmt;
@@ -482,45 +482,32 @@ impl<'a> Line<'a> {
         Ok(())
     }
 
-    /// Finds the `}` closing a label block whose content starts at `from`, skipping over
-    /// quoted strings (which may hold `}`, `,`, `=`, `#` and escaped quotes). The inside is not
-    /// validated here. With `multiline` (text format) a quoted value may run past the end of
-    /// the line; the line then grows to the next newline.
+    /// Finds the `}` closing a label block whose content starts at `from` (see
+    /// [`BlockScan`]). With `multiline` (text format) a quoted value may run past the end of
+    /// the line, as Prometheus's lexer allows; the line then grows to the next newline.
     fn close_label_block(&mut self, from: usize, multiline: bool) -> Result<usize, ParseError> {
         let b = self.input;
-        let mut p = from;
-        let mut open_quote = None;
+        let mut scan = BlockScan::new(from);
         loop {
-            let Some(q) = find_any(b, p, self.end, [b'"', b'\\', b'}']) else {
-                match open_quote {
+            match scan.run(b, self.end) {
+                BlockEnd::Closed(close) => return Ok(close),
+                BlockEnd::BadBackslash(at) => {
+                    return Err(
+                        self.error(at, "backslash before the end of the line in a label value")
+                    );
+                }
+                BlockEnd::EndOfLine => match scan.open_quote {
                     None => {
                         return Err(self.error(self.end, "label block is not closed with '}'"));
                     }
                     Some(_) if multiline && self.end < b.len() => {
                         self.end = line_end(b, self.end + 1);
                         self.extra_lines += 1;
-                        continue;
                     }
                     Some(open) => {
                         return Err(self.error(open, "label value is not closed with '\"'"));
                     }
-                }
-            };
-            p = q + 1;
-            match (b[q], open_quote) {
-                (b'"', None) => open_quote = Some(q),
-                (b'"', Some(_)) => open_quote = None,
-                (b'}', None) => return Ok(q),
-                (b'\\', Some(_)) => {
-                    if q + 1 >= self.end || b[q + 1] == b'\n' {
-                        return Err(
-                            self.error(q, "backslash before the end of the line in a label value")
-                        );
-                    }
-                    p = q + 2;
-                }
-                // `}` inside quotes; a backslash outside them is for `labels()` to refuse.
-                _ => {}
+                },
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 
-use super::scan::NORMAL_NAN_BITS;
+use super::scan::{BlockEnd, BlockScan, NORMAL_NAN_BITS};
 use super::{Entry, Format, MetricType, Parser};
 
 /// Parses `input` to the end, calling `labels()` on every sample, and checks what must
@@ -238,6 +238,39 @@ fn assert_round_trip(families: &[ModelFamily], format: Format, body: &str) {
     assert_eq!(actual, expected, "{body}");
 }
 
+/// The label-block scan written the obvious way, byte by byte.
+fn reference_block_scan(b: &[u8], from: usize, end: usize) -> (BlockEnd, Option<usize>) {
+    let mut open_quote = None;
+    let mut p = from;
+    while p < end {
+        match (b[p], open_quote) {
+            (b'"', None) => open_quote = Some(p),
+            (b'"', Some(_)) => open_quote = None,
+            (b'}', None) => return (BlockEnd::Closed(p), None),
+            (b'\\', Some(_)) => {
+                if p + 1 >= end || b[p + 1] == b'\n' {
+                    return (BlockEnd::BadBackslash(p), open_quote);
+                }
+                p += 1;
+            }
+            _ => {}
+        }
+        p += 1;
+    }
+    (BlockEnd::EndOfLine, open_quote)
+}
+
+/// Bytes for a label block: mostly structure characters, so every path is taken.
+fn block_bytes() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(
+        prop_oneof![
+            3 => proptest::sample::select(b"\"\\}=,\n".to_vec()),
+            2 => proptest::sample::select(b"abc ".to_vec()),
+        ],
+        0..80,
+    )
+}
+
 /// Byte edits that tend to break framing: structure characters, blanks, NUL, non-UTF-8.
 fn edit() -> impl Strategy<Value = (usize, u8, u8)> {
     (
@@ -249,6 +282,23 @@ fn edit() -> impl Strategy<Value = (usize, u8, u8)> {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn block_scans_agree(bytes in block_bytes(), from in 0usize..8, cut in 0usize..8) {
+        let end = bytes.len().saturating_sub(cut);
+        let from = from.min(end);
+        let expected = reference_block_scan(&bytes, from, end);
+        let mut fast = BlockScan::new(from);
+        let fast_end = fast.run(&bytes, end);
+        let mut portable = BlockScan::new(from);
+        let portable_end = portable.run_portable(&bytes, end);
+        prop_assert_eq!(fast_end, expected.0);
+        prop_assert_eq!(portable_end, expected.0);
+        if expected.0 == BlockEnd::EndOfLine {
+            prop_assert_eq!(fast.open_quote, expected.1);
+            prop_assert_eq!(portable.open_quote, expected.1);
+        }
+    }
 
     #[test]
     fn arbitrary_bytes_never_panic(input in proptest::collection::vec(any::<u8>(), 0..400)) {

@@ -105,6 +105,13 @@ pub(super) fn name_str(b: &[u8]) -> &str {
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
+/// The eight bytes at `b[at..at + 8]` as a little-endian u64 (byte `at` lowest), if there.
+#[inline]
+fn load_word(b: &[u8], at: usize) -> Option<u64> {
+    let bytes = b.get(at..at.checked_add(8)?)?;
+    <[u8; 8]>::try_from(bytes).ok().map(u64::from_le_bytes)
+}
+
 /// The first index in `from..end` holding one of `needles`.
 ///
 /// Spans in a label block are short (a label name, a value), so instead of a SIMD search per
@@ -121,10 +128,9 @@ pub(super) fn find_any<const N: usize>(
 ) -> Option<usize> {
     let splat = needles.map(|n| ONES * u64::from(n));
     while from + 8 <= end {
-        let Ok(word) = <[u8; 8]>::try_from(&b[from..from + 8]) else {
+        let Some(word) = load_word(b, from) else {
             break;
         };
-        let word = u64::from_le_bytes(word);
         let mut hits = 0;
         for s in splat {
             let v = word ^ s;
@@ -145,6 +151,152 @@ pub(super) fn token_end(b: &[u8], mut from: usize, end: usize, stop: impl Fn(u8)
         from += 1;
     }
     from
+}
+
+/// Where a label-block scan stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum BlockEnd {
+    /// The `}` closing the block is at this index.
+    Closed(usize),
+    /// The end of the line came first ([`BlockScan::open_quote`] says whether that was
+    /// inside a quoted string).
+    EndOfLine,
+    /// The backslash at this index is the last byte of the line (or input) inside a quoted
+    /// string: `\\.` does not match a newline.
+    BadBackslash(usize),
+}
+
+/// A scan for the `}` that closes a label block, skipping quoted strings (which may hold
+/// `}`, `,`, `=`, `#`, raw newlines and escaped quotes). The inside is not validated. The
+/// state survives the end of a line, so a caller may extend the line and go on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct BlockScan {
+    /// First byte not consumed yet (an escape consumes the byte after its backslash).
+    pub(super) next: usize,
+    /// Where the quoted string we are in opened, if we are in one.
+    pub(super) open_quote: Option<usize>,
+}
+
+impl BlockScan {
+    /// A scan of a block whose content starts at `from` (just after the `{`).
+    pub(super) fn new(from: usize) -> Self {
+        BlockScan {
+            next: from,
+            open_quote: None,
+        }
+    }
+
+    /// Scans `b[self.next..end]`.
+    #[inline]
+    pub(super) fn run(&mut self, b: &[u8], end: usize) -> BlockEnd {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `run_sse2` only needs SSE2, which is part of the x86_64 baseline (every
+        // x86_64 CPU has it; the target enables it statically).
+        return unsafe { self.run_sse2(b, end) };
+        #[cfg(not(target_arch = "x86_64"))]
+        return self.run_portable(b, end);
+    }
+
+    /// Handles the quote, backslash or brace at `p`; `Some` when the scan is over.
+    #[inline]
+    fn hit(&mut self, b: &[u8], p: usize, end: usize) -> Option<BlockEnd> {
+        if p < self.next {
+            return None;
+        }
+        self.next = p + 1;
+        match (b[p], self.open_quote) {
+            (b'"', None) => self.open_quote = Some(p),
+            (b'"', Some(_)) => self.open_quote = None,
+            (b'}', None) => return Some(BlockEnd::Closed(p)),
+            (b'\\', Some(_)) => {
+                if p + 1 >= end || b[p + 1] == b'\n' {
+                    return Some(BlockEnd::BadBackslash(p));
+                }
+                self.next = p + 2;
+            }
+            // `}` inside quotes; a backslash outside them is for `labels()` to refuse.
+            _ => {}
+        }
+        None
+    }
+
+    /// Any target: one [`find_any`] per quote, backslash or brace. (On x86_64 only the tests
+    /// use it, to check `run_sse2` against it.)
+    #[cfg_attr(all(target_arch = "x86_64", not(test)), allow(dead_code))]
+    pub(super) fn run_portable(&mut self, b: &[u8], end: usize) -> BlockEnd {
+        while let Some(p) = find_any(b, self.next, end, [b'"', b'\\', b'}']) {
+            if let Some(done) = self.hit(b, p, end) {
+                return done;
+            }
+        }
+        self.next = self.next.max(end);
+        BlockEnd::EndOfLine
+    }
+
+    /// x86_64 (SSE2 is part of the baseline): sixteen bytes at a time. A chunk without
+    /// backslashes (nearly all) is settled without a branch per structure byte: the prefix
+    /// XOR of its quote mask tells, for every byte, whether it lies inside quotes, and the
+    /// first brace outside them closes the block. A chunk with a backslash goes hit by hit.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "sse2")]
+    pub(super) fn run_sse2(&mut self, b: &[u8], end: usize) -> BlockEnd {
+        use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_movemask_epi8, _mm_set_epi64x, _mm_set1_epi8};
+        let quote = _mm_set1_epi8(b'"' as i8);
+        let backslash = _mm_set1_epi8(b'\\' as i8);
+        let brace = _mm_set1_epi8(b'}' as i8);
+        let mut at = self.next;
+        while at + 16 <= end {
+            let (Some(lo), Some(hi)) = (load_word(b, at), load_word(b, at + 8)) else {
+                break;
+            };
+            let chunk = _mm_set_epi64x(hi as i64, lo as i64);
+            let quotes = _mm_movemask_epi8(_mm_cmpeq_epi8(chunk, quote)) as u32;
+            let backslashes = _mm_movemask_epi8(_mm_cmpeq_epi8(chunk, backslash)) as u32;
+            let braces = _mm_movemask_epi8(_mm_cmpeq_epi8(chunk, brace)) as u32;
+            if backslashes == 0 && self.next <= at {
+                // Bit k: an odd number of quotes in bytes 0..=k, so byte k is inside quotes
+                // (an opening quote counts as inside, a closing one as outside).
+                let mut inside = quotes;
+                inside ^= inside << 1;
+                inside ^= inside << 2;
+                inside ^= inside << 4;
+                inside ^= inside << 8;
+                if self.open_quote.is_some() {
+                    inside = !inside;
+                }
+                let closing = braces & !inside;
+                if closing != 0 {
+                    return BlockEnd::Closed(at + closing.trailing_zeros() as usize);
+                }
+                if inside & 0x8000 == 0 {
+                    self.open_quote = None;
+                } else if quotes != 0 {
+                    // Inside at the end: the last quote opened the string.
+                    self.open_quote = Some(at + 31 - quotes.leading_zeros() as usize);
+                }
+            } else {
+                let mut hits = quotes | backslashes | braces;
+                while hits != 0 {
+                    let p = at + hits.trailing_zeros() as usize;
+                    hits &= hits - 1;
+                    if let Some(done) = self.hit(b, p, end) {
+                        return done;
+                    }
+                }
+            }
+            at += 16;
+            self.next = self.next.max(at);
+        }
+        for p in at..end {
+            if matches!(b[p], b'"' | b'\\' | b'}')
+                && let Some(done) = self.hit(b, p, end)
+            {
+                return done;
+            }
+        }
+        self.next = self.next.max(end);
+        BlockEnd::EndOfLine
+    }
 }
 
 /// What went wrong inside a quoted string.
