@@ -62,6 +62,9 @@ struct Slot {
     created_iter: u64,
     /// Timestamp of the last accepted sample; samples must come strictly after it.
     last_ts: i64,
+    /// `last_ts` before the current scrape changed it (what was committed, if the current
+    /// scrape is abandoned).
+    prev_ts: i64,
     /// Whether the last sample had no explicit timestamp (only those get stale markers).
     track_staleness: bool,
     live: bool,
@@ -148,6 +151,7 @@ impl SeriesCache {
                     last_iter: 0,
                     created_iter: self.iter,
                     last_ts: i64::MIN,
+                    prev_ts: i64::MIN,
                     track_staleness: !explicit_ts,
                     live: true,
                 };
@@ -200,7 +204,12 @@ impl SeriesCache {
         let iter = self.iter;
         for slot in &self.slots {
             if slot.live && slot.created_iter != iter {
-                if slot.track_staleness && ts > slot.last_ts {
+                let committed_ts = if slot.last_iter == iter {
+                    slot.prev_ts
+                } else {
+                    slot.last_ts
+                };
+                if slot.track_staleness && ts > committed_ts {
                     samples.push(stale(slot.sref, ts));
                 }
                 gone.push(slot.sref);
@@ -245,6 +254,7 @@ impl SeriesCache {
         s.last_iter = self.iter;
         s.track_staleness = !explicit_ts;
         self.slots_seen += 1;
+        s.prev_ts = s.last_ts;
         if ts <= s.last_ts {
             return Lookup::OutOfOrder;
         }
