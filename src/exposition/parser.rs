@@ -64,19 +64,12 @@ impl<'a> Iterator for Parser<'a> {
         }
         let next = match self.format {
             Format::PrometheusText => self.next_text(),
-            Format::OpenMetrics => self.next_openmetrics(),
+            Format::OpenMetrics => self.next_openmetrics().transpose(),
         };
-        match next {
-            Ok(Some(entry)) => Some(Ok(entry)),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
+        if !matches!(next, Some(Ok(_))) {
+            self.done = true;
         }
+        next
     }
 }
 
@@ -93,7 +86,7 @@ struct Line<'a> {
 
 impl<'a> Parser<'a> {
     /// Next entry of a text-format body; `None` at the end.
-    fn next_text(&mut self) -> Result<Option<Entry<'a>>, ParseError> {
+    fn next_text(&mut self) -> Option<Result<Entry<'a>, ParseError>> {
         let input = self.input;
         while self.pos < input.len() {
             let start = self.pos;
@@ -111,19 +104,19 @@ impl<'a> Parser<'a> {
                 number: self.line,
                 extra_lines: 0,
             };
-            let entry = if input[first] == b'#' {
-                line.text_comment(first)?
-            } else {
-                let sample = line.text_sample(first);
-                self.line += line.extra_lines;
-                self.pos = line.end + 1;
-                Some(Entry::Sample(sample?))
-            };
-            if entry.is_some() {
-                return Ok(entry);
+            if input[first] == b'#' {
+                match line.text_comment(first) {
+                    Ok(None) => continue,
+                    Ok(Some(entry)) => return Some(Ok(entry)),
+                    Err(e) => return Some(Err(e)),
+                }
             }
+            let sample = line.text_sample(first);
+            self.line += line.extra_lines;
+            self.pos = line.end + 1;
+            return Some(sample.map(Entry::Sample));
         }
-        Ok(None)
+        None
     }
 
     /// Next entry of an OpenMetrics body; `None` after `# EOF`.
@@ -250,6 +243,7 @@ impl<'a> Line<'a> {
     }
 
     /// A text-format sample line whose first non-blank byte is at `first`.
+    #[inline(always)]
     fn text_sample(&mut self, first: usize) -> Result<Sample<'a>, ParseError> {
         let b = self.input;
         let name_end = metric_name_end(b, first, self.end);
