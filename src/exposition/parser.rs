@@ -26,7 +26,7 @@
 use super::scan::{
     BlockEnd, BlockScan, NumberError, QuoteError, closing_quote, is_blank, label_name_end,
     line_end, metric_name_end, name_str, parse_float, parse_int_ms, parse_seconds_as_ms,
-    skip_blanks, token_end,
+    skip_blanks, token_end, utf8_str,
 };
 use super::{Entry, Format, MetricType, ParseError, Sample};
 use std::fmt;
@@ -220,7 +220,7 @@ impl<'a> Line<'a> {
         format: Format,
     ) -> Result<Entry<'a>, ParseError> {
         if is_help {
-            let Ok(text) = std::str::from_utf8(text) else {
+            let Some(text) = utf8_str(text) else {
                 return Err(self.error(text_at, "HELP text is not valid UTF-8"));
             };
             return Ok(Entry::Help { family, text });
@@ -440,7 +440,7 @@ impl<'a> Line<'a> {
             }
             let value_start = name_end + 2;
             let close = self.closing_quote(value_start)?;
-            if std::str::from_utf8(&b[value_start..close]).is_err() {
+            if utf8_str(&b[value_start..close]).is_none() {
                 return Err(self.error(value_start, "exemplar label value is not valid UTF-8"));
             }
             i = close + 1;

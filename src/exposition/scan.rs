@@ -96,6 +96,13 @@ pub(super) fn ascii_str(b: &[u8]) -> Option<&str> {
     }
 }
 
+/// `b` as `&str` if it is UTF-8, checking the common all-ASCII case first (cheaper than a
+/// full validation for short text).
+#[inline]
+pub(super) fn utf8_str(b: &[u8]) -> Option<&str> {
+    ascii_str(b).or_else(|| std::str::from_utf8(b).ok())
+}
+
 /// A name already checked against [`CLASS`] (so ASCII) as `&str`.
 #[inline]
 pub(super) fn name_str(b: &[u8]) -> &str {
