@@ -22,6 +22,9 @@
 //!   and skipped;
 //! - `# EOF` ends the body; it must be there and nothing may follow it. Blank lines and other
 //!   comments are errors.
+//!
+//! In both formats metadata is not policed: a repeated `# TYPE`/`# HELP`, metadata after the
+//! family's samples or for a family without samples are all accepted, as Prometheus does.
 
 use super::scan::{
     BlockEnd, BlockScan, NumberError, QuoteError, closing_quote, is_blank, label_name_end,
@@ -40,6 +43,17 @@ pub struct Parser<'a> {
     line: usize,
     format: Format,
     done: bool,
+}
+
+/// One line being parsed: `input[start..end]`, `end` at its `\n` or the end of input.
+struct Line<'a> {
+    input: &'a [u8],
+    start: usize,
+    end: usize,
+    /// 1-based number of the line.
+    number: usize,
+    /// Newlines inside quoted label values that made this "line" span several (text format).
+    extra_lines: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -71,17 +85,6 @@ impl<'a> Iterator for Parser<'a> {
         }
         next
     }
-}
-
-/// One line being parsed: `input[start..end]`, `end` at its `\n` or the end of input.
-struct Line<'a> {
-    input: &'a [u8],
-    start: usize,
-    end: usize,
-    /// 1-based number of the line.
-    number: usize,
-    /// Newlines inside quoted label values that made this "line" span several (text format).
-    extra_lines: usize,
 }
 
 impl<'a> Parser<'a> {
