@@ -443,8 +443,13 @@ impl<'a> Line<'a> {
             }
             let value_start = name_end + 2;
             let close = self.closing_quote(value_start)?;
-            if utf8_str(&b[value_start..close]).is_none() {
+            let value = &b[value_start..close];
+            if utf8_str(value).is_none() {
                 return Err(self.error(value_start, "exemplar label value is not valid UTF-8"));
+            }
+            // Prometheus's lexer takes NUL bytes in sample label values but not here.
+            if let Some(nul) = memchr::memchr(0, value) {
+                return Err(self.error(value_start + nul, "NUL byte in an exemplar label value"));
             }
             i = close + 1;
             if i < end && b[i] == b',' {
