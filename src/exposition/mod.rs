@@ -38,6 +38,10 @@
 //!   as the stale marker.
 //! - `labels()` depends on the `series` bytes and the format only, so caching by `series`
 //!   (per target) is sound.
+//! - `unsafe` appears twice, both in `scan.rs`: `from_utf8_unchecked` on bytes just checked
+//!   to be ASCII, and the call into the SSE2 label-block scan on x86_64 (SSE2 is part of that
+//!   target's baseline). Other targets use the portable scan; tests check both against a
+//!   byte-by-byte reference.
 
 mod entry;
 mod error;

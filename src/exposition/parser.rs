@@ -22,11 +22,14 @@
 //!   and skipped;
 //! - `# EOF` ends the body; it must be there and nothing may follow it. Blank lines and other
 //!   comments are errors.
+//!
+//! In both formats metadata is not policed: a repeated `# TYPE`/`# HELP`, metadata after the
+//! family's samples or for a family without samples are all accepted, as Prometheus does.
 
 use super::scan::{
     BlockEnd, BlockScan, NumberError, QuoteError, closing_quote, is_blank, label_name_end,
     line_end, metric_name_end, name_str, parse_float, parse_int_ms, parse_seconds_as_ms,
-    skip_blanks, token_end,
+    skip_blanks, token_end, utf8_str,
 };
 use super::{Entry, Format, MetricType, ParseError, Sample};
 use std::fmt;
@@ -40,6 +43,17 @@ pub struct Parser<'a> {
     line: usize,
     format: Format,
     done: bool,
+}
+
+/// One line being parsed: `input[start..end]`, `end` at its `\n` or the end of input.
+struct Line<'a> {
+    input: &'a [u8],
+    start: usize,
+    end: usize,
+    /// 1-based number of the line.
+    number: usize,
+    /// Newlines inside quoted label values that made this "line" span several (text format).
+    extra_lines: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -64,36 +78,18 @@ impl<'a> Iterator for Parser<'a> {
         }
         let next = match self.format {
             Format::PrometheusText => self.next_text(),
-            Format::OpenMetrics => self.next_openmetrics(),
+            Format::OpenMetrics => self.next_openmetrics().transpose(),
         };
-        match next {
-            Ok(Some(entry)) => Some(Ok(entry)),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
+        if !matches!(next, Some(Ok(_))) {
+            self.done = true;
         }
+        next
     }
-}
-
-/// One line being parsed: `input[start..end]`, `end` at its `\n` or the end of input.
-struct Line<'a> {
-    input: &'a [u8],
-    start: usize,
-    end: usize,
-    /// 1-based number of the line.
-    number: usize,
-    /// Newlines inside quoted label values that made this "line" span several (text format).
-    extra_lines: usize,
 }
 
 impl<'a> Parser<'a> {
     /// Next entry of a text-format body; `None` at the end.
-    fn next_text(&mut self) -> Result<Option<Entry<'a>>, ParseError> {
+    fn next_text(&mut self) -> Option<Result<Entry<'a>, ParseError>> {
         let input = self.input;
         while self.pos < input.len() {
             let start = self.pos;
@@ -111,19 +107,19 @@ impl<'a> Parser<'a> {
                 number: self.line,
                 extra_lines: 0,
             };
-            let entry = if input[first] == b'#' {
-                line.text_comment(first)?
-            } else {
-                let sample = line.text_sample(first);
-                self.line += line.extra_lines;
-                self.pos = line.end + 1;
-                Some(Entry::Sample(sample?))
-            };
-            if entry.is_some() {
-                return Ok(entry);
+            if input[first] == b'#' {
+                match line.text_comment(first) {
+                    Ok(None) => continue,
+                    Ok(Some(entry)) => return Some(Ok(entry)),
+                    Err(e) => return Some(Err(e)),
+                }
             }
+            let sample = line.text_sample(first);
+            self.line += line.extra_lines;
+            self.pos = line.end + 1;
+            return Some(sample.map(Entry::Sample));
         }
-        Ok(None)
+        None
     }
 
     /// Next entry of an OpenMetrics body; `None` after `# EOF`.
@@ -227,7 +223,7 @@ impl<'a> Line<'a> {
         format: Format,
     ) -> Result<Entry<'a>, ParseError> {
         if is_help {
-            let Ok(text) = std::str::from_utf8(text) else {
+            let Some(text) = utf8_str(text) else {
                 return Err(self.error(text_at, "HELP text is not valid UTF-8"));
             };
             return Ok(Entry::Help { family, text });
@@ -250,6 +246,7 @@ impl<'a> Line<'a> {
     }
 
     /// A text-format sample line whose first non-blank byte is at `first`.
+    #[inline(always)]
     fn text_sample(&mut self, first: usize) -> Result<Sample<'a>, ParseError> {
         let b = self.input;
         let name_end = metric_name_end(b, first, self.end);
@@ -446,8 +443,13 @@ impl<'a> Line<'a> {
             }
             let value_start = name_end + 2;
             let close = self.closing_quote(value_start)?;
-            if std::str::from_utf8(&b[value_start..close]).is_err() {
+            let value = &b[value_start..close];
+            if utf8_str(value).is_none() {
                 return Err(self.error(value_start, "exemplar label value is not valid UTF-8"));
+            }
+            // Prometheus's lexer takes NUL bytes in sample label values but not here.
+            if let Some(nul) = memchr::memchr(0, value) {
+                return Err(self.error(value_start + nul, "NUL byte in an exemplar label value"));
             }
             i = close + 1;
             if i < end && b[i] == b',' {

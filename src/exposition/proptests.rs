@@ -267,7 +267,7 @@ fn block_bytes() -> impl Strategy<Value = Vec<u8>> {
             3 => proptest::sample::select(b"\"\\}=,\n".to_vec()),
             2 => proptest::sample::select(b"abc ".to_vec()),
         ],
-        0..80,
+        0..120,
     )
 }
 

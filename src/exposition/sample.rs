@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use super::scan::{QuoteError, closing_quote, label_name_end, name_str, skip_blanks};
+use super::scan::{QuoteError, closing_quote, label_name_end, name_str, skip_blanks, utf8_str};
 use super::{Format, ParseError};
 
 /// One sample line. Borrowed from the body; nothing is allocated to produce it.
@@ -104,6 +104,7 @@ impl<'a> LabelIter<'a> {
     /// pair is optional (Prometheus accepts `a="1" b="2"`); a trailing comma is fine.
     /// OpenMetrics: no blanks; pairs separated by exactly one comma; a trailing comma is
     /// accepted as Prometheus does.
+    #[inline(always)]
     fn step(&mut self) -> Result<Option<(&'a str, Cow<'a, str>)>, ParseError> {
         let b = self.rest;
         let end = b.len();
@@ -141,7 +142,7 @@ impl<'a> LabelIter<'a> {
             ),
         })?;
         let raw = &b[i + 1..close];
-        let Ok(text) = std::str::from_utf8(raw) else {
+        let Some(text) = utf8_str(raw) else {
             return Err(self.error(
                 i,
                 format_args!("value of label {name:?} is not valid UTF-8"),

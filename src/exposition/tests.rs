@@ -887,6 +887,31 @@ fn openmetrics_errors() {
             r#"error: line 1: value "1\r" is not a number"#,
         ),
         (
+            "a 1\t2\n# EOF\n",
+            r#"error: line 1: value "1\t2" is not a number"#,
+        ),
+        (
+            "# TYPE c  counter\n# EOF\n",
+            "error: line 1: invalid metric type",
+        ),
+        (
+            "#\tTYPE c counter\n# EOF\n",
+            "error: line 1: expected `# HELP`, `# TYPE`, `# UNIT` or `# EOF`",
+        ),
+        (
+            "# EOFa 1",
+            "error: line 1: expected `# HELP`, `# TYPE`, `# UNIT` or `# EOF`",
+        ),
+        (" # EOF\n", "error: line 1: expected a metric name"),
+        (
+            "{b=\"c\",} 1\n# EOF\n",
+            "error: line 1: expected a metric name",
+        ),
+        (
+            "a 1 -Inf\n# EOF\n",
+            r#"error: line 1: timestamp "-Inf" is not a finite number"#,
+        ),
+        (
             "a{b=\"c\nd\"} 1\n# EOF\n",
             "error: line 1: label value is not closed with '\"' at column 5",
         ),
@@ -964,6 +989,19 @@ fn openmetrics_errors() {
         OM,
         b"a 1 # {a=\"\xff\"} 1\n# EOF\n",
         "error: line 1: exemplar label value is not valid UTF-8",
+    );
+    // From Prometheus's TestOMNullByteHandling: NUL is fine in sample label values, not in
+    // exemplar label values.
+    check_bytes(OM, b"a{b=\"\0\"} 1\n# EOF", "a{b=\"\\0\"} 1");
+    check_bytes(
+        OM,
+        b"a_total 1 # {b=\"\0ss\"} 1\n# EOF\n",
+        "error: line 1: NUL byte in an exemplar label value at column 17",
+    );
+    check_bytes(
+        OM,
+        b"a{b=\0\"ssss\"} 1\n# EOF\n",
+        "a{} 1\nerror: line 1: expected a double-quoted value for label \"b\"",
     );
 }
 
