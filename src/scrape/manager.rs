@@ -231,7 +231,7 @@ impl Manager {
         self.deps
             .metrics
             .targets_dropped
-            .get_or_create(&JobLabels {
+            .get_or_create_owned(&JobLabels {
                 job: update.job.clone(),
             })
             .set(set.dropped.len() as i64);

@@ -272,39 +272,31 @@ impl LoopHandle {
             job: settings.job.clone(),
         };
         let m = LoopMetrics {
-            scrapes: deps.metrics.scrapes.get_or_create(&job_labels).clone(),
+            scrapes: deps.metrics.scrapes.get_or_create_owned(&job_labels),
             scraped: deps
                 .metrics
                 .samples_scraped
-                .get_or_create(&job_labels)
-                .clone(),
+                .get_or_create_owned(&job_labels),
             appended: deps
                 .metrics
                 .samples_appended
-                .get_or_create(&job_labels)
-                .clone(),
+                .get_or_create_owned(&job_labels),
             duplicates: deps
                 .metrics
                 .samples_rejected
-                .get_or_create(&FailureLabels {
+                .get_or_create_owned(&FailureLabels {
                     job: settings.job.clone(),
                     reason: "duplicate",
-                })
-                .clone(),
+                }),
             out_of_order: deps
                 .metrics
                 .samples_rejected
-                .get_or_create(&FailureLabels {
+                .get_or_create_owned(&FailureLabels {
                     job: settings.job.clone(),
                     reason: "out_of_order",
-                })
-                .clone(),
-            series: deps
-                .metrics
-                .series_active
-                .get_or_create(&job_labels)
-                .clone(),
-            duration: deps.metrics.duration.get_or_create(&job_labels).clone(),
+                }),
+            series: deps.metrics.series_active.get_or_create_owned(&job_labels),
+            duration: deps.metrics.duration.get_or_create_owned(&job_labels),
             metrics: deps.metrics.clone(),
             job: settings.job.clone(),
         };
@@ -512,7 +504,6 @@ impl ScrapeLoop {
         samples: usize,
         series: usize,
     ) {
-        let target = &self.status.target;
         let (health, message, reason) = match &error {
             None => (Health::Up, String::new(), None),
             Some(e) => (Health::Down, error_chain(e), Some(e.reason())),
@@ -521,7 +512,7 @@ impl ScrapeLoop {
             self.m
                 .metrics
                 .failures
-                .get_or_create(&FailureLabels {
+                .get_or_create_owned(&FailureLabels {
                     job: self.settings.job.clone(),
                     reason,
                 })
@@ -545,15 +536,14 @@ impl ScrapeLoop {
             self.m.health_gauge(health).inc();
         }
         match (previous, health) {
+            // The loop's span carries job and target.
             (Health::Up | Health::Unknown, Health::Down) => {
-                tracing::warn!(job = %self.settings.job, target = %target.url, reason = %message, "target down")
+                tracing::warn!(reason = %message, "target down")
             }
             (Health::Down, Health::Down) if changed_error => {
-                tracing::debug!(job = %self.settings.job, target = %target.url, reason = %message, "target still down, new reason")
+                tracing::debug!(reason = %message, "target still down, new reason")
             }
-            (Health::Down, Health::Up) => {
-                tracing::info!(job = %self.settings.job, target = %target.url, "target up again")
-            }
+            (Health::Down, Health::Up) => tracing::info!("target up again"),
             _ => {}
         }
     }
@@ -561,13 +551,10 @@ impl ScrapeLoop {
 
 impl LoopMetrics {
     fn health_gauge(&self, health: Health) -> Gauge {
-        self.metrics
-            .targets
-            .get_or_create(&HealthLabels {
-                job: self.job.clone(),
-                health: health.as_str(),
-            })
-            .clone()
+        self.metrics.targets.get_or_create_owned(&HealthLabels {
+            job: self.job.clone(),
+            health: health.as_str(),
+        })
     }
 }
 
