@@ -2,16 +2,25 @@
 //!
 //! Written as if it were a crate of its own: no imports from the rest of the agent.
 //!
-//! PUBLIC FACE (fixed; the scrape loop codes against it):
+//! ```
+//! use scrapelet::exposition::{Entry, Format, Parser};
 //!
-//! ```ignore
-//! let mut parser = Parser::new(body, Format::from_content_type(content_type));
-//! while let Some(entry) = parser.next() {
-//!     match entry? {
-//!         Entry::Sample(s) => { /* s.series (cache key), s.name, s.value, s.timestamp_ms, s.labels() */ }
+//! let body = b"# TYPE http_requests_total counter\nhttp_requests_total{code=\"200\"} 1027\n";
+//! let mut samples = 0;
+//! for entry in Parser::new(body, Format::from_content_type(Some("text/plain; version=0.0.4"))) {
+//!     match entry.expect("valid exposition") {
+//!         Entry::Sample(s) => {
+//!             // s.series is the cache key; s.labels() parses the label block on demand.
+//!             assert_eq!(s.series, &b"http_requests_total{code=\"200\"}"[..]);
+//!             assert_eq!(s.value, 1027.0);
+//!             let labels: Vec<_> = s.labels().map(|l| l.expect("valid label")).collect();
+//!             assert_eq!(labels[0].0, "code");
+//!             samples += 1;
+//!         }
 //!         Entry::Type { .. } | Entry::Help { .. } | Entry::Unit { .. } => {}
 //!     }
 //! }
+//! assert_eq!(samples, 1);
 //! ```
 //!
 //! Framing vs validation: `next()` validates a line's framing (metric name, the extent of the
