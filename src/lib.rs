@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod append;
+pub mod buffer;
 pub mod client;
 pub mod config;
 pub mod discovery;

@@ -1,0 +1,43 @@
+//! Named points where a test can make the process abort, to crash it at an exact step (in the
+//! middle of a segment rotation, of a cursor write) instead of hoping a timed `kill -9` lands
+//! there.
+//!
+//! `SCRAPELET_FAILPOINT=<name>` aborts at the first time `<name>` is hit, `<name>:<n>` at the
+//! n-th. Read once; without the variable a hit costs one atomic load.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The environment variable naming the failpoint.
+pub const ENV: &str = "SCRAPELET_FAILPOINT";
+
+struct Armed {
+    name: String,
+    at: u64,
+    hits: AtomicU64,
+}
+
+static ARMED: OnceLock<Option<Armed>> = OnceLock::new();
+
+/// Aborts the process if `name` is the armed failpoint and this is the hit it waits for.
+pub fn hit(name: &str) {
+    let armed = ARMED.get_or_init(|| {
+        let value = std::env::var(ENV).ok()?;
+        let (name, at) = match value.rsplit_once(':') {
+            Some((n, at)) => (n.to_owned(), at.parse().ok()?),
+            None => (value, 1),
+        };
+        Some(Armed {
+            name,
+            at,
+            hits: AtomicU64::new(0),
+        })
+    });
+    if let Some(a) = armed
+        && a.name == name
+        && a.hits.fetch_add(1, Ordering::SeqCst) + 1 == a.at
+    {
+        eprintln!("failpoint {name} hit; aborting");
+        std::process::abort();
+    }
+}
