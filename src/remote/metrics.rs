@@ -17,6 +17,7 @@ use prometheus_client::registry::Registry;
 pub struct RemoteMetrics {
     samples_sent: Family<EndpointLabel, Counter>,
     samples_retried: Family<EndpointLabel, Counter>,
+    samples_resent: Family<EndpointLabel, Counter>,
     samples_failed: Family<ReasonLabel, Counter>,
     samples_dropped: Family<ReasonLabel, Counter>,
     bytes_sent: Family<EndpointLabel, Counter>,
@@ -61,6 +62,7 @@ pub mod fail_reason {
 pub(crate) struct EndpointMetrics {
     pub(crate) samples_sent: Counter,
     pub(crate) samples_retried: Counter,
+    pub(crate) samples_resent: Counter,
     pub(crate) failed: FailCounters,
     pub(crate) dropped: DropCounters,
     pub(crate) bytes_sent: Counter,
@@ -140,6 +142,7 @@ impl RemoteMetrics {
         let m = RemoteMetrics {
             samples_sent: Family::default(),
             samples_retried: Family::default(),
+            samples_resent: Family::default(),
             samples_failed: Family::default(),
             samples_dropped: Family::default(),
             bytes_sent: Family::default(),
@@ -165,6 +168,13 @@ impl RemoteMetrics {
             "scrapelet_remote_samples_retried",
             "Samples in requests that failed and were retried (counted once per retry).",
             m.samples_retried.clone(),
+        );
+        r.register(
+            "scrapelet_remote_samples_resent",
+            "Samples routed again after a restart that the previous run had routed but whose \
+             delivery it had not recorded (at most one request per shard of them had reached \
+             the receiver).",
+            m.samples_resent.clone(),
         );
         r.register(
             "scrapelet_remote_samples_failed",
@@ -256,6 +266,7 @@ impl RemoteMetrics {
         EndpointMetrics {
             samples_sent: self.samples_sent.get_or_create_owned(&e),
             samples_retried: self.samples_retried.get_or_create_owned(&e),
+            samples_resent: self.samples_resent.get_or_create_owned(&e),
             failed: FailCounters {
                 rejected: reason(f, fail_reason::REJECTED),
                 rate_limited: reason(f, fail_reason::RATE_LIMITED),

@@ -48,7 +48,9 @@ pub use metrics::{RemoteMetrics, drop_reason, fail_reason};
 pub use queue::{QueueHandle, QueueTuning};
 pub use retry::RETRY_AFTER_CAP;
 pub use sharding::SHARD_UPDATE_INTERVAL;
-pub use source::{BatchSource, Fanout, MemoryQueue, Position};
+pub use source::{
+    BatchSource, CursorStore, Cursors, EndpointInput, Fanout, MemoryQueue, Position, ShardCursor,
+};
 pub use write::{INPUT_QUEUE_FACTOR, RemoteWrite, endpoint_key};
 pub use write_client::{
     HttpWriteClient, MAX_ERROR_MESSAGE_BYTES, REMOTE_WRITE_VERSION, SendError, USER_AGENT_VALUE,

@@ -17,6 +17,13 @@
 //!    closes the old shards and waits until they have sent everything (retries included)
 //!    before the new ones start, so each series' samples are sent in order across it.
 //! 5. Endpoints share nothing but the input batches (`Arc`), so one cannot delay another.
+//! 6. Resuming (cursors saved by a previous run): the shards start as many as were saved, each
+//!    at its cursor, and a sample whose shard cursor is past it is skipped (it was delivered).
+//!    A sample's index in its shard counts every sample of the batch assigned to that shard,
+//!    dropped ones included, so it is the same in every run. No reshard happens before the
+//!    reader has passed every saved cursor; a reshard flushes all shards and saves the new
+//!    layout before the new shards send. Samples routed again that the previous run had routed
+//!    (its delivery was not recorded) are counted in `samples_resent`.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -32,8 +39,8 @@ use super::encode::{EncodedLabels, WireSample};
 use super::metrics::EndpointMetrics;
 use super::send::{Sender, oldest_allowed_ms};
 use super::sharding::{self, Counters, Rates};
-use super::shards::{Progress, ShardQueue, run_shard};
-use super::source::{BatchSource, Position};
+use super::shards::{Progress, Routed, ShardQueue, run_shard};
+use super::source::{BatchSource, CursorStore, Cursors, EndpointInput, Position, ShardCursor};
 use super::write_client::WriteClient;
 use crate::append::{Batch, SeriesRef};
 use crate::config::RemoteWriteConfig;
@@ -56,19 +63,23 @@ pub struct QueueTuning {
     pub shard_update_interval: Duration,
 }
 
-/// Starts a queue for the endpoint `cfg` reading `source` and sending with `client`.
+/// Starts a queue for the endpoint `cfg` reading `input` and sending with `client`.
 /// Must be called within a Tokio runtime.
 pub(crate) fn spawn_queue<S: BatchSource, C: WriteClient>(
     cfg: &RemoteWriteConfig,
     external_labels: &Labels,
-    source: S,
+    input: EndpointInput<S>,
     client: C,
     metrics: EndpointMetrics,
     tuning: QueueTuning,
 ) -> QueueHandle {
     let mut reader = Reader::new(cfg, external_labels, client, metrics, tuning);
-    let min_shards = cfg.queue_config.min_shards.max(1);
-    reader.start_shards(min_shards);
+    let EndpointInput {
+        source,
+        resume,
+        store,
+    } = input;
+    reader.resume_from(resume, store);
     let reader_progress = reader.progress.subscribe();
     let reader_hard_stop = reader.sender.hard_stop.clone();
     let span = tracing::info_span!("remote_write", endpoint = %cfg.name);
@@ -137,10 +148,25 @@ struct Prepared {
     shard_hash: u64,
 }
 
+/// Cursors saved by a previous run, until the reader has passed them (invariant 6).
+struct Resume {
+    cursors: Vec<ShardCursor>,
+    /// How far the previous run had routed.
+    routed: Position,
+    /// The reader is past every saved cursor once it routes a batch at or after this.
+    until: Position,
+}
+
 /// The reader task's state. Owned by that task alone.
 struct Reader<C> {
     sender: Arc<Sender<C>>,
     progress: Arc<Progress>,
+    store: Option<Arc<dyn CursorStore>>,
+    resume: Option<Resume>,
+    /// Where new shards' cursors start (set by `resume_from`).
+    start_cursors: Vec<ShardCursor>,
+    /// Per shard, samples of the batch being routed assigned to it (the next index).
+    counts: Vec<u32>,
     /// Defined, not yet gone series: their wire form, or `None` if write relabeling dropped
     /// them.
     series: HashMap<SeriesRef, Option<Prepared>, BuildHasherDefault<RefHasher>>,
@@ -149,7 +175,7 @@ struct Reader<C> {
     shards: Vec<Arc<ShardQueue>>,
     tasks: Vec<JoinHandle<()>>,
     /// Per shard, the samples of the batch being routed (reused).
-    routed: Vec<Vec<WireSample>>,
+    routed: Vec<Vec<Routed>>,
     rates: Rates,
     highest_read_ms: Option<i64>,
 }
@@ -179,6 +205,10 @@ impl<C: WriteClient> Reader<C> {
         Reader {
             sender,
             progress: Arc::new(Progress::new()),
+            store: None,
+            resume: None,
+            start_cursors: Vec::new(),
+            counts: Vec::new(),
             series: HashMap::default(),
             external: external_labels.clone(),
             relabel: Relabeler::new(&cfg.write_relabel_configs),
@@ -188,6 +218,39 @@ impl<C: WriteClient> Reader<C> {
             rates: Rates::new(tuning.shard_update_interval),
             highest_read_ms: None,
         }
+    }
+
+    /// Sets where delivery resumes and where progress is saved, and starts the shards:
+    /// as many as were saved, else `min_shards` (invariant 6).
+    fn resume_from(&mut self, resume: Option<Cursors>, store: Option<Arc<dyn CursorStore>>) {
+        self.sender.set_durable(store.is_some());
+        self.store = store;
+        let min_shards = self.sender.cfg.min_shards.max(1);
+        let Some(saved) = resume else {
+            self.start_shards(min_shards);
+            return;
+        };
+        self.progress.set_next(saved.min_position());
+        if saved.shards.is_empty() {
+            self.start_cursors = Vec::new();
+            self.start_shards(min_shards);
+            return;
+        }
+        let until = saved
+            .shards
+            .iter()
+            .map(|c| c.position)
+            .max()
+            .unwrap_or(saved.routed)
+            .max(saved.routed);
+        self.start_cursors = saved.shards.clone();
+        self.start_shards(saved.shards.len());
+        self.start_cursors = Vec::new();
+        self.resume = Some(Resume {
+            cursors: saved.shards,
+            routed: saved.routed,
+            until,
+        });
     }
 
     async fn run<S: BatchSource>(mut self, mut source: S, update_every: Duration) {
@@ -216,11 +279,17 @@ impl<C: WriteClient> Reader<C> {
                 }
             }
         }
-        // Samples routed but not yet in a shard's queue when a hard stop came.
-        let unqueued: usize = self.routed.iter().map(Vec::len).sum();
-        self.sender.metrics.dropped.shutdown.inc_by(unqueued as u64);
+        // Samples routed but not yet in a shard's queue when a hard stop came (with a store,
+        // they stay in the input for the next run).
+        if self.store.is_none() {
+            let unqueued: usize = self.routed.iter().map(Vec::len).sum();
+            self.sender.metrics.dropped.shutdown.inc_by(unqueued as u64);
+        }
         self.stop_shards().await;
         self.progress.publish();
+        if let Some(store) = &self.store {
+            store.commit(self.progress.snapshot()).await;
+        }
     }
 
     /// Handles one batch: definitions, then samples, then gone refs (invariants 1-3).
@@ -230,10 +299,12 @@ impl<C: WriteClient> Reader<C> {
             self.series.insert(*r, prepared);
         }
         let samples = batch.samples.len() as u64;
-        Counters::add(&self.sender.counters.samples_in, samples);
         let oldest_ms = oldest_allowed_ms(self.sender.cfg.sample_age_limit).unwrap_or(i64::MIN);
         let (mut unknown, mut relabeled, mut too_old) = (0u64, 0u64, 0u64);
+        let (mut skipped, mut resent) = (0u64, 0u64);
         let n = self.shards.len() as u64;
+        self.counts.clear();
+        self.counts.resize(self.shards.len(), 0);
         for s in &batch.samples {
             self.highest_read_ms = self.highest_read_ms.max(Some(s.timestamp_ms));
             let prepared = match self.series.get(&s.series) {
@@ -247,17 +318,38 @@ impl<C: WriteClient> Reader<C> {
                     continue;
                 }
             };
+            let shard = (prepared.shard_hash % n) as usize;
+            let index = self.counts[shard];
+            self.counts[shard] += 1;
+            if let Some(resume) = &self.resume {
+                let here = ShardCursor {
+                    position,
+                    skip: index,
+                };
+                if resume.cursors.get(shard).is_some_and(|c| here < *c) {
+                    skipped += 1;
+                    continue;
+                }
+                if position < resume.routed {
+                    resent += 1;
+                }
+            }
             if s.timestamp_ms < oldest_ms {
                 too_old += 1;
                 continue;
             }
-            let shard = (prepared.shard_hash % n) as usize;
-            self.routed[shard].push(WireSample {
-                labels: prepared.labels.clone(),
-                timestamp_ms: s.timestamp_ms,
-                value: s.value,
+            self.routed[shard].push(Routed {
+                hash: prepared.shard_hash,
+                index,
+                sample: WireSample {
+                    labels: prepared.labels.clone(),
+                    timestamp_ms: s.timestamp_ms,
+                    value: s.value,
+                },
             });
         }
+        self.sender.metrics.samples_resent.inc_by(resent);
+        Counters::add(&self.sender.counters.samples_in, samples - skipped);
         let dropped = &self.sender.metrics.dropped;
         dropped.unknown_series.inc_by(unknown);
         dropped.write_relabel.inc_by(relabeled);
@@ -281,6 +373,12 @@ impl<C: WriteClient> Reader<C> {
             self.series.remove(r);
         }
         self.progress.set_next(Position(position.0 + 1));
+        if self.resume.as_ref().is_some_and(|r| position >= r.until) {
+            self.resume = None;
+        }
+        if let Some(store) = &self.store {
+            store.offer(self.progress.snapshot());
+        }
     }
 
     /// The wire form of a new series, or `None` if it is not to be sent (invariants 1, 4).
@@ -335,6 +433,13 @@ impl<C: WriteClient> Reader<C> {
         if desired.shards == self.shards.len() {
             return;
         }
+        if self.resume.is_some() {
+            tracing::debug!(
+                wanted = desired.shards,
+                "not resharding: still resuming at the saved cursors"
+            );
+            return;
+        }
         // As Prometheus: not while sends fail, nor when nothing was sent lately.
         let recent = cfg.batch_send_deadline.saturating_mul(2);
         if self.sender.is_retrying() || self.sender.since_last_send().is_none_or(|d| d > recent) {
@@ -348,21 +453,41 @@ impl<C: WriteClient> Reader<C> {
         self.reshard(desired.shards).await;
     }
 
-    /// Flushes the current shards completely, then starts `n` new ones (invariant 4).
+    /// Flushes the current shards completely, saves the new layout (with a store), then
+    /// starts `n` new ones (invariants 4 and 6).
     async fn reshard(&mut self, n: usize) {
         self.stop_shards().await;
+        let next = self.progress.snapshot().routed;
+        if let Some(store) = &self.store {
+            let at = ShardCursor {
+                position: next,
+                skip: 0,
+            };
+            store
+                .commit(Cursors {
+                    shards: vec![at; n.max(1)],
+                    routed: next,
+                })
+                .await;
+        }
         self.start_shards(n);
     }
 
+    /// Starts `n` shards, at `start_cursors` when set, else at the reader's next position.
     fn start_shards(&mut self, n: usize) {
         let n = n.max(1);
         let cfg = &self.sender.cfg;
+        let next = ShardCursor {
+            position: self.progress.snapshot().routed,
+            skip: 0,
+        };
         self.shards = (0..n)
-            .map(|_| {
+            .map(|i| {
                 Arc::new(ShardQueue::new(
                     cfg.max_samples_per_send,
                     cfg.capacity,
                     self.sender.metrics.samples_pending.clone(),
+                    self.start_cursors.get(i).copied().unwrap_or(next),
                 ))
             })
             .collect();
@@ -377,8 +502,13 @@ impl<C: WriteClient> Reader<C> {
                 // (the endpoint would show twice).
                 let span = tracing::info_span!(parent: None, "remote_write_shard", endpoint = %self.sender.name, shard = i);
                 tokio::spawn(
-                    run_shard(self.sender.clone(), q.clone(), self.progress.clone())
-                        .instrument(span),
+                    run_shard(
+                        self.sender.clone(),
+                        q.clone(),
+                        self.progress.clone(),
+                        self.store.clone(),
+                    )
+                    .instrument(span),
                 )
             })
             .collect();

@@ -17,7 +17,7 @@
 //!    a count of the ones held back. Lines carry the endpoint through the shard's span.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -51,6 +51,9 @@ pub(super) struct Sender<C> {
     started: Instant,
     /// Milliseconds after `started` when a send last finished (0: never).
     last_send_ms: AtomicU64,
+    /// The input outlives the process (a cursor store saves progress): what a hard stop
+    /// abandons is not lost, so it is not counted as dropped.
+    durable: AtomicBool,
 }
 
 /// How a batch ended.
@@ -91,7 +94,13 @@ impl<C: WriteClient> Sender<C> {
             reject_log: LogLimiter::new(REJECT_LOG_INTERVAL, 16),
             started: Instant::now(),
             last_send_ms: AtomicU64::new(0),
+            durable: AtomicBool::new(false),
         }
+    }
+
+    /// See `Sender::durable`.
+    pub(super) fn set_durable(&self, durable: bool) {
+        self.durable.store(durable, Ordering::Relaxed);
     }
 
     /// Sends one batch (see the module invariants). Also feeds the sharding counters.
@@ -232,7 +241,9 @@ impl<C: WriteClient> Sender<C> {
         if retrying {
             self.end_retry(false);
         }
-        self.metrics.dropped.shutdown.inc_by(n);
+        if !self.durable.load(Ordering::Relaxed) {
+            self.metrics.dropped.shutdown.inc_by(n);
+        }
         Outcome::Cancelled
     }
 

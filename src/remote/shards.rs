@@ -13,10 +13,20 @@
 //!    and shutdown flush.
 //! 5. [`Progress`] publishes the lowest position some shard still holds a sample of (or the
 //!    next position the reader will route, when none does); it never goes backwards.
+//! 6. A request never holds two samples of one series (by the hash of its wire labels): the
+//!    batch is cut before the second. So a request sent again after a crash (its success was
+//!    not recorded) only repeats, per series, the receiver's latest sample, which Prometheus
+//!    and compatible receivers accept as an exact duplicate instead of answering "out of
+//!    order".
+//! 7. Each shard has a [`ShardCursor`]: every sample routed to it before the cursor was
+//!    delivered (sent, refused or dropped; not abandoned by a hard stop). It only moves
+//!    forward: to the end of each batch it is done with, and to the reader's next position when
+//!    the shard holds nothing.
 //!
 //! Lock order: `Progress::state` before `ShardQueue::state`; nothing is awaited under a lock.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use prometheus_client::metrics::gauge::Gauge;
@@ -25,7 +35,7 @@ use tokio::time::Instant;
 
 use super::encode::{RequestEncoder, WireSample};
 use super::send::{Outcome, Sender};
-use super::source::Position;
+use super::source::{CursorStore, Cursors, Position, ShardCursor};
 use super::write_client::WriteClient;
 
 /// One shard's queue, shared by the reader (producer) and the shard task (consumer).
@@ -46,7 +56,23 @@ pub(super) struct ShardQueue {
 #[derive(Debug)]
 pub(super) struct PendingBatch {
     pub(super) first: Position,
+    /// The shard's cursor once this batch is done with (after its last sample).
+    pub(super) end: ShardCursor,
     pub(super) samples: Vec<WireSample>,
+    /// Series (wire label hashes) in `samples` (invariant 6).
+    series: HashSet<u64, BuildHasherDefault<PassHasher>>,
+    /// A second sample of a series came: the batch takes no more.
+    cut: bool,
+}
+
+/// A sample on its way into a shard.
+#[derive(Clone, Debug)]
+pub(super) struct Routed {
+    /// Its series' hash (invariant 6).
+    pub(super) hash: u64,
+    /// Its index among the shard's samples of its input batch (the cursor's `skip`).
+    pub(super) index: u32,
+    pub(super) sample: WireSample,
 }
 
 /// The lowest position not yet fully handled, for a read cursor to follow.
@@ -63,6 +89,11 @@ struct QueueState {
     /// The first position of the batch the shard is sending.
     in_flight: Option<Position>,
     closed: bool,
+    /// Invariant 7.
+    delivered: ShardCursor,
+    /// Samples were abandoned by a hard stop with the input kept on disk: the cursor must
+    /// not move past them.
+    abandoned: bool,
     /// Emptied sample vectors, reused for new batches.
     spare: Vec<Vec<WireSample>>,
 }
@@ -75,7 +106,13 @@ struct ProgressState {
 }
 
 impl ShardQueue {
-    pub(super) fn new(max_samples_per_send: usize, capacity: usize, pending: Gauge) -> Self {
+    /// A queue whose cursor starts at `start`.
+    pub(super) fn new(
+        max_samples_per_send: usize,
+        capacity: usize,
+        pending: Gauge,
+        start: ShardCursor,
+    ) -> Self {
         let batch_size = max_samples_per_send.max(1);
         ShardQueue {
             state: Mutex::new(QueueState {
@@ -83,6 +120,8 @@ impl ShardQueue {
                 full: VecDeque::new(),
                 in_flight: None,
                 closed: false,
+                delivered: start,
+                abandoned: false,
                 spare: Vec::new(),
             }),
             ready: Notify::new(),
@@ -93,30 +132,44 @@ impl ShardQueue {
         }
     }
 
-    /// Moves all of `samples` (from the batch at `position`) into the queue, waiting for room.
-    /// Cancel safe in the sense that what was moved stays queued and the rest stays in
+    /// Moves all of `samples` (from the batch at `position`) into the queue, waiting for
+    /// room. Cancel safe in the sense that what was moved stays queued and the rest stays in
     /// `samples`.
-    pub(super) async fn push(&self, position: Position, samples: &mut Vec<WireSample>) {
+    pub(super) async fn push(&self, position: Position, samples: &mut Vec<Routed>) {
+        let mut taken = 0;
         loop {
             {
                 let mut st = self.lock();
                 loop {
                     self.promote(&mut st);
-                    let room = self.batch_size - st.partial.samples.len();
-                    if room == 0 || samples.is_empty() {
+                    let Some(routed) = samples.get(taken) else {
                         break;
+                    };
+                    if st.partial.cut || st.partial.samples.len() >= self.batch_size {
+                        break;
+                    }
+                    if !st.partial.series.insert(routed.hash) {
+                        st.partial.cut = true;
+                        continue;
                     }
                     if st.partial.samples.is_empty() {
                         st.partial.first = position;
                     }
-                    let take = room.min(samples.len());
-                    st.partial.samples.extend(samples.drain(..take));
-                    self.pending.inc_by(take as i64);
+                    st.partial.samples.push(routed.sample.clone());
+                    st.partial.end = ShardCursor {
+                        position,
+                        skip: routed.index + 1,
+                    };
+                    taken += 1;
+                    self.pending.inc();
                 }
             }
-            if samples.is_empty() {
+            if taken == samples.len() {
+                samples.clear();
                 return;
             }
+            samples.drain(..taken);
+            taken = 0;
             self.room.notified().await;
         }
     }
@@ -147,14 +200,34 @@ impl ShardQueue {
         }
     }
 
-    /// The shard is done with `batch` (sent, refused or abandoned).
-    pub(super) fn complete(&self, mut batch: PendingBatch) {
+    /// The shard is done with `batch`: delivered (sent, refused or dropped), or abandoned by
+    /// a hard stop (`delivered` false: the cursor stays).
+    pub(super) fn complete(&self, mut batch: PendingBatch, delivered: bool) {
         self.pending.dec_by(batch.samples.len() as i64);
         batch.samples.clear();
         let mut st = self.lock();
         st.in_flight = None;
+        if delivered {
+            st.delivered = st.delivered.max(batch.end);
+        } else {
+            st.abandoned = true;
+        }
         if st.spare.len() < 2 {
             st.spare.push(batch.samples);
+        }
+    }
+
+    /// The shard's cursor (invariant 7) when the reader routes `next` next.
+    fn cursor(&self, next: Position) -> ShardCursor {
+        let st = self.lock();
+        let idle = st.partial.samples.is_empty() && st.full.is_empty() && st.in_flight.is_none();
+        if idle && !st.abandoned {
+            st.delivered.max(ShardCursor {
+                position: next,
+                skip: 0,
+            })
+        } else {
+            st.delivered
         }
     }
 
@@ -168,7 +241,10 @@ impl ShardQueue {
     pub(super) fn abandon(&self) -> usize {
         let mut st = self.lock();
         let n = st.partial.samples.len() + st.full.iter().map(|b| b.samples.len()).sum::<usize>();
-        st.partial.samples.clear();
+        if n > 0 {
+            st.abandoned = true;
+        }
+        st.partial = PendingBatch::new(Vec::new());
         st.full.clear();
         st.closed = true;
         drop(st);
@@ -192,9 +268,10 @@ impl ShardQueue {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Moves a full partial batch to the full queue if there is room.
+    /// Moves a full (or cut) partial batch to the full queue if there is room.
     fn promote(&self, st: &mut QueueState) {
-        if st.partial.samples.len() >= self.batch_size && st.full.len() < self.max_full {
+        let ready = st.partial.samples.len() >= self.batch_size || st.partial.cut;
+        if ready && !st.partial.samples.is_empty() && st.full.len() < self.max_full {
             let fresh = st
                 .spare
                 .pop()
@@ -230,10 +307,34 @@ impl ShardQueue {
 
 impl PendingBatch {
     fn new(samples: Vec<WireSample>) -> Self {
+        let capacity = samples.capacity();
         PendingBatch {
             first: Position::default(),
+            end: ShardCursor::default(),
             samples,
+            series: HashSet::with_capacity_and_hasher(capacity, Default::default()),
+            cut: false,
         }
+    }
+}
+
+/// Hasher for keys that are already hashes.
+#[derive(Default)]
+struct PassHasher(u64);
+
+impl Hasher for PassHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -259,6 +360,15 @@ impl Progress {
     pub(super) fn set_next(&self, next: Position) {
         self.lock().next = next;
         self.publish();
+    }
+
+    /// Every shard's cursor (invariant 7) and the reader's next position.
+    pub(super) fn snapshot(&self) -> Cursors {
+        let st = self.lock();
+        Cursors {
+            shards: st.queues.iter().map(|q| q.cursor(st.next)).collect(),
+            routed: st.next,
+        }
     }
 
     /// Recomputes the low watermark and publishes it if it rose.
@@ -287,11 +397,15 @@ impl Progress {
 }
 
 /// One shard: sends its queue's batches until the queue is closed and drained, or the hard
-/// stop. On a hard stop what it still holds is counted as dropped (shutdown).
+/// stop. On a hard stop what it still holds is abandoned: counted as dropped (shutdown), or,
+/// with a cursor store (the input is kept on disk), left for the next run. With a store, the
+/// shard's cursor is made durable after each batch before the next is sent, so at most one
+/// request per shard is in doubt after a crash.
 pub(super) async fn run_shard<C: WriteClient>(
     sender: Arc<Sender<C>>,
     queue: Arc<ShardQueue>,
     progress: Arc<Progress>,
+    store: Option<Arc<dyn CursorStore>>,
 ) {
     let mut encoder = RequestEncoder::new();
     let every = sender.cfg.batch_send_deadline;
@@ -313,16 +427,25 @@ pub(super) async fn run_shard<C: WriteClient>(
             },
         };
         let outcome = sender.send(&mut encoder, &batch.samples).await;
-        queue.complete(batch);
+        queue.complete(batch, outcome != Outcome::Cancelled);
         progress.publish();
         if outcome == Outcome::Cancelled {
             break;
+        }
+        if let Some(store) = &store {
+            tokio::select! {
+                biased;
+                _ = sender.hard_stop.cancelled() => break,
+                _ = store.commit(progress.snapshot()) => {}
+            }
         }
         deadline = Instant::now() + every;
     }
     if sender.hard_stop.is_cancelled() {
         let lost = queue.abandon();
-        sender.metrics.dropped.shutdown.inc_by(lost as u64);
+        if store.is_none() {
+            sender.metrics.dropped.shutdown.inc_by(lost as u64);
+        }
     }
 }
 
@@ -332,15 +455,25 @@ mod tests {
     use crate::labels::Labels;
     use crate::remote::encode::EncodedLabels;
 
-    fn samples(range: std::ops::Range<i64>) -> Vec<WireSample> {
+    /// Samples of distinct series (hash = timestamp), one per timestamp.
+    fn samples(range: std::ops::Range<i64>) -> Vec<Routed> {
         let labels = EncodedLabels::encode(Labels::from_pairs([("__name__", "x")]).iter());
         range
-            .map(|t| WireSample {
-                labels: labels.clone(),
-                timestamp_ms: t,
-                value: 0.0,
+            .enumerate()
+            .map(|(i, t)| Routed {
+                hash: t as u64,
+                index: i as u32,
+                sample: WireSample {
+                    labels: labels.clone(),
+                    timestamp_ms: t,
+                    value: 0.0,
+                },
             })
             .collect()
+    }
+
+    fn queue(batch: usize, capacity: usize, pending: Gauge) -> ShardQueue {
+        ShardQueue::new(batch, capacity, pending, ShardCursor::default())
     }
 
     fn timestamps(batch: &PendingBatch) -> Vec<i64> {
@@ -349,7 +482,7 @@ mod tests {
 
     #[tokio::test]
     async fn batches_are_cut_at_the_batch_size_in_order() {
-        let q = ShardQueue::new(3, 9, Gauge::default());
+        let q = queue(3, 9, Gauge::default());
         q.push(Position(1), &mut samples(0..4)).await;
         q.push(Position(2), &mut samples(4..8)).await;
         let a = q.next_full().await;
@@ -368,7 +501,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_makes_the_reader_wait_until_a_batch_is_taken() {
         let pending = Gauge::default();
-        let q = Arc::new(ShardQueue::new(2, 4, pending.clone()));
+        let q = Arc::new(queue(2, 4, pending.clone()));
         // Capacity: 2 full batches of 2, plus a partial batch of up to 2.
         q.push(Position(0), &mut samples(0..6)).await;
         assert_eq!(pending.get(), 6);
@@ -386,7 +519,7 @@ mod tests {
         q.close();
         while let Some(b) = q.next_full().await {
             all.extend(timestamps(&b));
-            q.complete(b);
+            q.complete(b, true);
         }
         assert_eq!(all, [2, 3, 4, 5, 6, 7]);
     }
@@ -395,8 +528,8 @@ mod tests {
     async fn progress_is_the_oldest_position_still_held() {
         let progress = Progress::new();
         let rx = progress.subscribe();
-        let a = Arc::new(ShardQueue::new(2, 10, Gauge::default()));
-        let b = Arc::new(ShardQueue::new(2, 10, Gauge::default()));
+        let a = Arc::new(queue(2, 10, Gauge::default()));
+        let b = Arc::new(queue(2, 10, Gauge::default()));
         progress.set_queues(vec![a.clone(), b.clone()]);
         a.push(Position(3), &mut samples(0..3)).await;
         b.push(Position(4), &mut samples(0..1)).await;
@@ -407,18 +540,18 @@ mod tests {
         progress.publish();
         assert_eq!(*rx.borrow(), Position(3));
         if let Some(batch) = sent {
-            a.complete(batch);
+            a.complete(batch, true);
         }
         // a's leftover sample is from position 3 too.
         progress.publish();
         assert_eq!(*rx.borrow(), Position(3));
         if let Some(batch) = a.take_oldest() {
-            a.complete(batch);
+            a.complete(batch, true);
         }
         progress.publish();
         assert_eq!(*rx.borrow(), Position(4));
         if let Some(batch) = b.take_oldest() {
-            b.complete(batch);
+            b.complete(batch, true);
         }
         progress.publish();
         assert_eq!(*rx.borrow(), Position(5));

@@ -1,9 +1,7 @@
-//! The input seam of a queue: [`BatchSource`], and today's implementation, an in-memory
-//! [`Fanout`] that hands every appended batch to one bounded [`MemoryQueue`] per consumer.
-//!
-//! The write-ahead buffer will implement [`BatchSource`] too (one reader per endpoint); a queue
-//! reports through its progress (`QueueHandle::progress`) the lowest [`Position`] it has not
-//! fully handled, which a persisted read cursor can follow.
+//! The input seam of a queue: [`BatchSource`] with where to resume ([`Cursors`]) and where to
+//! save progress ([`CursorStore`]); and an in-memory implementation, [`Fanout`], that hands
+//! every appended batch to one bounded [`MemoryQueue`] per consumer (tests and benches of
+//! remote write alone; the agent reads from the write-ahead buffer, `crate::wal`).
 //!
 //! Invariants of the in-memory queue:
 //! 1. [`Fanout::append`] never blocks on a consumer and never fails: a consumer whose queue
@@ -20,6 +18,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use prometheus_client::metrics::counter::Counter;
@@ -37,6 +36,56 @@ pub trait BatchSource: Send + 'static {
     ///
     /// Must be cancel safe: when the future is dropped before it completes, no batch is lost.
     fn next(&mut self) -> impl Future<Output = Option<(Position, Arc<Batch>)>> + Send;
+}
+
+/// How far one shard has delivered: every sample routed to it from batches before `position`,
+/// and its first `skip` samples of the batch at `position`. Orders like the input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ShardCursor {
+    pub position: Position,
+    pub skip: u32,
+}
+
+/// An endpoint's delivery progress: one cursor per shard (their number is part of it: a
+/// series' shard depends on it) and the next position the reader routes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cursors {
+    pub shards: Vec<ShardCursor>,
+    pub routed: Position,
+}
+
+/// Where an endpoint's delivery progress is made durable (the write-ahead buffer's cursor
+/// files). Without one, progress is only published ([`QueueHandle::progress`]).
+///
+/// [`QueueHandle::progress`]: super::QueueHandle::progress
+pub trait CursorStore: Send + Sync + 'static {
+    /// Makes `cursors` durable; completes when they are (or when saving failed, which the store
+    /// reports itself: delivery goes on). Concurrent calls may share one write.
+    fn commit(&self, cursors: Cursors) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+    /// Notes `cursors` to be saved soon, without waiting.
+    fn offer(&self, cursors: Cursors);
+}
+
+/// What one endpoint's queue starts from.
+pub struct EndpointInput<S> {
+    pub source: S,
+    /// Where delivery resumes: the cursors a previous run saved, or (with no shard cursors)
+    /// just where the source starts. `None`: the source starts at position 0.
+    pub resume: Option<Cursors>,
+    /// Where progress is saved; `None` for an input that does not outlive the process.
+    pub store: Option<Arc<dyn CursorStore>>,
+}
+
+impl Cursors {
+    /// Where reading must resume: the lowest shard cursor (or `routed` without shards).
+    pub fn min_position(&self) -> Position {
+        self.shards
+            .iter()
+            .map(|c| c.position)
+            .min()
+            .unwrap_or(self.routed)
+            .min(self.routed)
+    }
 }
 
 /// Hands each batch to every consumer's [`MemoryQueue`]. The [`Appender`] given to scrape loops.

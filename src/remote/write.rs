@@ -1,14 +1,17 @@
-//! [`RemoteWrite`]: every configured endpoint (and the debug output) behind one [`Fanout`].
+//! [`RemoteWrite`]: every configured endpoint (and the debug output) reading one input: the
+//! write-ahead buffer (`crate::wal`, what the agent uses) or the in-memory [`Fanout`] (tests
+//! and benches of remote write alone).
 //!
 //! Invariants:
 //! 1. All endpoints are validated (URL, headers, TLS) before any starts: `start` either
 //!    starts everything or nothing.
-//! 2. Each endpoint has its own input queue, queue manager and shards: one slow or failing
-//!    endpoint never delays another (its input queue fills and drops, counted).
+//! 2. Each endpoint has its own input (reader), queue manager and shards: one slow or failing
+//!    endpoint never delays another.
 //! 3. Endpoints are keyed by a hash of everything that defines them ([`endpoint_key`]), so a
 //!    reload can keep the ones whose key did not change.
 //! 4. Shutdown stops accepting batches, lets every endpoint send what it holds, and after the
-//!    grace period abandons the rest, counting it as dropped (reason `shutdown`).
+//!    grace period abandons the rest: counted as dropped (reason `shutdown`) with the in-memory
+//!    input, kept for the next run with the buffer.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,9 +21,10 @@ use tokio::task::JoinHandle;
 
 use super::debug::{DEBUG_INTERVAL, spawn_debug_sink};
 use super::error::Error;
+use super::metrics::EndpointMetrics;
 use super::metrics::RemoteMetrics;
 use super::queue::{QueueHandle, QueueTuning, spawn_queue};
-use super::source::Fanout;
+use super::source::{BatchSource, EndpointInput, Fanout, MemoryQueue};
 use super::write_client::{HttpWriteClient, WriteClient};
 use crate::append::Appender;
 use crate::config::{Config, HttpClientConfig, RemoteWriteConfig};
@@ -29,11 +33,44 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 
 /// The running remote write side of the agent.
-#[derive(Debug)]
 pub struct RemoteWrite {
-    fanout: Arc<Fanout>,
+    input: Arc<dyn InputHandle>,
     endpoints: Vec<Endpoint>,
     debug: Option<JoinHandle<()>>,
+}
+
+/// Where endpoints read what was scraped: hands out one source per endpoint.
+pub(crate) trait Input {
+    type Source: BatchSource;
+    /// The input of endpoint `cfg`, whose metrics are `metrics`.
+    fn endpoint(
+        &mut self,
+        cfg: &RemoteWriteConfig,
+        metrics: &EndpointMetrics,
+    ) -> EndpointInput<Self::Source>;
+    /// The debug output's source; what it cannot keep up with is of no consequence.
+    fn debug(&mut self) -> Self::Source;
+    /// Ends the setup; the handle feeds and ends the input.
+    fn finish(self) -> Arc<dyn InputHandle>;
+}
+
+/// A running input.
+pub(crate) trait InputHandle: Send + Sync + 'static {
+    /// The appender scrape loops write to.
+    fn appender(self: Arc<Self>) -> Arc<dyn Appender>;
+    /// No more batches: sources end once drained.
+    fn close(&self);
+    /// After a shutdown whose grace passed: throws away what the input holds for endpoints
+    /// and returns how many samples were lost (0 for an input kept on disk).
+    fn discard(&self) -> usize;
+}
+
+impl std::fmt::Debug for RemoteWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteWrite")
+            .field("endpoints", &self.endpoints)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One running endpoint.
@@ -66,7 +103,31 @@ impl RemoteWrite {
     }
 
     /// [`RemoteWrite::new`] with the metrics, tuning and write client given (tests, benches).
+    /// Endpoints read an in-memory [`Fanout`].
     pub fn start_with<C, F>(
+        config: &Config,
+        debug_output: bool,
+        metrics: &RemoteMetrics,
+        tuning: QueueTuning,
+        make_client: F,
+    ) -> Result<Self, Error>
+    where
+        C: WriteClient,
+        F: FnMut(&RemoteWriteConfig) -> Result<C, Error>,
+    {
+        Self::start_from(
+            Fanout::new(),
+            config,
+            debug_output,
+            metrics,
+            tuning,
+            make_client,
+        )
+    }
+
+    /// Starts every endpoint reading `input`.
+    pub(crate) fn start_from<I, C, F>(
+        mut input: I,
         config: &Config,
         debug_output: bool,
         metrics: &RemoteMetrics,
@@ -74,6 +135,7 @@ impl RemoteWrite {
         mut make_client: F,
     ) -> Result<Self, Error>
     where
+        I: Input,
         C: WriteClient,
         F: FnMut(&RemoteWriteConfig) -> Result<C, Error>,
     {
@@ -83,22 +145,10 @@ impl RemoteWrite {
             .iter()
             .map(&mut make_client)
             .collect::<Result<Vec<_>, _>>()?;
-        let mut fanout = Fanout::new();
         let mut endpoints = Vec::with_capacity(clients.len());
         for (cfg, client) in config.remote_write.iter().zip(clients) {
             let m = metrics.endpoint(&cfg.name);
-            let q = &cfg.queue_config;
-            let capacity = q
-                .capacity
-                .max(q.max_samples_per_send)
-                .saturating_mul(INPUT_QUEUE_FACTOR);
-            m.queue_capacity
-                .set(i64::try_from(capacity).unwrap_or(i64::MAX));
-            let source = fanout.add_output(
-                capacity,
-                m.dropped.queue_full.clone(),
-                m.dropped.shutdown.clone(),
-            );
+            let source = input.endpoint(cfg, &m);
             let queue = spawn_queue(cfg, external, source, client, m, tuning);
             tracing::info!(endpoint = %cfg.name, url = %cfg.url, "remote write endpoint started");
             endpoints.push(Endpoint {
@@ -106,13 +156,10 @@ impl RemoteWrite {
                 queue,
             });
         }
-        let debug = (config.remote_write.is_empty() || debug_output).then(|| {
-            // What the debug output cannot keep up with is of no consequence: not counted.
-            let source = fanout.add_output(100_000, Counter::default(), Counter::default());
-            spawn_debug_sink(source, external.clone(), DEBUG_INTERVAL)
-        });
+        let debug = (config.remote_write.is_empty() || debug_output)
+            .then(|| spawn_debug_sink(input.debug(), external.clone(), DEBUG_INTERVAL));
         Ok(RemoteWrite {
-            fanout: Arc::new(fanout),
+            input: input.finish(),
             endpoints,
             debug,
         })
@@ -120,7 +167,7 @@ impl RemoteWrite {
 
     /// The appender to give the scrape loops.
     pub fn appender(&self) -> Arc<dyn Appender> {
-        self.fanout.clone()
+        self.input.clone().appender()
     }
 
     /// The running endpoints with their keys (see [`endpoint_key`]).
@@ -131,7 +178,7 @@ impl RemoteWrite {
     /// Stops accepting batches, sends what is queued, and after `grace` abandons the rest.
     /// Returns whether everything was sent (or refused) in time.
     pub async fn shutdown(self, grace: Duration) -> bool {
-        self.fanout.close();
+        self.input.close();
         let stoppers: Vec<_> = self.endpoints.iter().map(|e| e.queue.stopper()).collect();
         let mut waits: Vec<_> = self
             .endpoints
@@ -152,13 +199,62 @@ impl RemoteWrite {
             }
             all.await;
         }
-        let discarded = self.fanout.discard_queued();
+        let discarded = self.input.discard();
         if clean {
             tracing::info!("remote write stopped; everything queued was sent");
         } else {
             tracing::warn!(grace = ?grace, discarded_input = discarded, "remote write stopped before everything queued was sent; the rest is counted as dropped (shutdown)");
         }
         clean
+    }
+}
+
+impl Input for Fanout {
+    type Source = MemoryQueue;
+
+    fn endpoint(
+        &mut self,
+        cfg: &RemoteWriteConfig,
+        m: &EndpointMetrics,
+    ) -> EndpointInput<MemoryQueue> {
+        let q = &cfg.queue_config;
+        let capacity = q
+            .capacity
+            .max(q.max_samples_per_send)
+            .saturating_mul(INPUT_QUEUE_FACTOR);
+        m.queue_capacity
+            .set(i64::try_from(capacity).unwrap_or(i64::MAX));
+        EndpointInput {
+            source: self.add_output(
+                capacity,
+                m.dropped.queue_full.clone(),
+                m.dropped.shutdown.clone(),
+            ),
+            resume: None,
+            store: None,
+        }
+    }
+
+    fn debug(&mut self) -> MemoryQueue {
+        self.add_output(100_000, Counter::default(), Counter::default())
+    }
+
+    fn finish(self) -> Arc<dyn InputHandle> {
+        Arc::new(self)
+    }
+}
+
+impl InputHandle for Fanout {
+    fn appender(self: Arc<Self>) -> Arc<dyn Appender> {
+        self
+    }
+
+    fn close(&self) {
+        Fanout::close(self);
+    }
+
+    fn discard(&self) -> usize {
+        self.discard_queued()
     }
 }
 

@@ -10,7 +10,7 @@ use crate::append::{Appender, Sample};
 use crate::config::QueueConfig;
 use crate::remote::metrics::EndpointMetrics;
 use crate::remote::prompb;
-use crate::remote::source::Fanout;
+use crate::remote::source::{CursorStore, Cursors, EndpointInput, Fanout, ShardCursor};
 use crate::remote::write_client::SendError;
 
 /// A write client that decodes and records what it is sent, and can be told to fail.
@@ -336,7 +336,11 @@ async fn a_hard_stop_counts_everything_unsent_as_dropped() {
     let handle = spawn_queue(
         &cfg,
         &Labels::empty(),
-        source,
+        EndpointInput {
+            source,
+            resume: None,
+            store: None,
+        },
         fake.clone(),
         metrics.clone(),
         QueueTuning::default(),
@@ -379,7 +383,11 @@ async fn progress_reaches_the_end_once_everything_is_sent() {
     let handle = spawn_queue(
         &cfg,
         &Labels::empty(),
-        source,
+        EndpointInput {
+            source,
+            resume: None,
+            store: None,
+        },
         fake.clone(),
         EndpointMetrics::unregistered(),
         QueueTuning::default(),
@@ -494,4 +502,211 @@ async fn a_series_back_under_a_new_ref_keeps_its_shard_and_its_order() {
     assert_eq!(by_series.len(), 1);
     let got: Vec<i64> = by_series.into_values().flatten().collect();
     assert_eq!(got, (1..=40).collect::<Vec<_>>());
+}
+
+/// A cursor store that records what it is given.
+#[derive(Default)]
+struct Recorded {
+    commits: Mutex<Vec<Cursors>>,
+    offers: Mutex<Vec<Cursors>>,
+}
+
+impl CursorStore for Recorded {
+    fn commit(
+        &self,
+        cursors: Cursors,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+        self.commits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(cursors);
+        Box::pin(async {})
+    }
+
+    fn offer(&self, cursors: Cursors) {
+        self.offers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(cursors);
+    }
+}
+
+impl Recorded {
+    fn last(&self) -> Option<Cursors> {
+        let commits = self.commits.lock().unwrap_or_else(|e| e.into_inner());
+        let offers = self.offers.lock().unwrap_or_else(|e| e.into_inner());
+        commits
+            .last()
+            .cloned()
+            .into_iter()
+            .chain(offers.last().cloned())
+            .max_by_key(|c| c.routed)
+    }
+}
+
+#[tokio::test]
+async fn a_request_never_holds_two_samples_of_one_series() {
+    let fake = Fake::default();
+    let cfg = config(1, 100);
+    let mut r = reader(&cfg, &Labels::empty(), &fake);
+    r.start_shards(1);
+    let all: Vec<u64> = (1..=5).collect();
+    for ts in 1..=10 {
+        let define = if ts == 1 { all.as_slice() } else { &[] };
+        r.route(Position(ts as u64), &batch(define, &all, ts, &[]))
+            .await;
+    }
+    r.stop_shards().await;
+    assert_eq!(fake.received_samples(), 50);
+    for req in fake.requests() {
+        for ts in &req.timeseries {
+            assert_eq!(ts.samples.len(), 1, "one sample per series per request");
+        }
+    }
+    assert_eq!(fake.requests().len(), 10);
+}
+
+#[tokio::test]
+async fn cursors_follow_delivery_and_are_committed_after_each_request() {
+    let fake = Fake::default();
+    let cfg = config(2, 3);
+    let store = Arc::new(Recorded::default());
+    let mut r = reader(&cfg, &Labels::empty(), &fake);
+    r.resume_from(
+        Some(Cursors {
+            shards: Vec::new(),
+            routed: Position(10),
+        }),
+        Some(store.clone()),
+    );
+    assert_eq!(r.shards.len(), 2, "min_shards for a fresh start");
+    let all: Vec<u64> = (1..=8).collect();
+    for ts in 10..15 {
+        let define = if ts == 10 { all.as_slice() } else { &[] };
+        r.route(Position(ts as u64), &batch(define, &all, ts, &[]))
+            .await;
+    }
+    r.stop_shards().await;
+    assert_eq!(fake.received_samples(), 40);
+    let commits = store
+        .commits
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    assert!(!commits.is_empty());
+    let done = r.progress.snapshot();
+    for c in &commits {
+        // Shards commit concurrently, so commits may arrive out of order (stores keep the
+        // highest), but none is past what was delivered.
+        for (a, b) in c.shards.iter().zip(&done.shards) {
+            assert!(a <= b, "{a:?} past {b:?}");
+        }
+    }
+    let end = ShardCursor {
+        position: Position(15),
+        skip: 0,
+    };
+    assert_eq!(done.shards, vec![end; 2]);
+}
+
+#[tokio::test]
+async fn resuming_skips_what_each_shard_delivered_and_counts_what_is_resent() {
+    let cfg = config(1, 4);
+    let all: Vec<u64> = (1..=6).collect();
+    // Saved by a previous run with 2 shards: shard 0 delivered its first sample of batch 2,
+    // shard 1 everything before batch 4; the reader had routed up to batch 5.
+    let saved = Cursors {
+        shards: vec![
+            ShardCursor {
+                position: Position(2),
+                skip: 1,
+            },
+            ShardCursor {
+                position: Position(4),
+                skip: 0,
+            },
+        ],
+        routed: Position(5),
+    };
+    let fake = Fake::default();
+    let mut r = reader(&cfg, &Labels::empty(), &fake);
+    r.resume_from(Some(saved.clone()), Some(Arc::new(Recorded::default())));
+    assert_eq!(r.shards.len(), 2, "as many shards as were saved");
+    for ts in 2..8 {
+        // A resumed reader defines every live series with its first batch.
+        let define = if ts == 2 { all.as_slice() } else { &[] };
+        r.route(Position(ts), &batch(define, &all, ts as i64, &[]))
+            .await;
+    }
+    assert!(r.resume.is_none(), "past every saved cursor");
+    // Where each series goes and its index in its shard (batch order).
+    let mut index_in_shard = [0u32; 2];
+    let mut expected: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut resent = 0;
+    for id in &all {
+        let prepared = r.series.get(&SeriesRef(*id)).and_then(|p| p.as_ref());
+        let shard = prepared.map_or(0, |p| (p.shard_hash % 2) as usize);
+        let index = index_in_shard[shard];
+        index_in_shard[shard] += 1;
+        let cursor = saved.shards[shard];
+        let ts: Vec<i64> = (2..8)
+            .filter(|p| {
+                ShardCursor {
+                    position: Position(*p as u64),
+                    skip: index,
+                } >= cursor
+            })
+            .collect();
+        resent += ts.iter().filter(|t| **t < 5).count() as u64;
+        expected.insert(format!("__name__=m,id={id}"), ts);
+    }
+    r.stop_shards().await;
+    assert_eq!(fake.by_series(), expected);
+    assert_eq!(r.sender.metrics.samples_resent.get(), resent);
+}
+
+#[tokio::test]
+async fn a_hard_stop_with_a_store_keeps_unsent_samples_for_the_next_run() {
+    let fake = Fake::default();
+    fake.script([Step::Hang]);
+    let cfg = config(1, 3);
+    let mut fanout = Fanout::new();
+    let source = fanout.add_output(1000, Counter::default(), Counter::default());
+    let metrics = EndpointMetrics::unregistered();
+    let store = Arc::new(Recorded::default());
+    let handle = spawn_queue(
+        &cfg,
+        &Labels::empty(),
+        EndpointInput {
+            source,
+            resume: Some(Cursors::default()),
+            store: Some(store.clone()),
+        },
+        fake.clone(),
+        metrics.clone(),
+        QueueTuning::default(),
+    );
+    fanout.append(batch(&[1, 2], &[1, 2], 1, &[]));
+    fanout.append(batch(&[], &[1, 2], 2, &[]));
+    fanout.close();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while *fake
+        .inner
+        .attempts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        == 0
+    {
+        assert!(tokio::time::Instant::now() < deadline, "no request");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    handle.stop_sending();
+    handle.join().await;
+    assert_eq!(metrics.dropped.shutdown.get(), 0, "kept on disk, not lost");
+    let last = store.last().unwrap_or_default();
+    assert_eq!(
+        last.shards,
+        vec![ShardCursor::default()],
+        "the cursor did not move past unsent samples"
+    );
 }
