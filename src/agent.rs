@@ -1,10 +1,12 @@
 //! The agent: wires config -> discovery -> scrape -> delivery, plus the web server, and runs
 //! until shut down.
 //!
-//! Start-up order: registry, delivery (so the appender exists), scrape manager, discovery,
-//! web server; ready once the config is applied. Shutdown order is the reverse data path:
-//! stop discovery and scraping first (nothing new is appended), then let delivery flush
-//! within the grace period, then close the web server (it serves `/metrics` to the end).
+//! Start-up order: registry, the write-ahead buffer under `--data-dir` (recovery, cursors),
+//! delivery (so the appender exists), scrape manager, discovery, web server; ready once the
+//! config is applied. Shutdown order is the reverse data path: stop discovery and scraping
+//! first (nothing new is appended), then seal the buffer and let delivery flush within the
+//! grace period (what is not sent stays in the buffer for the next run), then close the web
+//! server (it serves `/metrics` to the end).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,6 +24,7 @@ use crate::config::Config;
 use crate::discovery;
 use crate::remote::{self, RemoteWrite};
 use crate::scrape::{self, TargetsView};
+use crate::wal::{self, Wal};
 use crate::web;
 
 /// Settings that come from the command line, not the config file.
@@ -57,6 +60,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The write-ahead buffer could not be opened.
+    #[error(transparent)]
+    Wal(#[from] wal::Error),
     /// Delivery could not be set up.
     #[error(transparent)]
     Remote(#[from] remote::Error),
@@ -88,7 +94,18 @@ impl Agent {
         })?;
         let mut registry = Registry::default();
         let debug_output = options.debug_output || config.agent.debug_output;
-        let remote = RemoteWrite::new(&config, debug_output, &mut registry)?;
+        let names: Vec<&str> = config
+            .remote_write
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        let wal = Wal::open(
+            &options.data_dir,
+            &config.agent.buffer,
+            &names,
+            &mut registry,
+        )?;
+        let remote = RemoteWrite::with_wal(wal, &config, debug_output, &mut registry)?;
         let scrape_metrics = scrape::Metrics::register(&mut registry);
         let mut manager = scrape::Manager::new(
             remote.appender(),

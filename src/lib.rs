@@ -19,6 +19,7 @@ pub mod relabel;
 pub mod remote;
 pub mod scrape;
 pub mod telemetry;
+pub mod wal;
 pub mod web;
 
 pub use config::Config;

@@ -156,6 +156,22 @@ impl Reader {
         }
     }
 
+    /// Skips the rest of the open segment (its records made no sense to the caller, e.g. they
+    /// do not decode): returns the gap (reason `Corrupt`), `None` when no segment is open.
+    pub fn abandon_segment(&mut self) -> Option<Gap> {
+        let index = self.open.as_ref()?.index;
+        let limit = self
+            .shared
+            .lock()
+            .segments
+            .get(&index)
+            .map_or(0, |m| m.bytes);
+        match self.damaged(limit.max(self.position().offset)) {
+            Step::Gap(g) => Some(g),
+            _ => None,
+        }
+    }
+
     /// Waits until the log changed since this reader last saw [`Event::End`], or `timeout`
     /// passed. Returns whether it changed.
     pub fn wait(&self, timeout: Duration) -> bool {

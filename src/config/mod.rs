@@ -228,6 +228,20 @@ pub struct Secret(String);
 pub struct AgentConfig {
     /// Also log a compact summary of what is sent (always on when no remote_write exists).
     pub debug_output: bool,
+    pub buffer: BufferConfig,
+}
+
+/// `agent.buffer:`: the write-ahead buffer under `--data-dir`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BufferConfig {
+    /// Disk the buffer may take, in bytes; when full, the oldest data is dropped (counted).
+    /// Default 1GiB; at least [`BufferConfig::MIN_SIZE`].
+    pub max_size: u64,
+    /// Data older than this is dropped even if not sent; `None` (default, or `0s`): no age cap.
+    pub max_age: Option<Duration>,
+    /// How often written data is synced to disk: what a power loss can cost (a crashed
+    /// process loses nothing). Default 1s; `0s` syncs after every scrape.
+    pub fsync_interval: Duration,
 }
 
 /// A configuration problem, or several, each with file, line and key.
@@ -333,6 +347,21 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, Error> {
 /// (digits, or names of groups in the rule's regex). Decide and test that when implementing.
 fn expand_env(text: &str) -> Cow<'_, str> {
     Cow::Borrowed(text)
+}
+
+impl BufferConfig {
+    /// The smallest `max_size` accepted.
+    pub const MIN_SIZE: u64 = 256 << 10;
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        BufferConfig {
+            max_size: 1 << 30,
+            max_age: None,
+            fsync_interval: Duration::from_secs(1),
+        }
+    }
 }
 
 impl Default for GlobalConfig {

@@ -95,6 +95,16 @@ pub(super) struct RawAlerting {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAgent {
     pub debug_output: Option<bool>,
+    pub buffer: Option<RawBuffer>,
+}
+
+/// `agent.buffer:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBuffer {
+    pub max_size: Option<S<RawSize>>,
+    pub max_age: Option<S<String>>,
+    pub fsync_interval: Option<S<String>>,
 }
 
 /// Adds Prometheus's inline `HTTPClientConfig` keys to a struct (serde's `flatten` cannot be

@@ -16,13 +16,14 @@ use super::duration::{format_duration, parse_duration};
 use super::error::clean;
 use super::locate::KeyIndex;
 use super::raw::{
-    Entries, RawConfig, RawGlobal, RawHttpClient, RawMetadataConfig, RawQueueConfig,
+    Entries, RawBuffer, RawConfig, RawGlobal, RawHttpClient, RawMetadataConfig, RawQueueConfig,
     RawRemoteWrite, RawScrapeConfig, RawSize, RawStaticConfig, S, StringMap,
 };
 use super::size::parse_size;
 use super::{
-    AgentConfig, Authorization, BasicAuth, Config, GlobalConfig, HttpClientConfig, MetadataConfig,
-    Problem, QueueConfig, RemoteWriteConfig, Scheme, ScrapeConfig, Secret, StaticConfig, TlsConfig,
+    AgentConfig, Authorization, BasicAuth, BufferConfig, Config, GlobalConfig, HttpClientConfig,
+    MetadataConfig, Problem, QueueConfig, RemoteWriteConfig, Scheme, ScrapeConfig, Secret,
+    StaticConfig, TlsConfig,
 };
 use crate::labels::Labels;
 use crate::relabel::RelabelConfig;
@@ -44,6 +45,7 @@ pub(super) fn resolve(raw: RawConfig, origin: &str, index: &KeyIndex) -> (Config
             .as_ref()
             .and_then(|a| a.debug_output)
             .unwrap_or(false),
+        buffer: buffer(&mut cx, raw.agent.as_ref().and_then(|a| a.buffer.as_ref())),
     };
     let config = Config {
         global,
@@ -52,6 +54,33 @@ pub(super) fn resolve(raw: RawConfig, origin: &str, index: &KeyIndex) -> (Config
         agent,
     };
     (config, cx.problems)
+}
+
+/// `agent.buffer`, with its defaults; bounds checked.
+fn buffer(cx: &mut Cx<'_>, raw: Option<&RawBuffer>) -> BufferConfig {
+    let mut out = BufferConfig::default();
+    let Some(raw) = raw else {
+        return out;
+    };
+    if let Some(size) = cx.size("agent.buffer.max_size", raw.max_size.as_ref()) {
+        if size < BufferConfig::MIN_SIZE {
+            cx.report(
+                "agent.buffer.max_size",
+                None,
+                format!("must be at least {} bytes (256KiB)", BufferConfig::MIN_SIZE),
+            );
+        } else {
+            out.max_size = size;
+        }
+    }
+    if let Some(age) = cx.duration("agent.buffer.max_age", raw.max_age.as_ref()) {
+        // 0 means no age cap, as Prometheus's zero durations mean "off".
+        out.max_age = (!age.is_zero()).then_some(age);
+    }
+    if let Some(every) = cx.duration("agent.buffer.fsync_interval", raw.fsync_interval.as_ref()) {
+        out.fsync_interval = every;
+    }
+    out
 }
 
 /// Prometheus's `reservedHeaders` (config/config.go): set by the protocol or the transport.

@@ -44,6 +44,7 @@ mod write_client;
 pub use debug::{DEBUG_INTERVAL, EXAMPLES};
 pub use encode::{EncodeError, EncodedLabels, RequestEncoder, WireSample};
 pub use error::Error;
+pub(crate) use metrics::EndpointMetrics;
 pub use metrics::{RemoteMetrics, drop_reason, fail_reason};
 pub use queue::{QueueHandle, QueueTuning};
 pub use retry::RETRY_AFTER_CAP;
@@ -52,6 +53,7 @@ pub use source::{
     BatchSource, CursorStore, Cursors, EndpointInput, Fanout, MemoryQueue, Position, ShardCursor,
 };
 pub use write::{INPUT_QUEUE_FACTOR, RemoteWrite, endpoint_key};
+pub(crate) use write::{Input, InputHandle};
 pub use write_client::{
     HttpWriteClient, MAX_ERROR_MESSAGE_BYTES, REMOTE_WRITE_VERSION, SendError, USER_AGENT_VALUE,
     WriteClient,

@@ -85,8 +85,9 @@ pub const INPUT_QUEUE_FACTOR: usize = 2;
 
 impl RemoteWrite {
     /// Starts every `remote_write` endpoint of `config`, and the debug output when there is no
-    /// endpoint or `debug_output` is set; registers the metrics in `registry`. Must be called
-    /// within a Tokio runtime.
+    /// endpoint or `debug_output` is set, reading an in-memory [`Fanout`] (nothing outlives
+    /// the process); registers the metrics in `registry`. Must be called within a Tokio
+    /// runtime.
     pub fn new(
         config: &Config,
         debug_output: bool,
@@ -94,6 +95,25 @@ impl RemoteWrite {
     ) -> Result<Self, Error> {
         let metrics = RemoteMetrics::register(registry);
         Self::start_with(
+            config,
+            debug_output,
+            &metrics,
+            QueueTuning::default(),
+            HttpWriteClient::new,
+        )
+    }
+
+    /// Starts every endpoint reading the write-ahead log `wal` (what the agent does); the
+    /// appender is then the log's.
+    pub fn with_wal(
+        wal: crate::wal::Wal,
+        config: &Config,
+        debug_output: bool,
+        registry: &mut Registry,
+    ) -> Result<Self, Error> {
+        let metrics = RemoteMetrics::register(registry);
+        Self::start_from(
+            wal,
             config,
             debug_output,
             &metrics,

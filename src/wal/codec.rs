@@ -1,0 +1,792 @@
+//! Batches as buffer records, compactly: the steady state of a scrape costs about one bit
+//! per unchanged sample and a few bytes per changed one.
+//!
+//! Two record kinds (docs/buffer-format.md has the byte layout):
+//! - [`KIND_SNAPSHOT`], the first record of every segment: every live series (ref and
+//!   labels), so that a reader can start at any segment without the ones before it. Encoder
+//!   and decoder state start afresh after it.
+//! - [`KIND_BATCH`]: one [`Batch`]. Its samples share one timestamp unless flagged otherwise
+//!   (a scrape's samples do); its list of refs is written as "the same list as the last batch
+//!   that began with this ref" when it is (a target's series come in the same order every
+//!   scrape), else as delta varints; values are XOR-compressed against the series' previous
+//!   value in the segment (Gorilla: `0` for an unchanged value, else the changed bits).
+//!   Definitions larger than [`DEFLATE_OVER`] bytes are deflated.
+//!
+//! Invariants:
+//! 1. The decoder rebuilds exactly the encoder's state from the records of one segment in
+//!    order, so a batch decodes to the series refs, timestamps and value bits it was encoded
+//!    from (bit for bit: NaN payloads and the staleness marker included).
+//! 2. Decoding never panics and never allocates more than [`MAX_DECODED_BYTES`] for one
+//!    record, whatever the bytes: a record that does not decode is an error the caller treats
+//!    as damage.
+//! 3. State is bounded by the live series: a `gone` ref's value state and ref list are dropped.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+
+use crate::append::{Batch, Sample, SeriesRef};
+use crate::labels::{Labels, LabelsBuilder};
+
+/// Record kind of a segment's first record.
+pub const KIND_SNAPSHOT: u8 = 1;
+/// Record kind of a batch.
+pub const KIND_BATCH: u8 = 2;
+/// Definition blocks larger than this are deflated.
+pub const DEFLATE_OVER: usize = 256;
+/// Decoded definitions of one record are at most this large.
+pub const MAX_DECODED_BYTES: u64 = 1 << 30;
+
+const FLAG_DEFS: u8 = 1;
+const FLAG_GONE: u8 = 1 << 1;
+const FLAG_SAME_REFS: u8 = 1 << 2;
+const FLAG_TIMESTAMPS: u8 = 1 << 3;
+const FLAG_DEFLATED: u8 = 1 << 4;
+
+/// A record that does not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The bytes end before the record does, or a number does not fit.
+    #[error("record truncated or malformed at byte {0}")]
+    Malformed(usize),
+    /// A label is not UTF-8 or a label set is invalid.
+    #[error("invalid label in a series definition")]
+    Label,
+    /// Deflated definitions do not inflate.
+    #[error("definitions do not inflate")]
+    Inflate(#[source] std::io::Error),
+    /// A record of a kind this version does not know.
+    #[error("unknown record kind {0}")]
+    Kind(u8),
+    /// A batch uses "same refs" for a list the decoder never saw.
+    #[error("batch refers to an unknown ref list")]
+    UnknownList,
+}
+
+/// The writer's side of the codec.
+#[derive(Debug, Default)]
+pub struct Encoder {
+    state: State,
+    defs: Vec<u8>,
+    refs: Vec<u64>,
+}
+
+/// The reader's side of the codec.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    state: State,
+    refs: Vec<u64>,
+    inflated: Vec<u8>,
+}
+
+/// What one batch record holds.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Decoded {
+    pub series: Vec<(u64, Labels)>,
+    /// (ref, timestamp ms, value)
+    pub samples: Vec<(u64, i64, f64)>,
+    pub gone: Vec<u64>,
+}
+
+/// State shared in shape by encoder and decoder; reset at every segment start.
+#[derive(Debug, Default)]
+struct State {
+    values: HashMap<u64, ValueState>,
+    lists: HashMap<u64, Vec<u64>>,
+    last_ts: i64,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct ValueState {
+    bits: u64,
+    leading: u32,
+    trailing: u32,
+    window: bool,
+}
+
+impl Encoder {
+    /// Forgets all state: the next record starts a segment.
+    pub fn reset(&mut self) {
+        self.state = State::default();
+    }
+
+    /// Writes the snapshot record of `series` (sorted by ref) to `out`.
+    pub fn snapshot<'a>(
+        &mut self,
+        series: impl Iterator<Item = (u64, &'a Labels)>,
+        out: &mut Vec<u8>,
+    ) {
+        out.clear();
+        self.defs.clear();
+        let series: Vec<_> = series.collect();
+        put_definitions(&mut self.defs, series.iter().map(|(r, l)| (*r, *l)));
+        if self.defs.len() > DEFLATE_OVER {
+            out.push(FLAG_DEFLATED);
+            deflate(&self.defs, out);
+        } else {
+            out.push(0);
+            out.extend_from_slice(&self.defs);
+        }
+    }
+
+    /// Writes `batch` as a record to `out`, advancing the state.
+    pub fn batch(&mut self, batch: &Batch, out: &mut Vec<u8>) {
+        out.clear();
+        let st = &mut self.state;
+        let mut flags = 0;
+        if !batch.series.is_empty() {
+            flags |= FLAG_DEFS;
+        }
+        if !batch.gone.is_empty() {
+            flags |= FLAG_GONE;
+        }
+        let base = batch.samples.first().map_or(st.last_ts, |s| s.timestamp_ms);
+        if batch.samples.iter().any(|s| s.timestamp_ms != base) {
+            flags |= FLAG_TIMESTAMPS;
+        }
+        self.refs.clear();
+        self.refs.extend(batch.samples.iter().map(|s| s.series.0));
+        let same = self
+            .refs
+            .first()
+            .and_then(|first| st.lists.get(first))
+            .is_some_and(|l| *l == self.refs);
+        if same {
+            flags |= FLAG_SAME_REFS;
+        } else if let Some(&first) = self.refs.first() {
+            st.lists.insert(first, self.refs.clone());
+        }
+        self.defs.clear();
+        if !batch.series.is_empty() {
+            put_definitions(&mut self.defs, batch.series.iter().map(|(r, l)| (r.0, l)));
+            if self.defs.len() > DEFLATE_OVER {
+                flags |= FLAG_DEFLATED;
+            }
+        }
+        out.push(flags);
+        put_varint(out, zigzag(base.wrapping_sub(st.last_ts)));
+        st.last_ts = base;
+        put_varint(out, batch.samples.len() as u64);
+        if flags & FLAG_DEFS != 0 {
+            if flags & FLAG_DEFLATED != 0 {
+                let mut packed = Vec::new();
+                deflate(&self.defs, &mut packed);
+                put_varint(out, packed.len() as u64);
+                out.extend_from_slice(&packed);
+            } else {
+                put_varint(out, self.defs.len() as u64);
+                out.extend_from_slice(&self.defs);
+            }
+        }
+        if flags & FLAG_GONE != 0 {
+            put_varint(out, batch.gone.len() as u64);
+            let mut prev = 0u64;
+            for r in &batch.gone {
+                put_varint(out, zigzag(r.0.wrapping_sub(prev) as i64));
+                prev = r.0;
+            }
+        }
+        if let Some(&first) = self.refs.first() {
+            put_varint(out, first);
+            if !same {
+                let mut prev = first;
+                for &r in &self.refs[1..] {
+                    put_varint(out, zigzag(r.wrapping_sub(prev) as i64));
+                    prev = r;
+                }
+            }
+        }
+        if flags & FLAG_TIMESTAMPS != 0 {
+            for s in &batch.samples {
+                put_varint(out, zigzag(s.timestamp_ms.wrapping_sub(base)));
+            }
+        }
+        let mut bits = BitWriter::new(out);
+        for s in &batch.samples {
+            let v = st.values.entry(s.series.0).or_default();
+            v.encode(s.value.to_bits(), &mut bits);
+        }
+        bits.finish();
+        for r in &batch.gone {
+            st.values.remove(&r.0);
+            st.lists.remove(&r.0);
+        }
+    }
+}
+
+impl Decoder {
+    /// Forgets all state: the next record starts a segment.
+    pub fn reset(&mut self) {
+        self.state = State::default();
+    }
+
+    /// The series of a snapshot record.
+    pub fn snapshot(&mut self, payload: &[u8]) -> Result<Vec<(u64, Labels)>, DecodeError> {
+        let (&flags, rest) = payload.split_first().ok_or(DecodeError::Malformed(0))?;
+        let defs = if flags & FLAG_DEFLATED != 0 {
+            inflate(rest, &mut self.inflated)?;
+            &self.inflated[..]
+        } else {
+            rest
+        };
+        read_definitions(defs)
+    }
+
+    /// Decodes a batch record, advancing the state.
+    pub fn batch(&mut self, payload: &[u8], out: &mut Decoded) -> Result<(), DecodeError> {
+        out.series.clear();
+        out.samples.clear();
+        out.gone.clear();
+        let mut r = Cursor {
+            bytes: payload,
+            at: 0,
+        };
+        let flags = r.byte()?;
+        let st = &mut self.state;
+        let base = st.last_ts.wrapping_add(unzigzag(r.varint()?));
+        st.last_ts = base;
+        let n = usize::try_from(r.varint()?).map_err(|_| DecodeError::Malformed(r.at))?;
+        // Every sample takes at least one bit.
+        if n > payload.len().saturating_mul(8) {
+            return Err(DecodeError::Malformed(r.at));
+        }
+        if flags & FLAG_DEFS != 0 {
+            let len = r.len()?;
+            let block = r.take(len)?;
+            out.series = if flags & FLAG_DEFLATED != 0 {
+                inflate(block, &mut self.inflated)?;
+                read_definitions(&self.inflated)?
+            } else {
+                read_definitions(block)?
+            };
+        }
+        if flags & FLAG_GONE != 0 {
+            let count = r.len()?;
+            let mut prev = 0u64;
+            for _ in 0..count {
+                prev = prev.wrapping_add(unzigzag(r.varint()?) as u64);
+                out.gone.push(prev);
+            }
+        }
+        self.refs.clear();
+        if n > 0 {
+            let first = r.varint()?;
+            if flags & FLAG_SAME_REFS != 0 {
+                let list = st.lists.get(&first).ok_or(DecodeError::UnknownList)?;
+                if list.len() != n {
+                    return Err(DecodeError::UnknownList);
+                }
+                self.refs.extend_from_slice(list);
+            } else {
+                self.refs.push(first);
+                let mut prev = first;
+                for _ in 1..n {
+                    prev = prev.wrapping_add(unzigzag(r.varint()?) as u64);
+                    self.refs.push(prev);
+                }
+                st.lists.insert(first, self.refs.clone());
+            }
+        }
+        let mut timestamps = Vec::new();
+        if flags & FLAG_TIMESTAMPS != 0 {
+            for _ in 0..n {
+                timestamps.push(base.wrapping_add(unzigzag(r.varint()?)));
+            }
+        }
+        let mut bits = BitReader::new(&payload[r.at..]);
+        out.samples.reserve(n);
+        for (i, &series) in self.refs.iter().enumerate() {
+            let v = st.values.entry(series).or_default();
+            let value = v
+                .decode(&mut bits)
+                .ok_or(DecodeError::Malformed(payload.len()))?;
+            let ts = timestamps.get(i).copied().unwrap_or(base);
+            out.samples.push((series, ts, f64::from_bits(value)));
+        }
+        for g in &out.gone {
+            st.values.remove(g);
+            st.lists.remove(g);
+        }
+        Ok(())
+    }
+}
+
+impl Decoded {
+    /// The batch with refs as given.
+    pub fn to_batch(&self) -> Batch {
+        Batch {
+            series: self
+                .series
+                .iter()
+                .map(|(r, l)| (SeriesRef(*r), l.clone()))
+                .collect(),
+            samples: self
+                .samples
+                .iter()
+                .map(|&(r, t, v)| Sample {
+                    series: SeriesRef(r),
+                    timestamp_ms: t,
+                    value: v,
+                })
+                .collect(),
+            gone: self.gone.iter().map(|r| SeriesRef(*r)).collect(),
+        }
+    }
+}
+
+impl ValueState {
+    fn encode(&mut self, bits: u64, w: &mut BitWriter<'_>) {
+        let xor = bits ^ self.bits;
+        self.bits = bits;
+        if xor == 0 {
+            w.put(0, 1);
+            return;
+        }
+        let leading = xor.leading_zeros().min(31);
+        let trailing = xor.trailing_zeros();
+        if self.window && leading >= self.leading && trailing >= self.trailing {
+            w.put(0b10, 2);
+            let width = 64 - self.leading - self.trailing;
+            w.put(xor >> self.trailing, width);
+            return;
+        }
+        let width = 64 - leading - trailing;
+        w.put(0b11, 2);
+        w.put(u64::from(leading), 5);
+        w.put(u64::from(width - 1), 6);
+        w.put(xor >> trailing, width);
+        self.leading = leading;
+        self.trailing = trailing;
+        self.window = true;
+    }
+
+    fn decode(&mut self, r: &mut BitReader<'_>) -> Option<u64> {
+        if r.get(1)? == 0 {
+            return Some(self.bits);
+        }
+        let xor = if r.get(1)? == 0 {
+            if !self.window {
+                return None;
+            }
+            let width = 64 - self.leading - self.trailing;
+            r.get(width)? << self.trailing
+        } else {
+            let leading = r.get(5)? as u32;
+            let width = r.get(6)? as u32 + 1;
+            if leading + width > 64 {
+                return None;
+            }
+            let trailing = 64 - leading - width;
+            self.leading = leading;
+            self.trailing = trailing;
+            self.window = true;
+            r.get(width)? << trailing
+        };
+        self.bits ^= xor;
+        Some(self.bits)
+    }
+}
+
+/// Writes bits most significant first.
+struct BitWriter<'a> {
+    out: &'a mut Vec<u8>,
+    acc: u64,
+    used: u32,
+}
+
+impl<'a> BitWriter<'a> {
+    fn new(out: &'a mut Vec<u8>) -> Self {
+        BitWriter {
+            out,
+            acc: 0,
+            used: 0,
+        }
+    }
+
+    /// Writes the low `n` (at most 64) bits of `value`.
+    fn put(&mut self, value: u64, n: u32) {
+        if n == 0 {
+            return;
+        }
+        if n > 32 {
+            self.put(value >> 32, n - 32);
+            self.put(value & 0xffff_ffff, 32);
+            return;
+        }
+        let value = value & ((1u64 << n) - 1);
+        self.acc = (self.acc << n) | value;
+        self.used += n;
+        while self.used >= 8 {
+            self.used -= 8;
+            self.out.push((self.acc >> self.used) as u8);
+        }
+        self.acc &= (1u64 << self.used) - 1;
+    }
+
+    fn finish(mut self) {
+        if self.used > 0 {
+            let pad = 8 - self.used;
+            self.put(0, pad);
+        }
+    }
+}
+
+struct BitReader<'a> {
+    bytes: &'a [u8],
+    bit: usize,
+}
+
+impl<'a> BitReader<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        BitReader { bytes, bit: 0 }
+    }
+
+    /// The next `n` (at most 64) bits, or `None` past the end.
+    fn get(&mut self, n: u32) -> Option<u64> {
+        if n == 0 {
+            return Some(0);
+        }
+        if self.bit + n as usize > self.bytes.len() * 8 {
+            return None;
+        }
+        let mut out = 0u64;
+        let mut left = n;
+        while left > 0 {
+            let byte = self.bytes[self.bit / 8];
+            let offset = (self.bit % 8) as u32;
+            let take = (8 - offset).min(left);
+            let bits = (byte >> (8 - offset - take)) & ((1u16 << take) - 1) as u8;
+            out = (out << take) | u64::from(bits);
+            left -= take;
+            self.bit += take as usize;
+        }
+        Some(out)
+    }
+}
+
+/// Reads bytes of a record with bounds checks.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn byte(&mut self) -> Result<u8, DecodeError> {
+        let b = *self
+            .bytes
+            .get(self.at)
+            .ok_or(DecodeError::Malformed(self.at))?;
+        self.at += 1;
+        Ok(b)
+    }
+
+    fn varint(&mut self) -> Result<u64, DecodeError> {
+        let mut out = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            out |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(out);
+            }
+        }
+        Err(DecodeError::Malformed(self.at))
+    }
+
+    /// A length that must fit in what is left.
+    fn len(&mut self) -> Result<usize, DecodeError> {
+        let n = self.varint()?;
+        let left = (self.bytes.len() - self.at) as u64;
+        if n > left.saturating_mul(8) {
+            return Err(DecodeError::Malformed(self.at));
+        }
+        Ok(n as usize)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self
+            .at
+            .checked_add(n)
+            .ok_or(DecodeError::Malformed(self.at))?;
+        let s = self
+            .bytes
+            .get(self.at..end)
+            .ok_or(DecodeError::Malformed(self.at))?;
+        self.at = end;
+        Ok(s)
+    }
+
+    fn str(&mut self) -> Result<&'a str, DecodeError> {
+        let n = self.len()?;
+        std::str::from_utf8(self.take(n)?).map_err(|_| DecodeError::Label)
+    }
+}
+
+/// `count, (ref delta, label count, (name, value)*)*`, refs as zigzag deltas.
+fn put_definitions<'a>(
+    out: &mut Vec<u8>,
+    series: impl ExactSizeIterator<Item = (u64, &'a Labels)>,
+) {
+    put_varint(out, series.len() as u64);
+    let mut prev = 0u64;
+    for (r, labels) in series {
+        put_varint(out, zigzag(r.wrapping_sub(prev) as i64));
+        prev = r;
+        put_varint(out, labels.len() as u64);
+        for l in labels {
+            put_varint(out, l.name.len() as u64);
+            out.extend_from_slice(l.name.as_bytes());
+            put_varint(out, l.value.len() as u64);
+            out.extend_from_slice(l.value.as_bytes());
+        }
+    }
+}
+
+fn read_definitions(bytes: &[u8]) -> Result<Vec<(u64, Labels)>, DecodeError> {
+    let mut r = Cursor { bytes, at: 0 };
+    let count = r.len()?;
+    let mut out = Vec::with_capacity(count.min(bytes.len()));
+    let mut prev = 0u64;
+    let mut builder = LabelsBuilder::new();
+    for _ in 0..count {
+        prev = prev.wrapping_add(unzigzag(r.varint()?) as u64);
+        let n = r.len()?;
+        builder.clear();
+        for _ in 0..n {
+            let name = r.str()?;
+            let value = r.str()?;
+            if name.is_empty() || value.is_empty() || builder.get(name).is_some() {
+                return Err(DecodeError::Label);
+            }
+            builder.set(name, value);
+        }
+        out.push((prev, builder.build()));
+    }
+    if r.at != bytes.len() {
+        return Err(DecodeError::Malformed(r.at));
+    }
+    Ok(out)
+}
+
+fn deflate(bytes: &[u8], out: &mut Vec<u8>) {
+    let mut enc = flate2::write::DeflateEncoder::new(out, flate2::Compression::fast());
+    // Writing to a Vec cannot fail.
+    let _ = enc.write_all(bytes);
+    let _ = enc.finish();
+}
+
+/// Inflates at most [`MAX_DECODED_BYTES`] (invariant 2).
+fn inflate(bytes: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
+    out.clear();
+    let mut dec = flate2::read::DeflateDecoder::new(bytes).take(MAX_DECODED_BYTES + 1);
+    dec.read_to_end(out).map_err(DecodeError::Inflate)?;
+    if out.len() as u64 > MAX_DECODED_BYTES {
+        return Err(DecodeError::Malformed(bytes.len()));
+    }
+    Ok(())
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::append::{STALE_NAN_BITS, stale_nan};
+    use proptest::prelude::*;
+
+    fn labels(i: u64) -> Labels {
+        Labels::from_pairs([
+            ("__name__", format!("metric_{}", i % 7)),
+            ("instance", "10.0.0.1:9100".to_owned()),
+            ("job", "node".to_owned()),
+            ("le", format!("{i}")),
+        ])
+    }
+
+    fn sample(r: u64, ts: i64, v: f64) -> Sample {
+        Sample {
+            series: SeriesRef(r),
+            timestamp_ms: ts,
+            value: v,
+        }
+    }
+
+    /// Encodes batches into one segment's worth of records and decodes them back.
+    fn round_trip(batches: &[Batch]) -> (Vec<Batch>, usize) {
+        let (mut enc, mut dec) = (Encoder::default(), Decoder::default());
+        let mut buf = Vec::new();
+        let mut bytes = 0;
+        let mut out = Vec::new();
+        let mut decoded = Decoded::default();
+        for b in batches {
+            enc.batch(b, &mut buf);
+            bytes += buf.len();
+            dec.batch(&buf, &mut decoded)
+                .unwrap_or_else(|e| panic!("{e}"));
+            out.push(decoded.to_batch());
+        }
+        (out, bytes)
+    }
+
+    fn same_bits(a: &Batch, b: &Batch) -> bool {
+        a.series == b.series
+            && a.gone == b.gone
+            && a.samples.len() == b.samples.len()
+            && a.samples.iter().zip(&b.samples).all(|(x, y)| {
+                x.series == y.series
+                    && x.timestamp_ms == y.timestamp_ms
+                    && x.value.to_bits() == y.value.to_bits()
+            })
+    }
+
+    #[test]
+    fn a_scrape_stream_round_trips_and_costs_little() {
+        let n = 500u64;
+        let mut batches = Vec::new();
+        for scrape in 0..100i64 {
+            let ts = 1_700_000_000_000 + scrape * 15_000;
+            let series = if scrape == 0 {
+                (1..=n).map(|r| (SeriesRef(r), labels(r))).collect()
+            } else {
+                Vec::new()
+            };
+            let samples = (1..=n)
+                .map(|r| {
+                    let v = match r % 4 {
+                        0 => 42.0,                                // constant
+                        1 => (scrape * 3 + r as i64) as f64,      // counter
+                        2 => (scrape as f64 * 0.37).sin() * 10.0, // gauge
+                        _ => 1_000_000.0 + (scrape * 1024) as f64,
+                    };
+                    sample(r, ts, v)
+                })
+                .collect();
+            batches.push(Batch {
+                series,
+                samples,
+                gone: Vec::new(),
+            });
+        }
+        let (out, _) = round_trip(&batches);
+        assert!(batches.iter().zip(&out).all(|(a, b)| same_bits(a, b)));
+        let (_, steady) = round_trip(&batches[1..]);
+        let per_sample = steady as f64 / (99.0 * n as f64);
+        // Exact sizes depend on the values; this bounds the steady state well below the
+        // 8 bytes of a raw float.
+        assert!(per_sample < 4.0, "{per_sample} bytes per sample");
+    }
+
+    #[test]
+    fn special_values_and_timestamps_round_trip_bit_for_bit() {
+        let b1 = Batch {
+            series: vec![(SeriesRef(5), labels(5)), (SeriesRef(9), labels(9))],
+            samples: vec![
+                sample(5, 10, f64::from_bits(0x7ff8_0000_0000_0001)),
+                sample(9, 12, -0.0),
+                sample(5, 11, stale_nan()),
+                sample(9, -3, f64::INFINITY),
+            ],
+            gone: vec![],
+        };
+        let b2 = Batch {
+            series: vec![],
+            samples: vec![sample(9, i64::MAX, f64::MIN_POSITIVE)],
+            gone: vec![SeriesRef(5), SeriesRef(9)],
+        };
+        let (out, _) = round_trip(&[b1.clone(), b2.clone()]);
+        assert!(same_bits(&out[0], &b1));
+        assert!(same_bits(&out[1], &b2));
+        assert_eq!(out[0].samples[2].value.to_bits(), STALE_NAN_BITS);
+    }
+
+    #[test]
+    fn snapshots_round_trip_deflated_or_not() {
+        for n in [0u64, 1, 300] {
+            let all: Vec<(u64, Labels)> = (1..=n).map(|r| (r * 3, labels(r))).collect();
+            let mut buf = Vec::new();
+            Encoder::default().snapshot(all.iter().map(|(r, l)| (*r, l)), &mut buf);
+            let got = Decoder::default()
+                .snapshot(&buf)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(got, all);
+            if n == 300 {
+                assert_eq!(buf[0], FLAG_DEFLATED);
+            }
+        }
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let mut dec = Decoder::default();
+        let mut out = Decoded::default();
+        for bytes in [
+            &[][..],
+            &[0xff],
+            &[FLAG_SAME_REFS, 0, 2, 1],
+            &[
+                0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
+            ],
+            &[FLAG_DEFS, 0, 0, 5, 1, 0, 1, 1],
+        ] {
+            assert!(dec.batch(bytes, &mut out).is_err(), "{bytes:?}");
+            assert!(
+                dec.snapshot(bytes).is_err() || bytes.len() <= 1,
+                "{bytes:?}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_batches_round_trip(
+            steps in proptest::collection::vec(
+                (proptest::collection::vec((1u64..20, -5i64..5, proptest::num::u64::ANY), 0..30),
+                 proptest::collection::vec(1u64..20, 0..3)),
+                1..20)
+        ) {
+            let mut batches = Vec::new();
+            let mut last_ts: HashMap<u64, i64> = HashMap::new();
+            let mut ts = 1000i64;
+            for (samples, gone) in steps {
+                ts += 1000;
+                let mut b = Batch::default();
+                for (r, dt, bits) in samples {
+                    let t = (ts + dt).max(last_ts.get(&r).map_or(i64::MIN, |t| t + 1));
+                    last_ts.insert(r, t);
+                    b.samples.push(sample(r, t, f64::from_bits(bits)));
+                }
+                b.gone = gone.into_iter().map(SeriesRef).collect();
+                b.gone.sort();
+                b.gone.dedup();
+                if b.samples.len() % 3 == 0 {
+                    b.series = vec![(SeriesRef(ts as u64), labels(ts as u64))];
+                }
+                batches.push(b);
+            }
+            let (out, _) = round_trip(&batches);
+            for (a, b) in batches.iter().zip(&out) {
+                prop_assert!(same_bits(a, b), "{:?} != {:?}", a, b);
+            }
+        }
+
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let mut dec = Decoder::default();
+            let mut out = Decoded::default();
+            let _ = dec.batch(&bytes, &mut out);
+            let _ = dec.snapshot(&bytes);
+        }
+    }
+}

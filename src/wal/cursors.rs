@@ -1,0 +1,467 @@
+//! Cursor files: each endpoint's delivery progress ([`Cursors`]) on disk, and the
+//! [`CursorStore`] that writes them.
+//!
+//! One file per endpoint in `<data-dir>/cursors/`, named after the endpoint (characters
+//! outside `[A-Za-z0-9._-]` percent-encoded), written whole to a temporary file, synced, and
+//! renamed over the old one (then the directory is synced): a crash at any step leaves the old
+//! cursors or the new ones, never a mix. Layout (little endian; NEVER reorder or remove
+//! fields):
+//!
+//! ```text
+//! magic "SCRPLCUR" (8) | version u32 (= 1) | routed u64 | shards u32
+//! | shards x (position u64, skip u32) | crc32c u32 (over everything before it)
+//! ```
+//!
+//! Positions are buffer positions packed into a `u64` (`buffer::Position::to_u64`).
+//!
+//! Invariants of the store:
+//! 1. Saved cursors never go back: each shard keeps the highest cursor it was given (a new
+//!    shard layout, after a reshard, replaces the old one).
+//! 2. `commit` completes once a write that includes its cursors is on disk (or failed:
+//!    counted and logged; delivery goes on and a crash would resend a little more). Concurrent
+//!    commits share one write (group commit). `offer`ed cursors are written within
+//!    [`OFFER_INTERVAL`].
+//! 3. After each write the endpoint's hold on the buffer moves to its lowest cursor, so the
+//!    segments before it can be deleted.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{Notify, watch};
+
+use super::metrics::{EndpointWalMetrics, WalMetrics};
+use super::source::InFlight;
+use crate::buffer::{self, Log, failpoint};
+use crate::remote::{CursorStore, Cursors, Position, ShardCursor};
+use crate::telemetry::error_chain;
+
+/// Offered (not committed) cursors are written at least this often when they changed.
+pub const OFFER_INTERVAL: Duration = Duration::from_secs(1);
+
+const MAGIC: [u8; 8] = *b"SCRPLCUR";
+const VERSION: u32 = 1;
+const SUFFIX: &str = ".cursor";
+
+/// Why a cursor file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CursorError {
+    /// Reading or writing the file failed. Retryable.
+    #[error("cannot access cursor file {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a valid cursor file (damaged). Not retryable: the endpoint starts over.
+    #[error("cursor file {path} is damaged")]
+    Damaged { path: PathBuf },
+}
+
+/// The cursor file path of endpoint `name` in `dir`.
+pub fn cursor_path(dir: &Path, name: &str) -> PathBuf {
+    let mut file = String::with_capacity(name.len() + SUFFIX.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"._-".contains(&b) {
+            file.push(b as char);
+        } else {
+            file.push_str(&format!("%{b:02X}"));
+        }
+    }
+    file.push_str(SUFFIX);
+    dir.join(file)
+}
+
+/// The endpoint name a cursor file name stands for.
+pub fn endpoint_of(file: &str) -> Option<String> {
+    let stem = file.strip_suffix(SUFFIX)?;
+    let mut out = Vec::with_capacity(stem.len());
+    let bytes = stem.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The bytes of a cursor file.
+pub fn encode(c: &Cursors) -> Vec<u8> {
+    let mut out = Vec::with_capacity(28 + 12 * c.shards.len());
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&c.routed.0.to_le_bytes());
+    out.extend_from_slice(&(c.shards.len() as u32).to_le_bytes());
+    for s in &c.shards {
+        out.extend_from_slice(&s.position.0.to_le_bytes());
+        out.extend_from_slice(&s.skip.to_le_bytes());
+    }
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// The cursors in a cursor file's bytes, if they are valid.
+pub fn decode(bytes: &[u8]) -> Option<Cursors> {
+    let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
+    if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().ok()?) {
+        return None;
+    }
+    let u32_at = |at: usize| Some(u32::from_le_bytes(body.get(at..at + 4)?.try_into().ok()?));
+    let u64_at = |at: usize| Some(u64::from_le_bytes(body.get(at..at + 8)?.try_into().ok()?));
+    if body.get(..8)? != MAGIC || u32_at(8)? != VERSION {
+        return None;
+    }
+    let routed = Position(u64_at(12)?);
+    let n = u32_at(20)? as usize;
+    if body.len() != 24 + 12 * n {
+        return None;
+    }
+    let shards = (0..n)
+        .map(|i| {
+            let at = 24 + 12 * i;
+            Some(ShardCursor {
+                position: Position(u64_at(at)?),
+                skip: u32_at(at + 8)?,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(Cursors { shards, routed })
+}
+
+/// Reads every cursor file in `dir`: endpoint name -> cursors (or why not). Removes leftover
+/// temporary files.
+pub fn load_all(dir: &Path) -> Result<HashMap<String, Result<Cursors, CursorError>>, CursorError> {
+    let io = |source| CursorError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut out = HashMap::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(&path);
+            continue;
+        }
+        let Some(endpoint) = endpoint_of(&name) else {
+            continue;
+        };
+        let cursors = match std::fs::read(&path) {
+            Ok(bytes) => decode(&bytes).ok_or(CursorError::Damaged { path }),
+            Err(source) => Err(CursorError::Io { path, source }),
+        };
+        out.insert(endpoint, cursors);
+    }
+    Ok(out)
+}
+
+/// Writes `cursors` to `path` atomically (temporary file, sync, rename, directory sync).
+pub fn write(path: &Path, cursors: &Cursors) -> Result<(), CursorError> {
+    let io = |source| CursorError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let bytes = encode(cursors);
+    let tmp = path.with_extension("cursor.tmp");
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    if let Ok(armed) = std::env::var(failpoint::ENV)
+        && armed.starts_with("cursor-write-partial")
+    {
+        // Half a file on disk, then the crash.
+        let _ = file.write_all(&bytes[..bytes.len() / 2]);
+        let _ = file.sync_data();
+        failpoint::hit("cursor-write-partial");
+    }
+    file.write_all(&bytes).map_err(io)?;
+    file.sync_data().map_err(io)?;
+    drop(file);
+    failpoint::hit("cursor-write-before-rename");
+    std::fs::rename(&tmp, path).map_err(io)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+    }
+    Ok(())
+}
+
+/// The [`CursorStore`] of one endpoint.
+pub(super) struct FileStore {
+    name: String,
+    path: PathBuf,
+    log: Log,
+    state: Mutex<StoreState>,
+    /// Wakes the writer task (which holds it without holding the store).
+    wake: Arc<Notify>,
+    written: watch::Sender<u64>,
+    in_flight: InFlight,
+    metrics: EndpointWalMetrics,
+    wal_metrics: WalMetrics,
+    newest_appended: Arc<AtomicI64>,
+}
+
+/// Covered by `FileStore::state`.
+#[derive(Default)]
+struct StoreState {
+    latest: Option<Cursors>,
+    /// Generation of the latest commit request.
+    requested: u64,
+    /// Offered cursors not yet written.
+    dirty: bool,
+    /// Newest sample timestamp delivered (from records the cursors passed).
+    delivered_ts: Option<i64>,
+}
+
+/// What the store needs at start.
+pub(super) struct StoreSetup {
+    pub(super) name: String,
+    pub(super) path: PathBuf,
+    pub(super) log: Log,
+    pub(super) in_flight: InFlight,
+    pub(super) metrics: EndpointWalMetrics,
+    pub(super) wal_metrics: WalMetrics,
+    pub(super) newest_appended: Arc<AtomicI64>,
+    pub(super) start: Cursors,
+}
+
+impl FileStore {
+    /// Creates the store and starts its writer task (within a Tokio runtime).
+    pub(super) fn spawn(setup: StoreSetup) -> Arc<FileStore> {
+        let store = Arc::new(FileStore {
+            name: setup.name,
+            path: setup.path,
+            log: setup.log,
+            state: Mutex::new(StoreState {
+                latest: Some(setup.start),
+                ..StoreState::default()
+            }),
+            wake: Arc::new(Notify::new()),
+            written: watch::Sender::new(0),
+            in_flight: setup.in_flight,
+            metrics: setup.metrics,
+            wal_metrics: setup.wal_metrics,
+            newest_appended: setup.newest_appended,
+        });
+        let weak = Arc::downgrade(&store);
+        let span = tracing::info_span!("buffer_cursor", endpoint = %store.name);
+        tokio::spawn(tracing::Instrument::instrument(
+            run_writer(weak, store.wake.clone()),
+            span,
+        ));
+        store
+    }
+
+    fn lock(&self) -> MutexGuard<'_, StoreState> {
+        // Single-step edits; a poisoned lock still holds a valid state.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Merges `c` into the latest cursors (invariant 1).
+    fn merge(st: &mut StoreState, c: Cursors) {
+        match &mut st.latest {
+            Some(latest) if latest.shards.len() == c.shards.len() => {
+                for (a, b) in latest.shards.iter_mut().zip(&c.shards) {
+                    *a = (*a).max(*b);
+                }
+                latest.routed = latest.routed.max(c.routed);
+            }
+            latest => *latest = Some(c),
+        }
+    }
+
+    /// Writes the latest cursors if a commit or an offer asks for it (or `force`).
+    async fn write_latest(self: &Arc<Self>, force: bool) {
+        let (cursors, generation) = {
+            let mut st = self.lock();
+            if !(force || st.dirty || st.requested > *self.written.borrow()) {
+                let latest = st.latest.clone();
+                drop(st);
+                // Nothing to write, but ages grow: keep the gauges current.
+                if let Some(latest) = latest {
+                    self.update_metrics(&latest);
+                }
+                return;
+            }
+            st.dirty = false;
+            (st.latest.clone(), st.requested)
+        };
+        let Some(cursors) = cursors else {
+            self.written.send_replace(generation);
+            return;
+        };
+        let path = self.path.clone();
+        let to_write = cursors.clone();
+        let result = tokio::task::spawn_blocking(move || write(&path, &to_write)).await;
+        match result {
+            Ok(Ok(())) => {
+                let low = buffer::Position::from_u64(cursors.min_position().0);
+                self.log.hold(&self.name, low);
+            }
+            Ok(Err(e)) => {
+                self.wal_metrics.cursor_write_failures.inc();
+                tracing::warn!(error = %error_chain(&e), "cannot save the endpoint's cursors; a restart would send more again");
+            }
+            Err(e) => {
+                self.wal_metrics.cursor_write_failures.inc();
+                tracing::warn!(error = %e, "cursor write task failed");
+            }
+        }
+        self.written.send_replace(generation);
+        self.update_metrics(&cursors);
+    }
+
+    /// Lag gauges from the cursors just written.
+    fn update_metrics(&self, cursors: &Cursors) {
+        let low = cursors.min_position().0;
+        let lag = self.log.bytes_after(buffer::Position::from_u64(low));
+        self.metrics
+            .lag_bytes
+            .set(i64::try_from(lag).unwrap_or(i64::MAX));
+        let oldest = {
+            let mut q = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            let mut delivered = None;
+            // A record is delivered once every shard cursor is past its start.
+            while let Some(&(pos, _, max)) = q.front() {
+                if pos >= low {
+                    break;
+                }
+                delivered = Some(max);
+                q.pop_front();
+            }
+            if let Some(max) = delivered {
+                let mut st = self.lock();
+                st.delivered_ts = st.delivered_ts.max(Some(max));
+            }
+            q.iter().map(|&(_, min, _)| min).min()
+        };
+        let now = now_ms();
+        let age = oldest.map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
+        self.metrics.oldest_unsent.set(age);
+        let newest = self.newest_appended.load(Ordering::Relaxed);
+        let delivered = self.lock().delivered_ts;
+        let lag_s = match delivered {
+            Some(d) if newest > d => (newest - d) as f64 / 1000.0,
+            _ => 0.0,
+        };
+        self.metrics.lag_seconds.set(lag_s);
+    }
+}
+
+impl CursorStore for FileStore {
+    fn commit(&self, cursors: Cursors) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        let generation = {
+            let mut st = self.lock();
+            Self::merge(&mut st, cursors);
+            st.requested += 1;
+            st.requested
+        };
+        self.wake.notify_one();
+        let mut rx = self.written.subscribe();
+        Box::pin(async move {
+            // Err: the writer is gone (shutting down); nothing more will be written.
+            let _ = rx.wait_for(|w| *w >= generation).await;
+        })
+    }
+
+    fn offer(&self, cursors: Cursors) {
+        let mut st = self.lock();
+        Self::merge(&mut st, cursors);
+        st.dirty = true;
+    }
+}
+
+/// Writes cursors when a commit asks, and offered ones every [`OFFER_INTERVAL`], until the
+/// store is dropped (every commit waited for its own write, so none is pending then).
+async fn run_writer(store: Weak<FileStore>, wake: Arc<Notify>) {
+    loop {
+        let Some(s) = store.upgrade() else {
+            return;
+        };
+        s.write_latest(false).await;
+        drop(s);
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(OFFER_INTERVAL) => {}
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The in-flight queue type, for the facade.
+pub(super) fn new_in_flight() -> InFlight {
+    Arc::new(Mutex::new(VecDeque::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_through_file_names() {
+        for name in ["primary", "a/b c", "ünï", "x.y-z_1", ""] {
+            let path = cursor_path(Path::new("/d"), name);
+            let file = path.file_name().map(|f| f.to_string_lossy().into_owned());
+            assert_eq!(
+                file.as_deref().and_then(endpoint_of),
+                Some(name.to_owned()),
+                "{name}"
+            );
+            assert!(!file.unwrap_or_default().contains('/'));
+        }
+    }
+
+    #[test]
+    fn cursor_files_round_trip_and_reject_damage() {
+        let c = Cursors {
+            shards: vec![
+                ShardCursor {
+                    position: Position(1 << 40 | 77),
+                    skip: 3,
+                },
+                ShardCursor::default(),
+            ],
+            routed: Position(5 << 32),
+        };
+        let bytes = encode(&c);
+        assert_eq!(decode(&bytes), Some(c.clone()));
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x01;
+            assert_eq!(decode(&bad), None, "byte {i}");
+        }
+        assert_eq!(decode(&bytes[..bytes.len() - 1]), None);
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = cursor_path(dir.path(), "e/1");
+        write(&path, &c).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("x.cursor.tmp"), b"half").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(cursor_path(dir.path(), "bad"), b"junk").unwrap_or_else(|e| panic!("{e}"));
+        let all = load_all(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(all.len(), 2);
+        assert_eq!(all.get("e/1").and_then(|r| r.as_ref().ok()), Some(&c));
+        assert!(matches!(
+            all.get("bad"),
+            Some(Err(CursorError::Damaged { .. }))
+        ));
+        assert!(!dir.path().join("x.cursor.tmp").exists());
+    }
+}

@@ -1,0 +1,268 @@
+//! The agent's write-ahead log: scrape batches in the buffer ([`crate::buffer`]) between the
+//! scrape loops and remote write.
+//!
+//! ```text
+//! scrape loops -> WalAppender (codec: batch -> record) -> buffer::Writer -> segments on disk
+//!                                                              |
+//!   per endpoint: reader thread (record -> batch, local refs) -> WalSource -> remote queue
+//!                 shards' cursors -> FileStore -> <data-dir>/cursors/<endpoint>.cursor
+//!                                             -> Log::hold (segments before it can go)
+//! ```
+//!
+//! Invariants (each file states its own):
+//! 1. Appended before sent: the scrape loops' batches reach endpoints only through the
+//!    buffer, and `append` returns once the batch is in the page cache; a killed process
+//!    loses nothing appended. What cannot be written is counted (`write_error`).
+//! 2. Every endpoint resumes where its shards' saved cursors say; what it sends again after
+//!    a crash is at most one request per shard, each repeating (per series) only the
+//!    receiver's latest sample, and is counted (`scrapelet_remote_samples_resent_total`).
+//! 3. An endpoint without a cursor file (new in the config) starts at this process's first
+//!    segment ("now"), and its cursor file is written before anything is read; a cursor file
+//!    of an endpoint no longer configured is deleted and its hold released.
+//! 4. Endpoints are independent: each has its own reader and cursors; one that falls behind
+//!    only holds segments until the size cap deletes them (its loss is counted, the others
+//!    lose nothing).
+//! 5. Memory does not grow with the backlog (see `source`).
+//!
+//! Start-up: open the buffer (recovery seals what a crash left) -> read the cursor files ->
+//! register every endpoint's hold -> start this process's segment -> start readers and
+//! stores as remote write asks for them. Shutdown: close the appender (seals the segment) ->
+//! readers drain to the end -> queues flush and save their cursors.
+
+mod appender;
+mod codec;
+mod cursors;
+mod metrics;
+mod source;
+
+pub use codec::{DecodeError, Decoded, Decoder, Encoder, KIND_BATCH, KIND_SNAPSHOT};
+pub use cursors::{CursorError, cursor_path};
+pub use metrics::{WalMetrics, drop_reason};
+pub use source::{CHANNEL_BATCHES, WalSource};
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use prometheus_client::registry::Registry;
+
+use self::appender::{Observer, WalAppender};
+use self::cursors::{FileStore, StoreSetup};
+use self::source::{ReaderSetup, spawn_reader};
+use crate::append::Appender;
+use crate::buffer::{self, Log, Options};
+use crate::config::{BufferConfig, RemoteWriteConfig};
+use crate::remote::{Cursors, EndpointInput, Position};
+use crate::telemetry::error_chain;
+
+/// The write-ahead log could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The buffer directory cannot be used or this process's first segment cannot be
+    /// written. Retryable when the cause is (disk space, permissions).
+    #[error("cannot open the write-ahead buffer")]
+    Buffer(#[source] buffer::Error),
+    /// The cursor directory cannot be used, or an endpoint's first cursor file cannot be
+    /// written. Retryable when the cause is.
+    #[error("cannot use the endpoints' cursor files")]
+    Cursors(#[source] CursorError),
+}
+
+/// An open write-ahead log, handing out one input per endpoint (`remote::Input`).
+pub struct Wal {
+    log: Log,
+    appender: Arc<WalAppender>,
+    metrics: WalMetrics,
+    cursors_dir: PathBuf,
+    /// Cursors saved by the previous run, per configured endpoint.
+    saved: HashMap<String, Cursors>,
+    /// Where new endpoints start: this process's first segment.
+    start: buffer::Position,
+}
+
+/// The running write-ahead log behind remote write.
+struct Handle {
+    appender: Arc<WalAppender>,
+}
+
+impl Wal {
+    /// Opens the buffer under `data_dir` for the endpoints `endpoints` (their names). See the
+    /// module docs for the steps.
+    pub fn open(
+        data_dir: &Path,
+        cfg: &BufferConfig,
+        endpoints: &[&str],
+        registry: &mut Registry,
+    ) -> Result<Wal, Error> {
+        let metrics = WalMetrics::register(registry);
+        let options = Options {
+            max_size: cfg.max_size,
+            max_age: cfg.max_age,
+            segment_size: Options::segment_size_for(cfg.max_size),
+            fsync_interval: cfg.fsync_interval,
+            observer: Arc::new(Observer::new(metrics.clone())),
+            ..Options::new(data_dir.join("buffer"))
+        };
+        let (log, writer, recovery) = Log::open(options).map_err(Error::Buffer)?;
+        if recovery != buffer::Recovery::default() {
+            tracing::info!(
+                segments = recovery.segments,
+                sealed = recovery.sealed,
+                torn_bytes = recovery.torn_bytes,
+                removed_files = recovery.removed,
+                removed_bytes = recovery.removed_bytes,
+                "buffer recovered"
+            );
+        }
+        metrics
+            .corrupt_bytes
+            .inc_by(recovery.torn_bytes + recovery.removed_bytes);
+        let cursors_dir = data_dir.join("cursors");
+        let mut saved = HashMap::new();
+        let start = log.end();
+        for (name, cursors) in cursors::load_all(&cursors_dir).map_err(Error::Cursors)? {
+            if !endpoints.contains(&name.as_str()) {
+                let path = cursor_path(&cursors_dir, &name);
+                tracing::info!(endpoint = %name, "endpoint no longer configured; its buffer cursor is deleted");
+                let _ = std::fs::remove_file(path);
+                continue;
+            }
+            match cursors {
+                Ok(c) => {
+                    saved.insert(name, c);
+                }
+                Err(e) => {
+                    // Resending everything kept beats losing it.
+                    tracing::error!(endpoint = %name, error = %error_chain(&e), "endpoint's buffer cursor unreadable; it starts at the oldest data kept");
+                    saved.insert(
+                        name,
+                        Cursors {
+                            shards: Vec::new(),
+                            routed: Position(0),
+                        },
+                    );
+                }
+            }
+        }
+        for name in endpoints {
+            let at = saved
+                .get(*name)
+                .map_or(start, |c| buffer::Position::from_u64(c.min_position().0));
+            log.hold(name, at);
+        }
+        let appender = Arc::new(WalAppender::new(writer, log.clone(), metrics.clone()));
+        let first = appender.start().map_err(Error::Buffer)?;
+        Ok(Wal {
+            log,
+            appender,
+            metrics,
+            cursors_dir,
+            saved,
+            start: buffer::Position {
+                segment: first.segment,
+                offset: 0,
+            },
+        })
+    }
+
+    /// The appender for the scrape loops.
+    pub fn appender(&self) -> Arc<dyn Appender> {
+        self.appender.clone()
+    }
+
+    /// The buffer's log (tests, tools).
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+}
+
+impl crate::remote::Input for Wal {
+    type Source = WalSource;
+
+    fn endpoint(
+        &mut self,
+        cfg: &RemoteWriteConfig,
+        _remote: &crate::remote::EndpointMetrics,
+    ) -> EndpointInput<WalSource> {
+        let name = cfg.name.clone();
+        let path = cursor_path(&self.cursors_dir, &name);
+        let resume = match self.saved.remove(&name) {
+            Some(c) => c,
+            None => {
+                let fresh = Cursors {
+                    shards: Vec::new(),
+                    routed: Position(self.start.to_u64()),
+                };
+                // Invariant 3: a crash before the first delivery must not make this endpoint
+                // look new again (it would skip what was appended meanwhile).
+                if let Err(e) = cursors::write(&path, &fresh) {
+                    self.metrics.cursor_write_failures.inc();
+                    tracing::error!(endpoint = %name, error = %error_chain(&e), "cannot save the endpoint's first cursor");
+                }
+                fresh
+            }
+        };
+        let from = buffer::Position::from_u64(resume.min_position().0);
+        let m = self.metrics.endpoint(&name);
+        let in_flight = cursors::new_in_flight();
+        let source = spawn_reader(
+            self.log.clone(),
+            ReaderSetup {
+                name: name.clone(),
+                from,
+                own_segment: self.start.segment,
+                metrics: Some(m.clone()),
+                in_flight: Some(in_flight.clone()),
+            },
+        );
+        let store = FileStore::spawn(StoreSetup {
+            name,
+            path,
+            log: self.log.clone(),
+            in_flight,
+            metrics: m,
+            wal_metrics: self.metrics.clone(),
+            newest_appended: self.appender.newest_ts.clone(),
+            start: resume.clone(),
+        });
+        EndpointInput {
+            source,
+            resume: Some(resume),
+            store: Some(store),
+        }
+    }
+
+    fn debug(&mut self) -> WalSource {
+        spawn_reader(
+            self.log.clone(),
+            ReaderSetup {
+                name: "debug".into(),
+                from: self.start,
+                own_segment: self.start.segment,
+                metrics: None,
+                in_flight: None,
+            },
+        )
+    }
+
+    fn finish(self) -> Arc<dyn crate::remote::InputHandle> {
+        Arc::new(Handle {
+            appender: self.appender,
+        })
+    }
+}
+
+impl crate::remote::InputHandle for Handle {
+    fn appender(self: Arc<Self>) -> Arc<dyn Appender> {
+        self.appender.clone()
+    }
+
+    fn close(&self) {
+        self.appender.close();
+    }
+
+    fn discard(&self) -> usize {
+        // What endpoints did not send stays in the buffer for the next run.
+        0
+    }
+}

@@ -1,0 +1,299 @@
+//! The reader side: one thread per endpoint decodes the buffer from the endpoint's cursor and
+//! hands batches to its queue ([`WalSource`], a [`BatchSource`]).
+//!
+//! Invariants:
+//! 1. Refs are the reader's own: each series gets a local ref when first seen, kept as long
+//!    as its segment-scoped ref keeps the same labels. A new process reuses ref numbers, so at
+//!    every segment the snapshot is compared with what the reader knew: series no longer live
+//!    are emitted as `gone`, new or changed ones as definitions (under new local refs).
+//! 2. The first batch emitted defines every live series (the queue starts with an empty
+//!    table); records before the start position are decoded (to rebuild state) but not
+//!    emitted.
+//! 3. Memory is bounded: the series table follows the live series, one record is decoded at a
+//!    time, and the channel to the queue holds [`CHANNEL_BATCHES`] batches. A backlog of any
+//!    size is streamed through that.
+//! 4. A record that does not decode ends its segment for this reader (counted as corrupt,
+//!    like damage the checksum caught); reading goes on at the next segment.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::codec::{Decoded, Decoder, KIND_BATCH, KIND_SNAPSHOT};
+use super::metrics::EndpointWalMetrics;
+use crate::append::{Batch, Sample, SeriesRef};
+use crate::buffer::{self, Event, Gap, Log};
+use crate::labels::Labels;
+use crate::remote::{BatchSource, Position};
+use crate::telemetry::error_chain;
+
+/// Batches decoded ahead of the queue.
+pub const CHANNEL_BATCHES: usize = 8;
+
+/// How long a caught-up reader waits before checking whether its queue is still there.
+const IDLE_CHECK: Duration = Duration::from_millis(200);
+
+/// Records read but not yet delivered: (packed position, oldest and newest sample timestamp).
+/// Shared with the endpoint's cursor store, which pops what its cursors passed.
+pub(super) type InFlight = Arc<Mutex<VecDeque<(u64, i64, i64)>>>;
+
+/// An endpoint's batches, read from the buffer.
+pub struct WalSource {
+    rx: mpsc::Receiver<(Position, Arc<Batch>)>,
+}
+
+impl BatchSource for WalSource {
+    async fn next(&mut self) -> Option<(Position, Arc<Batch>)> {
+        self.rx.recv().await
+    }
+}
+
+/// What a reader needs besides the log.
+pub(super) struct ReaderSetup {
+    pub(super) name: String,
+    /// Where to start.
+    pub(super) from: buffer::Position,
+    /// The first segment this process wrote: records before it are replayed ones.
+    pub(super) own_segment: u64,
+    pub(super) metrics: Option<EndpointWalMetrics>,
+    pub(super) in_flight: Option<InFlight>,
+}
+
+/// Starts a reader of `log` on a blocking thread; it ends when the log is closed and read, or
+/// when the source is dropped.
+pub(super) fn spawn_reader(log: Log, setup: ReaderSetup) -> WalSource {
+    let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+    let span = tracing::info_span!("buffer_reader", endpoint = %setup.name);
+    tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        ReaderTask::new(log, setup).run(&tx);
+    });
+    WalSource { rx }
+}
+
+struct ReaderTask {
+    reader: buffer::Reader,
+    setup: ReaderSetup,
+    decoder: Decoder,
+    decoded: Decoded,
+    /// Segment-scoped ref -> (local ref, labels) (invariant 1).
+    table: HashMap<u64, (u64, Labels)>,
+    next_local: u64,
+    /// Invariant 2.
+    announce_all: bool,
+    defs: Vec<(SeriesRef, Labels)>,
+    gone: Vec<SeriesRef>,
+}
+
+impl ReaderTask {
+    fn new(log: Log, setup: ReaderSetup) -> Self {
+        ReaderTask {
+            reader: log.reader(setup.from),
+            setup,
+            decoder: Decoder::default(),
+            decoded: Decoded::default(),
+            table: HashMap::new(),
+            next_local: 1,
+            announce_all: true,
+            defs: Vec::new(),
+            gone: Vec::new(),
+        }
+    }
+
+    fn run(mut self, tx: &mpsc::Sender<(Position, Arc<Batch>)>) {
+        let mut read_errors = 0u32;
+        loop {
+            if tx.is_closed() {
+                return;
+            }
+            let event = match self.reader.read() {
+                Ok(e) => e,
+                Err(e) => {
+                    read_errors += 1;
+                    if read_errors == 1 {
+                        tracing::warn!(error = %error_chain(&e), "cannot read the buffer; retrying");
+                    }
+                    self.reader.wait(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            read_errors = 0;
+            let batch = match event {
+                Event::Segment(_) => {
+                    self.decoder.reset();
+                    continue;
+                }
+                Event::Gap(g) => {
+                    self.gap(&g);
+                    continue;
+                }
+                Event::End => {
+                    self.reader.wait(IDLE_CHECK);
+                    continue;
+                }
+                Event::Closed => return,
+                Event::Record(r) => {
+                    let (position, kind, before_start) = (r.position, r.kind, r.before_start);
+                    let handled = match kind {
+                        KIND_SNAPSHOT => self
+                            .decoder
+                            .snapshot(r.payload)
+                            .map(|series| {
+                                self.apply_snapshot(series);
+                                None
+                            })
+                            .map_err(|e| e.to_string()),
+                        KIND_BATCH => match self.decoder.batch(r.payload, &mut self.decoded) {
+                            Ok(()) => Ok(Some(self.translate())),
+                            Err(e) => Err(e.to_string()),
+                        },
+                        other => Err(format!("unknown record kind {other}")),
+                    };
+                    match handled {
+                        Err(reason) => {
+                            tracing::warn!(
+                                segment = position.segment,
+                                offset = position.offset,
+                                reason,
+                                "buffer record does not decode; skipping the rest of its segment"
+                            );
+                            if let Some(g) = self.reader.abandon_segment() {
+                                self.gap(&g);
+                            }
+                            continue;
+                        }
+                        Ok(None) => continue,
+                        Ok(Some(_)) if before_start => {
+                            if self.announce_all {
+                                self.defs.clear();
+                                self.gone.clear();
+                            }
+                            continue;
+                        }
+                        Ok(Some(batch)) => {
+                            if position.segment < self.setup.own_segment
+                                && let Some(m) = &self.setup.metrics
+                            {
+                                m.replayed.inc();
+                            }
+                            (position, batch)
+                        }
+                    }
+                }
+            };
+            let (position, batch) = batch;
+            let packed = position.to_u64();
+            if let Some(in_flight) = &self.setup.in_flight
+                && let (Some(min), Some(max)) = (
+                    batch.samples.iter().map(|s| s.timestamp_ms).min(),
+                    batch.samples.iter().map(|s| s.timestamp_ms).max(),
+                )
+            {
+                in_flight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push_back((packed, min, max));
+            }
+            if tx
+                .blocking_send((Position(packed), Arc::new(batch)))
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    /// Counts and logs skipped records.
+    fn gap(&self, g: &Gap) {
+        if let Some(m) = &self.setup.metrics {
+            m.lost(g.reason).inc_by(g.items);
+        }
+        tracing::warn!(
+            reason = g.reason.as_str(),
+            samples = g.items,
+            bytes = g.bytes,
+            segment = g.at.segment,
+            offset = g.at.offset,
+            "buffer records skipped; their samples are lost for this endpoint"
+        );
+    }
+
+    /// A new segment's snapshot: diff it against the table (invariant 1).
+    fn apply_snapshot(&mut self, series: Vec<(u64, Labels)>) {
+        let mut old = std::mem::take(&mut self.table);
+        for (seg_ref, labels) in series {
+            let local = match old.remove(&seg_ref) {
+                Some((local, known)) if known == labels => local,
+                Some((local, _)) => {
+                    self.gone.push(SeriesRef(local));
+                    self.define(&labels)
+                }
+                None => self.define(&labels),
+            };
+            self.table.insert(seg_ref, (local, labels));
+        }
+        self.gone
+            .extend(old.into_values().map(|(local, _)| SeriesRef(local)));
+    }
+
+    /// A new local ref for `labels`, queued as a definition.
+    fn define(&mut self, labels: &Labels) -> u64 {
+        let local = self.next_local;
+        self.next_local += 1;
+        self.defs.push((SeriesRef(local), labels.clone()));
+        local
+    }
+
+    /// The decoded batch in local refs, with what is pending (invariants 1 and 2).
+    fn translate(&mut self) -> Batch {
+        let decoded = std::mem::take(&mut self.decoded);
+        for (seg_ref, labels) in &decoded.series {
+            let local = match self.table.get(seg_ref) {
+                Some((local, known)) if known == labels => *local,
+                Some((local, _)) => {
+                    self.gone.push(SeriesRef(*local));
+                    self.define(labels)
+                }
+                None => self.define(labels),
+            };
+            self.table.insert(*seg_ref, (local, labels.clone()));
+        }
+        // Taken before this batch's gone refs leave the table: they may have samples here.
+        let series = if self.announce_all {
+            self.announce_all = false;
+            self.defs.clear();
+            self.table
+                .values()
+                .map(|(l, labels)| (SeriesRef(*l), labels.clone()))
+                .collect()
+        } else {
+            std::mem::take(&mut self.defs)
+        };
+        let samples = decoded
+            .samples
+            .iter()
+            .filter_map(|&(r, t, v)| {
+                let (local, _) = self.table.get(&r)?;
+                Some(Sample {
+                    series: SeriesRef(*local),
+                    timestamp_ms: t,
+                    value: v,
+                })
+            })
+            .collect();
+        let mut gone = std::mem::take(&mut self.gone);
+        for g in &decoded.gone {
+            if let Some((local, _)) = self.table.remove(g) {
+                gone.push(SeriesRef(local));
+            }
+        }
+        self.decoded = decoded;
+        Batch {
+            series,
+            samples,
+            gone,
+        }
+    }
+}
