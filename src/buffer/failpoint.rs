@@ -21,6 +21,14 @@ static ARMED: OnceLock<Option<Armed>> = OnceLock::new();
 
 /// Aborts the process if `name` is the armed failpoint and this is the hit it waits for.
 pub fn hit(name: &str) {
+    if fires(name) {
+        abort(name);
+    }
+}
+
+/// Counts a hit of `name`; whether it is the one the armed failpoint waits for (the caller
+/// then does its partial work and calls [`abort`]).
+pub fn fires(name: &str) -> bool {
     let armed = ARMED.get_or_init(|| {
         let value = std::env::var(ENV).ok()?;
         let (name, at) = match value.rsplit_once(':') {
@@ -33,11 +41,13 @@ pub fn hit(name: &str) {
             hits: AtomicU64::new(0),
         })
     });
-    if let Some(a) = armed
-        && a.name == name
-        && a.hits.fetch_add(1, Ordering::SeqCst) + 1 == a.at
-    {
-        eprintln!("failpoint {name} hit; aborting");
-        std::process::abort();
-    }
+    armed
+        .as_ref()
+        .is_some_and(|a| a.name == name && a.hits.fetch_add(1, Ordering::SeqCst) + 1 == a.at)
+}
+
+/// Aborts the process, saying which failpoint did it.
+pub fn abort(name: &str) -> ! {
+    eprintln!("failpoint {name} hit; aborting");
+    std::process::abort();
 }

@@ -22,10 +22,14 @@
 //!    A sample's index in its shard counts every sample of the batch assigned to that shard,
 //!    dropped ones included, so it is the same in every run. No reshard happens before the
 //!    reader has passed every saved cursor; a reshard flushes all shards and saves the new
-//!    layout before the new shards send. Samples routed again that the previous run had routed
-//!    (its delivery was not recorded) are counted in `samples_resent`.
+//!    layout before the new shards send.
+//! 7. Resent samples: after a crash, each shard may have had one request in flight whose
+//!    success was not recorded; it held the shard's first samples after its cursor (up to
+//!    `max_samples_per_send`, one per series) from what the previous run had routed. Samples
+//!    of that window are counted in `samples_resent`: an upper bound of what the receiver gets
+//!    twice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -151,10 +155,16 @@ struct Prepared {
 /// Cursors saved by a previous run, until the reader has passed them (invariant 6).
 struct Resume {
     cursors: Vec<ShardCursor>,
-    /// How far the previous run had routed.
-    routed: Position,
     /// The reader is past every saved cursor once it routes a batch at or after this.
     until: Position,
+}
+
+/// The window of samples a previous run may have sent without recording it (invariant 7).
+struct Doubt {
+    /// The previous run routed nothing at or after this.
+    end: Position,
+    /// Per shard: samples left in the window, and the series seen in it.
+    shards: Vec<(usize, HashSet<u64, BuildHasherDefault<RefHasher>>)>,
 }
 
 /// The reader task's state. Owned by that task alone.
@@ -163,6 +173,7 @@ struct Reader<C> {
     progress: Arc<Progress>,
     store: Option<Arc<dyn CursorStore>>,
     resume: Option<Resume>,
+    doubt: Option<Doubt>,
     /// Where new shards' cursors start (set by `resume_from`).
     start_cursors: Vec<ShardCursor>,
     /// Per shard, samples of the batch being routed assigned to it (the next index).
@@ -207,6 +218,7 @@ impl<C: WriteClient> Reader<C> {
             progress: Arc::new(Progress::new()),
             store: None,
             resume: None,
+            doubt: None,
             start_cursors: Vec::new(),
             counts: Vec::new(),
             series: HashMap::default(),
@@ -246,9 +258,17 @@ impl<C: WriteClient> Reader<C> {
         self.start_cursors = saved.shards.clone();
         self.start_shards(saved.shards.len());
         self.start_cursors = Vec::new();
+        let window = self.sender.cfg.max_samples_per_send;
+        self.doubt = Some(Doubt {
+            end: saved.routed,
+            shards: saved
+                .shards
+                .iter()
+                .map(|_| (window, HashSet::default()))
+                .collect(),
+        });
         self.resume = Some(Resume {
             cursors: saved.shards,
-            routed: saved.routed,
             until,
         });
     }
@@ -330,8 +350,18 @@ impl<C: WriteClient> Reader<C> {
                     skipped += 1;
                     continue;
                 }
-                if position < resume.routed {
+            }
+            if let Some(doubt) = &mut self.doubt
+                && position < doubt.end
+                && let Some((left, seen)) = doubt.shards.get_mut(shard)
+                && *left > 0
+            {
+                // The in-flight request ended at the first repeated series (shards' rule).
+                if seen.insert(prepared.shard_hash) {
                     resent += 1;
+                    *left -= 1;
+                } else {
+                    *left = 0;
                 }
             }
             if s.timestamp_ms < oldest_ms {
@@ -375,6 +405,13 @@ impl<C: WriteClient> Reader<C> {
         self.progress.set_next(Position(position.0 + 1));
         if self.resume.as_ref().is_some_and(|r| position >= r.until) {
             self.resume = None;
+        }
+        if self
+            .doubt
+            .as_ref()
+            .is_some_and(|d| position >= d.end || d.shards.iter().all(|(left, _)| *left == 0))
+        {
+            self.doubt = None;
         }
         if let Some(store) = &self.store {
             store.offer(self.progress.snapshot());
@@ -456,6 +493,7 @@ impl<C: WriteClient> Reader<C> {
     /// Flushes the current shards completely, saves the new layout (with a store), then
     /// starts `n` new ones (invariants 4 and 6).
     async fn reshard(&mut self, n: usize) {
+        self.doubt = None;
         self.stop_shards().await;
         let next = self.progress.snapshot().routed;
         if let Some(store) = &self.store {

@@ -47,7 +47,8 @@ pub struct ShardCursor {
 }
 
 /// An endpoint's delivery progress: one cursor per shard (their number is part of it: a
-/// series' shard depends on it) and the next position the reader routes.
+/// series' shard depends on it) and the next position the reader routes. When resuming,
+/// `routed` bounds what the previous run can have routed (and so sent).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Cursors {
     pub shards: Vec<ShardCursor>,

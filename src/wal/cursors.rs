@@ -170,7 +170,9 @@ pub fn load_all(dir: &Path) -> Result<HashMap<String, Result<Cursors, CursorErro
 }
 
 /// Writes `cursors` to `path` atomically (temporary file, sync, rename, directory sync).
-pub fn write(path: &Path, cursors: &Cursors) -> Result<(), CursorError> {
+/// With `commit` (a shard waits for this write to record a delivery), the failpoints
+/// `cursor-commit-partial` and `cursor-commit-before-rename` apply.
+pub fn write(path: &Path, cursors: &Cursors, commit: bool) -> Result<(), CursorError> {
     let io = |source| CursorError::Io {
         path: path.to_owned(),
         source,
@@ -178,18 +180,18 @@ pub fn write(path: &Path, cursors: &Cursors) -> Result<(), CursorError> {
     let bytes = encode(cursors);
     let tmp = path.with_extension("cursor.tmp");
     let mut file = std::fs::File::create(&tmp).map_err(io)?;
-    if let Ok(armed) = std::env::var(failpoint::ENV)
-        && armed.starts_with("cursor-write-partial")
-    {
+    if commit && failpoint::fires("cursor-commit-partial") {
         // Half a file on disk, then the crash.
         let _ = file.write_all(&bytes[..bytes.len() / 2]);
         let _ = file.sync_data();
-        failpoint::hit("cursor-write-partial");
+        failpoint::abort("cursor-commit-partial");
     }
     file.write_all(&bytes).map_err(io)?;
     file.sync_data().map_err(io)?;
     drop(file);
-    failpoint::hit("cursor-write-before-rename");
+    if commit {
+        failpoint::hit("cursor-commit-before-rename");
+    }
     std::fs::rename(&tmp, path).map_err(io)?;
     if let Some(dir) = path.parent() {
         std::fs::File::open(dir)
@@ -285,9 +287,10 @@ impl FileStore {
 
     /// Writes the latest cursors if a commit or an offer asks for it (or `force`).
     async fn write_latest(self: &Arc<Self>, force: bool) {
-        let (cursors, generation) = {
+        let (cursors, generation, commit) = {
             let mut st = self.lock();
-            if !(force || st.dirty || st.requested > *self.written.borrow()) {
+            let commit = st.requested > *self.written.borrow();
+            if !(force || st.dirty || commit) {
                 let latest = st.latest.clone();
                 drop(st);
                 // Nothing to write, but ages grow: keep the gauges current.
@@ -297,7 +300,7 @@ impl FileStore {
                 return;
             }
             st.dirty = false;
-            (st.latest.clone(), st.requested)
+            (st.latest.clone(), st.requested, commit)
         };
         let Some(cursors) = cursors else {
             self.written.send_replace(generation);
@@ -305,7 +308,7 @@ impl FileStore {
         };
         let path = self.path.clone();
         let to_write = cursors.clone();
-        let result = tokio::task::spawn_blocking(move || write(&path, &to_write)).await;
+        let result = tokio::task::spawn_blocking(move || write(&path, &to_write, commit)).await;
         match result {
             Ok(Ok(())) => {
                 let low = buffer::Position::from_u64(cursors.min_position().0);
@@ -452,7 +455,7 @@ mod tests {
         assert_eq!(decode(&bytes[..bytes.len() - 1]), None);
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = cursor_path(dir.path(), "e/1");
-        write(&path, &c).unwrap_or_else(|e| panic!("{e}"));
+        write(&path, &c, false).unwrap_or_else(|e| panic!("{e}"));
         std::fs::write(dir.path().join("x.cursor.tmp"), b"half").unwrap_or_else(|e| panic!("{e}"));
         std::fs::write(cursor_path(dir.path(), "bad"), b"junk").unwrap_or_else(|e| panic!("{e}"));
         let all = load_all(dir.path()).unwrap_or_else(|e| panic!("{e}"));

@@ -187,7 +187,11 @@ impl crate::remote::Input for Wal {
         let name = cfg.name.clone();
         let path = cursor_path(&self.cursors_dir, &name);
         let resume = match self.saved.remove(&name) {
-            Some(c) => c,
+            // The previous runs wrote (so routed) nothing after this process's first segment.
+            Some(c) => Cursors {
+                routed: Position(self.start.to_u64()),
+                ..c
+            },
             None => {
                 let fresh = Cursors {
                     shards: Vec::new(),
@@ -195,7 +199,7 @@ impl crate::remote::Input for Wal {
                 };
                 // Invariant 3: a crash before the first delivery must not make this endpoint
                 // look new again (it would skip what was appended meanwhile).
-                if let Err(e) = cursors::write(&path, &fresh) {
+                if let Err(e) = cursors::write(&path, &fresh, false) {
                     self.metrics.cursor_write_failures.inc();
                     tracing::error!(endpoint = %name, error = %error_chain(&e), "cannot save the endpoint's first cursor");
                 }

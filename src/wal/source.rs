@@ -146,7 +146,7 @@ impl ReaderTask {
                             })
                             .map_err(|e| e.to_string()),
                         KIND_BATCH => match self.decoder.batch(r.payload, &mut self.decoded) {
-                            Ok(()) => Ok(Some(self.translate())),
+                            Ok(()) => Ok(Some(self.translate(before_start))),
                             Err(e) => Err(e.to_string()),
                         },
                         other => Err(format!("unknown record kind {other}")),
@@ -165,13 +165,7 @@ impl ReaderTask {
                             continue;
                         }
                         Ok(None) => continue,
-                        Ok(Some(_)) if before_start => {
-                            if self.announce_all {
-                                self.defs.clear();
-                                self.gone.clear();
-                            }
-                            continue;
-                        }
+                        Ok(Some(_)) if before_start => continue,
                         Ok(Some(batch)) => {
                             if position.segment < self.setup.own_segment
                                 && let Some(m) = &self.setup.metrics
@@ -246,8 +240,9 @@ impl ReaderTask {
         local
     }
 
-    /// The decoded batch in local refs, with what is pending (invariants 1 and 2).
-    fn translate(&mut self) -> Batch {
+    /// The decoded batch in local refs, with what is pending (invariants 1 and 2). A batch
+    /// `before_start` only updates the table (it is not emitted).
+    fn translate(&mut self, before_start: bool) -> Batch {
         let decoded = std::mem::take(&mut self.decoded);
         for (seg_ref, labels) in &decoded.series {
             let local = match self.table.get(seg_ref) {
@@ -259,6 +254,18 @@ impl ReaderTask {
                 None => self.define(labels),
             };
             self.table.insert(*seg_ref, (local, labels.clone()));
+        }
+        if before_start {
+            for g in &decoded.gone {
+                self.table.remove(g);
+            }
+            if self.announce_all {
+                // Everything still live is announced with the first batch emitted.
+                self.defs.clear();
+                self.gone.clear();
+            }
+            self.decoded = decoded;
+            return Batch::default();
         }
         // Taken before this batch's gone refs leave the table: they may have samples here.
         let series = if self.announce_all {

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod binary;
 pub mod receiver;
 pub mod target;
 

@@ -641,13 +641,14 @@ async fn resuming_skips_what_each_shard_delivered_and_counts_what_is_resent() {
     assert!(r.resume.is_none(), "past every saved cursor");
     // Where each series goes and its index in its shard (batch order).
     let mut index_in_shard = [0u32; 2];
+    let mut placed = Vec::new();
     let mut expected: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    let mut resent = 0;
     for id in &all {
         let prepared = r.series.get(&SeriesRef(*id)).and_then(|p| p.as_ref());
         let shard = prepared.map_or(0, |p| (p.shard_hash % 2) as usize);
         let index = index_in_shard[shard];
         index_in_shard[shard] += 1;
+        placed.push((*id, shard, index));
         let cursor = saved.shards[shard];
         let ts: Vec<i64> = (2..8)
             .filter(|p| {
@@ -657,8 +658,30 @@ async fn resuming_skips_what_each_shard_delivered_and_counts_what_is_resent() {
                 } >= cursor
             })
             .collect();
-        resent += ts.iter().filter(|t| **t < 5).count() as u64;
         expected.insert(format!("__name__=m,id={id}"), ts);
+    }
+    // Resent: per shard, the first samples after its cursor before `routed` (one request:
+    // at most max_samples_per_send = 4, ending at the first repeated series).
+    let mut resent = 0;
+    let mut window = [(4usize, Vec::new()), (4usize, Vec::new())];
+    for p in 2..5u64 {
+        for &(id, shard, index) in &placed {
+            let here = ShardCursor {
+                position: Position(p),
+                skip: index,
+            };
+            let (left, seen) = &mut window[shard];
+            if here < saved.shards[shard] || *left == 0 {
+                continue;
+            }
+            if seen.contains(&id) {
+                *left = 0;
+            } else {
+                seen.push(id);
+                *left -= 1;
+                resent += 1;
+            }
+        }
     }
     r.stop_shards().await;
     assert_eq!(fake.by_series(), expected);
