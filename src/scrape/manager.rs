@@ -15,6 +15,7 @@ use std::sync::{Arc, RwLock};
 use tokio::task::JoinHandle;
 
 use super::metrics::{JobLabels, Metrics};
+use super::process::Settings;
 use super::scrape_loop::{Deps, JobSettings, LoopHandle, StopMode, TargetStatus};
 use super::target::{self, DroppedTarget};
 use crate::append::{Appender, SeriesRefs};
@@ -156,15 +157,9 @@ impl Manager {
                 relabel: Relabeler::new(&cfg.relabel_configs),
                 settings: Arc::new(JobSettings {
                     job: cfg.job_name.clone(),
-                    honor_labels: cfg.honor_labels,
-                    honor_timestamps: cfg.honor_timestamps,
-                    sample_limit: cfg.sample_limit,
-                    label_limit: cfg.label_limit,
-                    label_name_length_limit: cfg.label_name_length_limit,
-                    label_value_length_limit: cfg.label_value_length_limit,
+                    process: Arc::new(Settings::from_config(cfg)),
                     body_size_limit: cfg.body_size_limit,
                     enable_compression: cfg.enable_compression,
-                    metric_relabel: Relabeler::new(&cfg.metric_relabel_configs),
                     client,
                 }),
                 cfg: cfg.clone(),
