@@ -6,6 +6,7 @@
 //! (not deltas) makes every update self-contained: a lost or merged update cannot leave a stale
 //! target behind.
 
+pub mod kubernetes;
 mod manager;
 mod static_sd;
 
