@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 use scrapelet::agent::{Agent, Options};
 use scrapelet::config;
+use scrapelet::telemetry::error_chain;
 use scrapelet::telemetry::log::{self, LogFormat};
 
 /// A node-local Prometheus scrape agent for Kubernetes.
@@ -157,16 +158,4 @@ async fn wait_for_signal() -> &'static str {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     }
-}
-
-/// An error and its causes on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

@@ -12,6 +12,7 @@ use http::{HeaderValue, Request, Uri};
 use http_body_util::{BodyExt, Full};
 
 use crate::client::HttpClient;
+use crate::telemetry::error_chain;
 
 /// What Prometheus 2.x offers: OpenMetrics first, then the text format.
 pub(super) const ACCEPT_HEADER: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
@@ -172,19 +173,4 @@ impl Fetcher {
         }
         Ok(content_type)
     }
-}
-
-/// An error and its causes on one line (`a: b: c`), for logs and the targets page.
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }

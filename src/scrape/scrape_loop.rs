@@ -28,14 +28,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::cache::{Lookup, SeriesCache};
-use super::fetch::{FetchError, Fetcher, error_chain};
+use super::fetch::{FetchError, Fetcher};
 use super::metrics::{FailureLabels, HealthLabels, JobLabels, Metrics};
 use super::target::Target;
 use crate::append::{Appender, Batch, Sample, SeriesRef, SeriesRefs};
 use crate::client::HttpClient;
 use crate::exposition::{self, Entry, Format, ParseError, Parser};
 use crate::labels::{Labels, LabelsBuilder, METRIC_NAME};
-use crate::relabel::Relabeler;
+use crate::relabel::{Relabeler, is_valid_label_name};
+use crate::telemetry::error_chain;
 
 /// A target's health as the targets API shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +121,8 @@ pub(super) enum ScrapeError {
     Parse(#[from] ParseError),
     #[error("line {line}: duplicate label name {name:?}")]
     DuplicateLabel { line: usize, name: String },
+    #[error("line {line}: metric relabeling produced invalid label name {name:?}")]
+    InvalidLabelName { line: usize, name: String },
     #[error("line {line}: missing metric name (__name__ label)")]
     NoName { line: usize },
     #[error("sample_limit exceeded ({count} samples, limit {limit})")]
@@ -138,6 +141,7 @@ impl ScrapeError {
             ScrapeError::Fetch(e) => e.reason(),
             ScrapeError::Parse(_)
             | ScrapeError::DuplicateLabel { .. }
+            | ScrapeError::InvalidLabelName { .. }
             | ScrapeError::NoName { .. } => "parse",
             ScrapeError::SampleLimit { .. } => "sample_limit",
             ScrapeError::LabelLimit { .. } => "label_limit",
@@ -695,8 +699,17 @@ impl Processor {
                 lb.set(&exported, &value);
             }
         }
-        if !settings.metric_relabel.is_empty() && !settings.metric_relabel.process(lb) {
-            return Ok(None);
+        if !settings.metric_relabel.is_empty() {
+            if !settings.metric_relabel.process(lb) {
+                return Ok(None);
+            }
+            // labelmap can produce names the exposition could not have.
+            if let Some(l) = lb.iter().find(|l| !is_valid_label_name(l.name)) {
+                return Err(ScrapeError::InvalidLabelName {
+                    line,
+                    name: l.name.to_owned(),
+                });
+            }
         }
         if lb.get(METRIC_NAME).is_none() {
             return Err(ScrapeError::NoName { line });

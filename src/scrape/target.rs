@@ -20,7 +20,7 @@ use crate::labels::{
     ADDRESS, INSTANCE, JOB, Labels, LabelsBuilder, META_PREFIX, METRICS_PATH, PARAM_PREFIX,
     RESERVED_PREFIX, SCHEME, SCRAPE_INTERVAL, SCRAPE_TIMEOUT,
 };
-use crate::relabel::Relabeler;
+use crate::relabel::{Relabeler, is_valid_label_name};
 
 /// A target to scrape.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,8 +122,16 @@ fn populate(
             lb.set(&format!("{PARAM_PREFIX}{name}"), first);
         }
     }
-    if !relabel.is_empty() && !relabel.process(&mut lb) {
-        return Ok(None);
+    if !relabel.is_empty() {
+        if !relabel.process(&mut lb) {
+            return Ok(None);
+        }
+        if let Some(l) = lb.iter().find(|l| !is_valid_label_name(l.name)) {
+            return Err(format!(
+                "relabeling produced invalid label name {:?}",
+                l.name
+            ));
+        }
     }
     let mut addr = lb
         .get(ADDRESS)
