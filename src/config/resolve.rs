@@ -16,14 +16,14 @@ use super::duration::{format_duration, parse_duration};
 use super::error::clean;
 use super::locate::KeyIndex;
 use super::raw::{
-    Entries, RawConfig, RawGlobal, RawHttpClient, RawMetadataConfig, RawQueueConfig,
-    RawKubernetesSdConfig, RawRemoteWrite, RawScrapeConfig, RawSize, RawStaticConfig, S,
-    StringMap,
+    Entries, RawConfig, RawGlobal, RawHttpClient, RawKubernetesSdConfig, RawMetadataConfig,
+    RawQueueConfig, RawRemoteWrite, RawScrapeConfig, RawSize, RawStaticConfig, S, StringMap,
 };
 use super::size::parse_size;
 use super::{
     AgentConfig, Authorization, BasicAuth, Config, FieldSelector, GlobalConfig, HttpClientConfig,
-    KubernetesSdConfig, LabelSelector, MetadataConfig, Problem, QueueConfig, RemoteWriteConfig, Scheme, ScrapeConfig, Secret, StaticConfig, TlsConfig,
+    KubernetesSdConfig, LabelSelector, MetadataConfig, Problem, QueueConfig, RemoteWriteConfig,
+    Scheme, ScrapeConfig, Secret, StaticConfig, TlsConfig,
 };
 use crate::labels::Labels;
 use crate::relabel::RelabelConfig;
@@ -803,7 +803,11 @@ fn kubernetes_sd_config(
             cx.report(&spath, Some(&s.referenced), "empty or null selector");
             continue;
         };
-        let role = sel.role.as_ref().map(|r| r.value.clone()).unwrap_or_default();
+        let role = sel
+            .role
+            .as_ref()
+            .map(|r| r.value.clone())
+            .unwrap_or_default();
         if seen_roles.contains(&role) {
             cx.report(
                 &format!("{spath}.role"),
@@ -1519,7 +1523,8 @@ pub(super) fn set_directory(config: &mut Config, dir: &std::path::Path) {
         .scrape_configs
         .iter_mut()
         .flat_map(|s| {
-            std::iter::once(&mut s.http).chain(s.kubernetes_sd_configs.iter_mut().map(|k| &mut k.http))
+            std::iter::once(&mut s.http)
+                .chain(s.kubernetes_sd_configs.iter_mut().map(|k| &mut k.http))
         })
         .chain(config.remote_write.iter_mut().map(|r| &mut r.http));
     for http in http_clients {

@@ -10,7 +10,7 @@ pub mod kubernetes;
 mod manager;
 mod static_sd;
 
-pub use manager::{Manager, Update};
+pub use manager::{Error, Manager, Update};
 
 use crate::labels::Labels;
 

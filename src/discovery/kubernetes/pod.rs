@@ -184,12 +184,18 @@ pub(super) fn build_group(pod: &Pod) -> TargetGroup {
     set(
         &mut lb,
         "pod_host_ip",
-        status.and_then(|s| s.host_ip.as_deref()).unwrap_or_default(),
+        status
+            .and_then(|s| s.host_ip.as_deref())
+            .unwrap_or_default(),
     );
     set(&mut lb, "pod_uid", meta.uid.as_deref().unwrap_or_default());
     // The first IPv4 and the first IPv6 address of status.podIPs.
     let (mut v4, mut v6) = (false, false);
-    for ip in status.and_then(|s| s.pod_ips.as_ref()).into_iter().flatten() {
+    for ip in status
+        .and_then(|s| s.pod_ips.as_ref())
+        .into_iter()
+        .flatten()
+    {
         match ip.ip.parse::<IpAddr>() {
             Ok(IpAddr::V4(_)) if !v4 => {
                 v4 = true;
@@ -216,7 +222,9 @@ pub(super) fn build_group(pod: &Pod) -> TargetGroup {
 
     let empty = Vec::new();
     let containers = spec.map_or(&empty, |s| &s.containers);
-    let init_containers = spec.and_then(|s| s.init_containers.as_ref()).unwrap_or(&empty);
+    let init_containers = spec
+        .and_then(|s| s.init_containers.as_ref())
+        .unwrap_or(&empty);
     let no_statuses = Vec::new();
     let statuses = status
         .and_then(|s| s.container_statuses.as_ref())

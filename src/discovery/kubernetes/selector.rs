@@ -79,9 +79,14 @@ impl LabelSelector {
                 if text.trim().is_empty() {
                     continue;
                 }
-                return Err(format!("invalid label selector {text:?}: empty requirement"));
+                return Err(format!(
+                    "invalid label selector {text:?}: empty requirement"
+                ));
             }
-            requirements.push(parse_requirement(part).map_err(|e| format!("invalid label selector {text:?}: {e}"))?);
+            requirements.push(
+                parse_requirement(part)
+                    .map_err(|e| format!("invalid label selector {text:?}: {e}"))?,
+            );
         }
         Ok(LabelSelector {
             source: text.to_owned(),
@@ -101,8 +106,12 @@ impl LabelSelector {
                 Op::NotExists => value.is_none(),
                 Op::In(values) => value.is_some_and(|v| values.iter().any(|x| x == v)),
                 Op::NotIn(values) => value.is_none_or(|v| values.iter().all(|x| x != v)),
-                Op::Gt(n) => value.and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v > *n),
-                Op::Lt(n) => value.and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v < *n),
+                Op::Gt(n) => value
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .is_some_and(|v| v > *n),
+                Op::Lt(n) => value
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .is_some_and(|v| v < *n),
             }
         })
     }
@@ -243,7 +252,11 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
             check_value(v)?;
             values.push(v.to_owned());
         }
-        let op = if negate { Op::NotIn(values) } else { Op::In(values) };
+        let op = if negate {
+            Op::NotIn(values)
+        } else {
+            Op::In(values)
+        };
         return Ok(Requirement {
             key: key.to_owned(),
             op,
@@ -416,9 +429,21 @@ mod tests {
         check("app", &[("app", "")], true);
         check("!app", &[("app", "x")], false);
         check("!app", &[], true);
-        check("app=web,tier in (fe),!canary", &[("app", "web"), ("tier", "fe")], true);
-        check("app=web,tier in (fe),!canary", &[("app", "web"), ("tier", "fe"), ("canary", "1")], false);
-        check("app.kubernetes.io/name=x", &[("app.kubernetes.io/name", "x")], true);
+        check(
+            "app=web,tier in (fe),!canary",
+            &[("app", "web"), ("tier", "fe")],
+            true,
+        );
+        check(
+            "app=web,tier in (fe),!canary",
+            &[("app", "web"), ("tier", "fe"), ("canary", "1")],
+            false,
+        );
+        check(
+            "app.kubernetes.io/name=x",
+            &[("app.kubernetes.io/name", "x")],
+            true,
+        );
         check("replicas>2", &[("replicas", "3")], true);
         check("replicas<2", &[("replicas", "3")], false);
         check("app=", &[("app", "")], true);
@@ -426,7 +451,16 @@ mod tests {
 
     #[test]
     fn bad_label_selectors_are_rejected() {
-        for bad in ["app=web,", "a b", "app in web", "app in (a", "-x=1", "app=bad value", "x>y", "/a=1"] {
+        for bad in [
+            "app=web,",
+            "a b",
+            "app in web",
+            "app in (a",
+            "-x=1",
+            "app=bad value",
+            "x>y",
+            "/a=1",
+        ] {
             assert!(LabelSelector::parse(bad).is_err(), "{bad}");
         }
     }
@@ -447,10 +481,7 @@ mod tests {
         assert!(!ok("status.phase!=Running").matches(&pod));
         assert!(!ok("metadata.name=web-2").matches(&pod));
         assert!(ok("spec.nodeName=n1,status.podIP=10.0.0.1").matches(&pod));
-        let escaped = PodFields {
-            name: "a,b",
-            ..pod
-        };
+        let escaped = PodFields { name: "a,b", ..pod };
         assert!(ok(r"metadata.name=a\,b").matches(&escaped));
         let e = FieldSelector::parse("spec.restartPolicy=Always").unwrap_err();
         assert!(e.contains("not supported"), "{e}");
