@@ -594,3 +594,221 @@ mod tests {
         assert!(matches!(expand_with("a: b", env), Cow::Borrowed(_)));
     }
 }
+
+#[cfg(test)]
+mod kubernetes_tests {
+    use super::*;
+
+    fn scrape(yaml: &str) -> ScrapeConfig {
+        let mut c = parse(yaml, "t.yml").unwrap_or_else(|e| panic!("{e}"));
+        c.scrape_configs.remove(0)
+    }
+
+    /// `check(yaml, [(line, key, message part)])`: the problems reported.
+    fn check(yaml: &str, expected: &[(u64, &str, &str)]) {
+        let Err(Error::Invalid { problems }) = parse(yaml, "t.yml") else {
+            panic!("accepted:\n{yaml}");
+        };
+        assert_eq!(problems.len(), expected.len(), "{problems:#?}");
+        for (p, (line, key, part)) in problems.iter().zip(expected) {
+            assert_eq!((p.line, p.key.as_str()), (*line, *key), "{p}");
+            assert!(p.message.contains(part), "{p} lacks {part:?}");
+        }
+    }
+
+    #[test]
+    fn all_pod_keys_resolve() {
+        let sc = scrape(
+            "scrape_configs:
+  - job_name: pods
+    kubernetes_sd_configs:
+      - role: pod
+        namespaces:
+          names: [prod, staging]
+        selectors:
+          - role: pod
+            label: app in (web),tier!=db
+            field: status.phase=Running
+        attach_metadata: {node: true}
+      - role: pod
+        api_server: https://k8s.example:6443
+        bearer_token: s3cret
+        tls_config: {insecure_skip_verify: true, server_name: k8s}
+      - role: pod
+        kubeconfig_file: kube/config
+",
+        );
+        let k = &sc.kubernetes_sd_configs;
+        assert_eq!(k.len(), 3);
+        assert_eq!(k[0].namespaces, ["prod", "staging"]);
+        assert_eq!(
+            k[0].label_selector.as_ref().map(LabelSelector::as_str),
+            Some("app in (web),tier!=db")
+        );
+        assert_eq!(
+            k[0].field_selector.as_ref().map(FieldSelector::as_str),
+            Some("status.phase=Running")
+        );
+        assert!(k[0].attach_node_metadata);
+        assert!(k[0].api_server.is_none() && k[0].kubeconfig_file.is_none());
+        assert_eq!(k[1].api_server.as_deref(), Some("https://k8s.example:6443"));
+        let auth = k[1].http.authorization.as_ref().expect("token");
+        assert_eq!(
+            auth.credentials.as_ref().map(Secret::expose),
+            Some("s3cret")
+        );
+        assert!(k[1].http.tls_config.insecure_skip_verify);
+        assert_eq!(k[2].kubeconfig_file, Some(PathBuf::from("kube/config")));
+    }
+
+    #[test]
+    fn kubeconfig_is_relative_to_the_config_file() {
+        let dir = std::env::temp_dir().join(format!("scrapelet-kube-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("c.yml");
+        std::fs::write(
+            &file,
+            "scrape_configs:\n  - job_name: p\n    kubernetes_sd_configs: [{role: pod, kubeconfig_file: kc}]\n",
+        )
+        .expect("write");
+        let c = load(&file).expect("load");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            c.scrape_configs[0].kubernetes_sd_configs[0].kubeconfig_file,
+            Some(dir.join("kc"))
+        );
+    }
+
+    #[test]
+    fn rejected_as_prometheus_and_where_unsupported() {
+        let head = "scrape_configs:\n  - job_name: p\n    kubernetes_sd_configs:\n";
+        let k = "scrape_configs[0].kubernetes_sd_configs";
+        check(
+            &format!("{head}      - role: node\n"),
+            &[(4, &format!("{k}[0].role"), "not supported by scrapelet")],
+        );
+        check(
+            &format!("{head}      - role: pods\n"),
+            &[(4, &format!("{k}[0].role"), "unknown Kubernetes SD role")],
+        );
+        check(
+            &format!("{head}      - namespaces: {{names: [a]}}\n"),
+            &[(4, &format!("{k}[0].role"), "role missing")],
+        );
+        check(
+            &format!(
+                "{head}      - role: pod\n        selectors: [{{role: service, label: a=b}}]\n"
+            ),
+            &[(
+                5,
+                &format!("{k}[0].selectors[0].role"),
+                "pod role supports only pod selectors",
+            )],
+        );
+        check(
+            &format!(
+                "{head}      - role: pod\n        selectors:\n          - {{role: pod, label: a=b}}\n          - {{role: pod, field: status.phase=Running}}\n"
+            ),
+            &[(
+                7,
+                &format!("{k}[0].selectors[1].role"),
+                "duplicated selector role",
+            )],
+        );
+        check(
+            &format!(
+                "{head}      - role: pod\n        selectors: [{{role: pod, label: 'a in b'}}]\n"
+            ),
+            &[(
+                5,
+                &format!("{k}[0].selectors[0].label"),
+                "invalid label selector",
+            )],
+        );
+        check(
+            &format!(
+                "{head}      - role: pod\n        selectors: [{{role: pod, field: spec.restartPolicy=Always}}]\n"
+            ),
+            &[(5, &format!("{k}[0].selectors[0].field"), "status.phase")],
+        );
+        check(
+            &format!(
+                "{head}      - role: pod\n        api_server: http://a\n        kubeconfig_file: k\n"
+            ),
+            &[(6, &format!("{k}[0].kubeconfig_file"), "simultaneously")],
+        );
+        check(
+            &format!("{head}      - role: pod\n        bearer_token: x\n"),
+            &[(4, &format!("{k}[0]"), "provide the 'api_server' URL")],
+        );
+        check(
+            &format!(
+                "{head}      - role: pod\n        api_server: http://a\n        namespaces: {{own_namespace: true}}\n"
+            ),
+            &[(
+                6,
+                &format!("{k}[0].namespaces.own_namespace"),
+                "simultaneously",
+            )],
+        );
+        check(
+            &format!("{head}      - role: pod\n        attach_metadata: {{namespace: true}}\n"),
+            &[(
+                5,
+                &format!("{k}[0].attach_metadata.namespace"),
+                "not supported by scrapelet",
+            )],
+        );
+        check(
+            &format!(
+                "{head}      - role: pod\n        api_server: http://a\n        authorization: {{type: Token, credentials: x}}\n"
+            ),
+            &[(6, &format!("{k}[0].authorization.type"), "Bearer")],
+        );
+        check(
+            &format!("{head}      - role: pod\n        api_server: a:6443\n"),
+            &[(5, &format!("{k}[0].api_server"), "")],
+        );
+    }
+
+    #[test]
+    fn environment_expands_in_selectors_and_spares_relabel_references() {
+        let Ok(home) = std::env::var("HOME") else {
+            return;
+        };
+        let sc = scrape(
+            "scrape_configs:
+  - job_name: pods
+    kubernetes_sd_configs:
+      - role: pod
+        selectors: [{role: pod, field: 'spec.nodeName=${HOME}x'}]
+    relabel_configs:
+      - source_labels: [__address__]
+        regex: '(.+):(\\d+)'
+        target_label: x
+        replacement: '${1}:$2 $$HOME $${HOME}'
+",
+        );
+        let expected = format!("spec.nodeName={home}x");
+        assert_eq!(
+            sc.kubernetes_sd_configs[0]
+                .field_selector
+                .as_ref()
+                .map(FieldSelector::as_str),
+            Some(expected.as_str())
+        );
+        assert_eq!(sc.relabel_configs[0].replacement, "${1}:$2 $$HOME $${HOME}");
+        // A named group of that name anywhere in the file keeps `${HOME}` for relabeling.
+        let sc = scrape(
+            "scrape_configs:
+  - job_name: pods
+    relabel_configs:
+      - source_labels: [__address__]
+        regex: '(?P<HOME>.+)'
+        target_label: y
+        replacement: '${HOME}'
+",
+        );
+        assert_eq!(sc.relabel_configs[0].replacement, "${HOME}");
+    }
+}
