@@ -672,3 +672,131 @@ async fn fake_server_pages_and_selects() {
     assert_eq!(pages, 3);
     assert_eq!(seen.len(), 7);
 }
+
+/// examples/kubernetes.yml's relabel rules over the meta labels of real discovered pods.
+#[tokio::test]
+async fn example_config_implements_the_annotation_convention() {
+    use scrapelet::labels::LabelsBuilder;
+    use scrapelet::relabel::Relabeler;
+
+    let f = fixture().await;
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kubernetes.yml");
+    let mut cfg = config::load(&example).expect("example config");
+    let job = &mut cfg.scrape_configs[0];
+    job.kubernetes_sd_configs[0].kubeconfig_file = Some(f.kubeconfig.clone());
+
+    let scrape = |p: PodBuilder| p.annotation("prometheus.io/scrape", "true");
+    f.api.apply_pod(
+        &scrape(PodBuilder::new("prod", "full", NODE, "10.0.0.1"))
+            .annotation("prometheus.io/scheme", "https")
+            .annotation("prometheus.io/path", "/custom")
+            .annotation("prometheus.io/param_format", "prometheus")
+            .container("app", "app:1", &[("http", 8080, "TCP")]),
+    );
+    f.api.apply_pod(
+        &scrape(PodBuilder::new("prod", "annotated-port", NODE, "10.0.0.2"))
+            .annotation("prometheus.io/port", "9102")
+            .container("app", "app:1", &[("http", 8080, "TCP")])
+            .container("exporter", "exporter:1", &[]),
+    );
+    f.api.apply_pod(
+        &scrape(PodBuilder::new("prod", "declared-port", NODE, "10.0.0.3"))
+            .annotation("prometheus.io/port", "9102")
+            .container(
+                "app",
+                "app:1",
+                &[("http", 8080, "TCP"), ("metrics", 9102, "TCP")],
+            ),
+    );
+    f.api.apply_pod(
+        &scrape(PodBuilder::new("prod", "v6", NODE, "2001:db8::5")).container(
+            "app",
+            "app:1",
+            &[("http", 8080, "TCP")],
+        ),
+    );
+    f.api.apply_pod(
+        &PodBuilder::new("prod", "not-asked", NODE, "10.0.0.6").container(
+            "app",
+            "app:1",
+            &[("http", 8080, "TCP")],
+        ),
+    );
+    f.api.apply_pod(
+        &scrape(PodBuilder::new("prod", "pending", NODE, "10.0.0.7"))
+            .phase("Pending")
+            .container("app", "app:1", &[("http", 8080, "TCP")]),
+    );
+
+    let configs = cfg.scrape_configs.clone();
+    let mut d = Discovery::start(&configs).await;
+    let groups = d
+        .until("kubernetes-pods", |g| {
+            g.iter().filter(|g| !g.targets.is_empty()).count() == 6
+        })
+        .await;
+
+    // Each target as scrape's target building starts it: group labels under target labels,
+    // then the job's defaults, then relabeling.
+    let relabeler = Relabeler::new(&configs[0].relabel_configs);
+    let mut kept: Vec<BTreeMap<String, String>> = Vec::new();
+    for g in &groups {
+        for t in &g.targets {
+            let mut lb: LabelsBuilder = t.to_builder();
+            for l in g.labels.iter() {
+                if lb.get(l.name).is_none() {
+                    lb.set(l.name, l.value);
+                }
+            }
+            for (name, value) in [
+                ("job", "kubernetes-pods"),
+                ("__scheme__", "http"),
+                ("__metrics_path__", "/metrics"),
+            ] {
+                if lb.get(name).is_none() {
+                    lb.set(name, value);
+                }
+            }
+            if relabeler.process(&mut lb) {
+                kept.push(
+                    lb.build()
+                        .iter()
+                        .filter(|l| !l.name.starts_with("__meta_") && !l.name.starts_with("__tmp"))
+                        .map(|l| (l.name.to_owned(), l.value.to_owned()))
+                        .collect(),
+                );
+            }
+        }
+    }
+    kept.sort_by(|a, b| a["__address__"].cmp(&b["__address__"]));
+    let target = |address: &str, scheme: &str, path: &str, pod: &str, container: &str| {
+        BTreeMap::from(
+            [
+                ("__address__", address),
+                ("__scheme__", scheme),
+                ("__metrics_path__", path),
+                ("job", "kubernetes-pods"),
+                ("namespace", "prod"),
+                ("pod", pod),
+                ("container", container),
+                ("node", NODE),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        )
+    };
+    let mut full = target("10.0.0.1:8080", "https", "/custom", "full", "app");
+    full.insert("__param_format".to_owned(), "prometheus".to_owned());
+    let expected = vec![
+        full,
+        target(
+            "10.0.0.2:9102",
+            "http",
+            "/metrics",
+            "annotated-port",
+            "exporter",
+        ),
+        target("10.0.0.3:9102", "http", "/metrics", "declared-port", "app"),
+        target("[2001:db8::5]:8080", "http", "/metrics", "v6", "app"),
+    ];
+    assert_eq!(kept, expected);
+}

@@ -115,6 +115,7 @@ impl PodInfo {
     }
 
     /// Heap bytes held (an estimate: string and label bytes, vector slots).
+    #[cfg(test)]
     pub fn heap_size(&self) -> usize {
         let strs = self.namespace.len()
             + self.name.len()
