@@ -1,43 +1,56 @@
-//! Remote write (placeholder until the remote branch lands).
+//! Remote write: delivers appended samples to Prometheus remote-write 1.0 endpoints, exactly as
+//! the spec (<https://prometheus.io/docs/specs/remote_write_spec/>) requires of a sender.
+//!
+//! The path of a batch, one role per file:
+//!
+//! ```text
+//! Appender (scrape loops)
+//!   -> source::Fanout        one bounded input queue per endpoint (append never blocks)
+//!   -> queue (reader)        series table: wire labels computed once per series
+//!                            (external labels, then write_relabel_configs, then protobuf)
+//!   -> shards                hash(wire labels) -> shard; batches cut by size or deadline
+//!   -> send + retry          encode once (encode), snappy, POST (write_client); retry 5xx,
+//!                            timeouts and network errors with backoff; 429 if configured
+//! ```
+//!
+//! Invariants that hold across the files (each file states its own):
+//! 1. Per-series order: a series always goes to one shard, a shard sends one request at a
+//!    time and retries in place, and a reshard flushes the old shards before starting new ones.
+//! 2. Accounting: every sample read is sent, refused (`samples_failed_total{reason}`) or
+//!    dropped (`samples_dropped_total{reason}`).
+//! 3. Bounded memory: per endpoint, the series table follows the active series, and queues are
+//!    bounded by configured capacities.
+//! 4. Isolation: endpoints share nothing but the immutable input batches.
+//! 5. The input seam is [`BatchSource`]; a queue publishes the lowest position it has not fully
+//!    handled ([`QueueHandle::progress`]), so the on-disk buffer can replace [`Fanout`].
+//!
+//! Without any endpoint (or with `agent.debug_output`), the debug output logs a summary of
+//! what would be sent.
 
-use std::sync::Arc;
-use std::time::Duration;
+mod debug;
+mod encode;
+mod error;
+mod metrics;
+pub mod prompb;
+mod queue;
+mod retry;
+mod send;
+mod sharding;
+mod shards;
+mod source;
+mod write;
+mod write_client;
 
-use prometheus_client::registry::Registry;
-
-use crate::append::{Appender, Batch};
-use crate::config::Config;
-
-/// Delivery to every configured endpoint.
-pub struct RemoteWrite {
-    appender: Arc<dyn Appender>,
-}
-
-/// Delivery could not be set up.
-#[derive(Debug, thiserror::Error)]
-#[error("remote write setup failed")]
-pub struct Error;
-
-struct Discard;
-
-impl Appender for Discard {
-    fn append(&self, _batch: Batch) {}
-}
-
-impl RemoteWrite {
-    pub fn new(
-        _config: &Config,
-        _debug_output: bool,
-        _registry: &mut Registry,
-    ) -> Result<Self, Error> {
-        Ok(RemoteWrite {
-            appender: Arc::new(Discard),
-        })
-    }
-
-    pub fn appender(&self) -> Arc<dyn Appender> {
-        self.appender.clone()
-    }
-
-    pub async fn shutdown(self, _grace: Duration) {}
-}
+pub use debug::{DEBUG_INTERVAL, EXAMPLES};
+pub use encode::{EncodeError, EncodedLabels, RequestEncoder, WireSample};
+pub use error::Error;
+pub use metrics::{RemoteMetrics, drop_reason, fail_reason};
+pub use queue::{QueueHandle, QueueTuning};
+pub use retry::RETRY_AFTER_CAP;
+pub use sharding::SHARD_UPDATE_INTERVAL;
+pub use source::{BatchSource, Fanout, MemoryQueue, Position};
+pub use write::{INPUT_QUEUE_FACTOR, RemoteWrite, endpoint_key};
+pub use write_client::{
+    HttpWriteClient, MAX_ERROR_MESSAGE_BYTES, REMOTE_WRITE_VERSION, SendError, USER_AGENT_VALUE,
+    WriteClient,
+};

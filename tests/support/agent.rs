@@ -1,0 +1,71 @@
+//! Running the real agent in-process against test targets and receivers, and reading its
+//! HTTP pages.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use scrapelet::agent::{Agent, Options};
+
+/// A started agent and its temporary data directory.
+pub struct TestAgent {
+    pub agent: Agent,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestAgent {
+    /// Starts the agent with the YAML `config` on 127.0.0.1:0.
+    pub async fn start(config: &str) -> TestAgent {
+        let config = scrapelet::config::parse(config, "test.yml")
+            .unwrap_or_else(|e| panic!("test config: {e}"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = Options {
+            listen_address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: dir.path().join("data"),
+            debug_output: false,
+            shutdown_grace: Duration::from_secs(5),
+            ..Options::default()
+        };
+        let agent = Agent::start(config, options)
+            .await
+            .unwrap_or_else(|e| panic!("agent start: {e}"));
+        TestAgent { agent, dir }
+    }
+
+    /// `http://127.0.0.1:port`.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.agent.local_addr())
+    }
+
+    /// GETs `path` from the agent: (status, body).
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        get(&format!("{}{path}", self.base())).await
+    }
+
+    /// The value of `name{labels}` in the agent's /metrics (see [`super::metric_in_text`]).
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let (_, text) = self.get("/metrics").await;
+        super::metric_in_text(&text, name, labels)
+    }
+}
+
+/// GETs `url`: (status, body).
+pub async fn get(url: &str) -> (u16, String) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let uri: http::Uri = url.parse().expect("url");
+    let response = tokio::time::timeout(Duration::from_secs(10), client.get(uri))
+        .await
+        .unwrap_or_else(|_| panic!("GET {url} timed out"))
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
