@@ -435,7 +435,7 @@ async fn dropped_connections_resume_without_relisting() {
         .api
         .requests()
         .into_iter()
-        .filter(|r| r.query.get("watch").is_some())
+        .filter(|r| r.query.contains_key("watch"))
         .collect();
     assert!(
         resumed
