@@ -27,6 +27,16 @@ fn config(receiver: &Receiver, jobs: &[(&str, String)], extra_job_yaml: &str) ->
     yaml
 }
 
+/// Waits until the accepted samples satisfy `done`; returns them.
+async fn samples_when(
+    rx: &Receiver,
+    what: &str,
+    done: impl Fn(&[ReceivedSample]) -> bool,
+) -> Vec<ReceivedSample> {
+    rx.wait_until(WAIT, what, |r| done(&r.accepted())).await;
+    rx.accepted()
+}
+
 fn labels_of(s: &ReceivedSample) -> BTreeMap<&str, &str> {
     s.labels
         .iter()
@@ -53,13 +63,12 @@ async fn scraped_samples_reach_the_receiver_with_target_and_external_labels() {
     .await;
     let agent = TestAgent::start(&config(&rx, &[("app", target.address())], "")).await;
 
-    let samples = rx
-        .wait_until(WAIT, "app series and up", |s| {
-            !named(s, "http_requests_total", "app").is_empty()
-                && !named(s, "up", "app").is_empty()
-                && !named(s, "scrape_series_added", "app").is_empty()
-        })
-        .await;
+    let samples = samples_when(&rx, "app series and up", |s| {
+        !named(s, "http_requests_total", "app").is_empty()
+            && !named(s, "up", "app").is_empty()
+            && !named(s, "scrape_series_added", "app").is_empty()
+    })
+    .await;
     let get = named(&samples, "http_requests_total", "app")
         .into_iter()
         .find(|s| labels_of(s).get("method") == Some(&"get"))
@@ -82,19 +91,39 @@ async fn scraped_samples_reach_the_receiver_with_target_and_external_labels() {
         .into_iter()
         .find(|s| labels_of(s).get("method") == Some(&"post"))
         .expect("post series");
-    assert!(!labels_of(post).contains_key("empty"), "empty labels are dropped");
+    assert!(
+        !labels_of(post).contains_key("empty"),
+        "empty labels are dropped"
+    );
     let temp = named(&samples, "temperature_celsius", "app");
     assert_eq!(temp[0].value, -45.0);
     assert_eq!(named(&samples, "up", "app")[0].value, 1.0);
-    assert_eq!(named(&samples, "scrape_samples_scraped", "app")[0].value, 3.0);
-    assert_eq!(named(&samples, "scrape_samples_post_metric_relabeling", "app")[0].value, 3.0);
+    assert_eq!(
+        named(&samples, "scrape_samples_scraped", "app")[0].value,
+        3.0
+    );
+    assert_eq!(
+        named(&samples, "scrape_samples_post_metric_relabeling", "app")[0].value,
+        3.0
+    );
     assert_eq!(named(&samples, "scrape_series_added", "app")[0].value, 3.0);
 
     let headers = target.last_headers();
-    let accept = headers.get("accept").and_then(|v| v.to_str().ok()).unwrap_or("");
-    assert!(accept.starts_with("application/openmetrics-text"), "{accept}");
+    let accept = headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(
+        accept.starts_with("application/openmetrics-text"),
+        "{accept}"
+    );
     assert!(accept.contains("text/plain;version=0.0.4"), "{accept}");
-    assert_eq!(headers.get("x-prometheus-scrape-timeout-seconds").map(|v| v.as_bytes()), Some(&b"0.5"[..]));
+    assert_eq!(
+        headers
+            .get("x-prometheus-scrape-timeout-seconds")
+            .map(|v| v.as_bytes()),
+        Some(&b"0.5"[..])
+    );
     agent.agent.shutdown().await;
 }
 
@@ -102,9 +131,16 @@ async fn scraped_samples_reach_the_receiver_with_target_and_external_labels() {
 async fn a_hung_garbage_or_huge_target_fails_alone() {
     let rx = Receiver::start().await;
     let good = Target::start(Exposition::text("good_metric 1\n")).await;
-    let hung = Target::start(Exposition { hang: true, ..Exposition::text("x 1\n") }).await;
+    let hung = Target::start(Exposition {
+        hang: true,
+        ..Exposition::text("x 1\n")
+    })
+    .await;
     let garbage = Target::start(Exposition::text("ok 1\nthis is not { an exposition\n")).await;
-    let huge = Target::start(Exposition::text(&"big_metric_name_padding_padding 1\n".repeat(4000))).await;
+    let huge = Target::start(Exposition::text(
+        &"big_metric_name_padding_padding 1\n".repeat(4000),
+    ))
+    .await;
     let cfg = config(
         &rx,
         &[
@@ -118,14 +154,18 @@ async fn a_hung_garbage_or_huge_target_fails_alone() {
     let agent = TestAgent::start(&cfg).await;
 
     // Every bad target reports up == 0 while the good one keeps its schedule.
-    let samples = rx
-        .wait_until(WAIT, "up for every job", |s| {
-            ["hung", "garbage", "huge"].iter().all(|j| named(s, "up", j).iter().any(|u| u.value == 0.0))
-                && named(s, "good_metric", "good").len() >= 3
-        })
-        .await;
+    let samples = samples_when(&rx, "up for every job", |s| {
+        ["hung", "garbage", "huge"]
+            .iter()
+            .all(|j| named(s, "up", j).iter().any(|u| u.value == 0.0))
+            && named(s, "good_metric", "good").len() >= 3
+    })
+    .await;
     assert!(named(&samples, "up", "good").iter().all(|u| u.value == 1.0));
-    assert!(named(&samples, "ok", "garbage").is_empty(), "a failed scrape sends none of its samples");
+    assert!(
+        named(&samples, "ok", "garbage").is_empty(),
+        "a failed scrape sends none of its samples"
+    );
 
     let (status, body) = agent.get("/api/v1/targets").await;
     assert_eq!(status, 200);
@@ -135,7 +175,12 @@ async fn a_hung_garbage_or_huge_target_fails_alone() {
         targets
             .iter()
             .find(|t| t["scrapePool"] == job)
-            .map(|t| (t["health"].as_str().unwrap_or("").to_owned(), t["lastError"].as_str().unwrap_or("").to_owned()))
+            .map(|t| {
+                (
+                    t["health"].as_str().unwrap_or("").to_owned(),
+                    t["lastError"].as_str().unwrap_or("").to_owned(),
+                )
+            })
             .unwrap_or_default()
     };
     assert_eq!(error_of("good"), ("up".to_owned(), String::new()));
@@ -148,7 +193,10 @@ async fn a_hung_garbage_or_huge_target_fails_alone() {
     assert!(err.contains("body size limit"), "{err}");
 
     let failures = agent
-        .metric("scrapelet_scrape_failures_total", &[("job", "hung"), ("reason", "timeout")])
+        .metric(
+            "scrapelet_scrape_failures_total",
+            &[("job", "hung"), ("reason", "timeout")],
+        )
         .await
         .unwrap_or(0.0);
     assert!(failures >= 1.0, "timeouts counted: {failures}");
@@ -160,18 +208,29 @@ async fn vanished_series_and_failed_scrapes_send_staleness_markers() {
     let rx = Receiver::start().await;
     let target = Target::start(Exposition::text("a 1\nb 2\n")).await;
     let agent = TestAgent::start(&config(&rx, &[("app", target.address())], "")).await;
-    rx.wait_until(WAIT, "b scraped", |s| !named(s, "b", "app").is_empty()).await;
+    samples_when(&rx, "b scraped", |s| !named(s, "b", "app").is_empty()).await;
 
     target.set_body("a 1\n");
-    let samples = rx
-        .wait_until(WAIT, "b marked stale", |s| named(s, "b", "app").iter().any(|x| is_stale_nan(x.value)))
-        .await;
-    let stale = named(&samples, "b", "app").into_iter().find(|x| is_stale_nan(x.value)).expect("stale");
+    let samples = samples_when(&rx, "b marked stale", |s| {
+        named(s, "b", "app").iter().any(|x| is_stale_nan(x.value))
+    })
+    .await;
+    let stale = named(&samples, "b", "app")
+        .into_iter()
+        .find(|x| is_stale_nan(x.value))
+        .expect("stale");
     assert_eq!(stale.value.to_bits(), 0x7ff0_0000_0000_0002);
-    assert!(named(&samples, "a", "app").iter().all(|x| !is_stale_nan(x.value)));
+    assert!(
+        named(&samples, "a", "app")
+            .iter()
+            .all(|x| !is_stale_nan(x.value))
+    );
 
-    target.set(Exposition { status: 500, ..Exposition::text("") });
-    rx.wait_until(WAIT, "a marked stale after a failed scrape", |s| {
+    target.set(Exposition {
+        status: 500,
+        ..Exposition::text("")
+    });
+    samples_when(&rx, "a marked stale after a failed scrape", |s| {
         named(s, "a", "app").iter().any(|x| is_stale_nan(x.value))
     })
     .await;
@@ -188,24 +247,47 @@ async fn gzip_openmetrics_and_honor_labels() {
         )
     })
     .await;
-    let honored = config(&rx, &[("honored", target.address())], "    honor_labels: true\n");
+    let honored = config(
+        &rx,
+        &[("honored", target.address())],
+        "    honor_labels: true\n",
+    );
     let agent = TestAgent::start(&honored).await;
-    let samples = rx
-        .wait_until(WAIT, "jobs_total", |s| s.iter().any(|x| labels_of(x).get("__name__") == Some(&"jobs_total")))
-        .await;
-    let s = samples.iter().find(|x| labels_of(x).get("__name__") == Some(&"jobs_total")).expect("sample");
+    let samples = samples_when(&rx, "jobs_total", |s| {
+        s.iter()
+            .any(|x| labels_of(x).get("__name__") == Some(&"jobs_total"))
+    })
+    .await;
+    let s = samples
+        .iter()
+        .find(|x| labels_of(x).get("__name__") == Some(&"jobs_total"))
+        .expect("sample");
     assert_eq!(labels_of(s).get("job"), Some(&"batch"));
     assert_eq!(labels_of(s).get("instance"), Some(&"x"));
-    assert_eq!(s.timestamp_ms, 1_700_000_000_500, "OpenMetrics seconds honoured as ms");
-    assert_eq!(target.last_headers().get("accept-encoding").map(|v| v.as_bytes()), Some(&b"gzip"[..]));
+    assert_eq!(
+        s.timestamp_ms, 1_700_000_000_500,
+        "OpenMetrics seconds honoured as ms"
+    );
+    assert_eq!(
+        target
+            .last_headers()
+            .get("accept-encoding")
+            .map(|v| v.as_bytes()),
+        Some(&b"gzip"[..])
+    );
     agent.agent.shutdown().await;
 
     let rx = Receiver::start().await;
     let agent = TestAgent::start(&config(&rx, &[("plain", target.address())], "")).await;
-    let samples = rx
-        .wait_until(WAIT, "jobs_total", |s| s.iter().any(|x| labels_of(x).get("__name__") == Some(&"jobs_total")))
-        .await;
-    let s = samples.iter().find(|x| labels_of(x).get("__name__") == Some(&"jobs_total")).expect("sample");
+    let samples = samples_when(&rx, "jobs_total", |s| {
+        s.iter()
+            .any(|x| labels_of(x).get("__name__") == Some(&"jobs_total"))
+    })
+    .await;
+    let s = samples
+        .iter()
+        .find(|x| labels_of(x).get("__name__") == Some(&"jobs_total"))
+        .expect("sample");
     assert_eq!(labels_of(s).get("job"), Some(&"plain"));
     assert_eq!(labels_of(s).get("exported_job"), Some(&"batch"));
     assert_eq!(labels_of(s).get("exported_instance"), Some(&"x"));
@@ -220,11 +302,22 @@ async fn health_readiness_and_self_metrics() {
     assert_eq!(agent.get("/-/healthy").await.0, 200);
     assert_eq!(agent.get("/-/ready").await.0, 200);
     assert_eq!(agent.get("/nope").await.0, 404);
-    rx.wait_until(WAIT, "m", |s| !named(s, "m", "app").is_empty()).await;
+    samples_when(&rx, "m", |s| !named(s, "m", "app").is_empty()).await;
     support::eventually_async(WAIT, "scrape metrics", || async {
-        agent.metric("scrapelet_scrapes_total", &[("job", "app")]).await.unwrap_or(0.0) >= 1.0
-            && agent.metric("scrapelet_targets", &[("job", "app"), ("health", "up")]).await == Some(1.0)
-            && agent.metric("scrapelet_remote_samples_sent_total", &[]).await.unwrap_or(0.0) >= 1.0
+        agent
+            .metric("scrapelet_scrapes_total", &[("job", "app")])
+            .await
+            .unwrap_or(0.0)
+            >= 1.0
+            && agent
+                .metric("scrapelet_targets", &[("job", "app"), ("health", "up")])
+                .await
+                == Some(1.0)
+            && agent
+                .metric("scrapelet_remote_samples_sent_total", &[])
+                .await
+                .unwrap_or(0.0)
+                >= 1.0
     })
     .await;
     agent.agent.shutdown().await;

@@ -25,7 +25,6 @@ impl TestAgent {
         let options = Options {
             listen_address: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: dir.path().join("data"),
-            debug_output: false,
             shutdown_grace: Duration::from_secs(5),
             ..Options::default()
         };

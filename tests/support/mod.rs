@@ -1,8 +1,10 @@
 //! Helpers shared by the integration tests. Each test binary uses a subset.
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod kube_api;
 pub mod receiver;
+pub mod target;
 
 use std::time::Duration;
 
@@ -28,16 +30,7 @@ pub fn metric(registry: &Registry, name: &str, labels: &[(&str, &str)]) -> Optio
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, registry)
         .unwrap_or_else(|e| panic!("cannot encode metrics: {e}"));
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(parse_line)
-        .find(|line| {
-            line.name == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| line.labels.iter().any(|(lk, lv)| lk == k && lv == v))
-        })
-        .map(|line| line.value)
+    metric_in_text(&text, name, labels)
 }
 
 /// Like [`metric`], 0 when absent.
@@ -45,55 +38,49 @@ pub fn metric_or_zero(registry: &Registry, name: &str, labels: &[(&str, &str)]) 
     metric(registry, name, labels).unwrap_or(0.0)
 }
 
-/// One sample line of the text exposition.
-#[derive(Debug, PartialEq)]
-struct ExpositionLine {
-    name: String,
-    labels: Vec<(String, String)>,
-    value: f64,
-}
-
-/// Parses `name{a="1",b="2"} value`. Label values must not contain `"`.
-fn parse_line(line: &str) -> Option<ExpositionLine> {
-    let (series, value) = line.rsplit_once(' ')?;
-    let value = value.parse().ok()?;
-    let (name, labels) = match series.split_once('{') {
-        Some((name, rest)) => (name, rest.strip_suffix('}')?),
-        None => (series, ""),
+/// The value of `name{labels...}` in an OpenMetrics or text exposition (the agent's own
+/// `/metrics`), parsed with scrapelet's parser.
+pub fn metric_in_text(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    use scrapelet::exposition::{Entry, Format, Parser};
+    let format = if text.trim_end().ends_with("# EOF") {
+        Format::OpenMetrics
+    } else {
+        Format::PrometheusText
     };
-    let labels = labels
-        .split("\",")
-        .filter(|p| !p.is_empty())
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once("=\"")?;
-            Some((k.to_owned(), v.trim_end_matches('"').to_owned()))
-        })
-        .collect();
-    Some(ExpositionLine {
-        name: name.to_owned(),
-        labels,
-        value,
-    })
-}
-
-#[test]
-fn parses_exposition_lines() {
-    let line = |name: &str, labels: &[(&str, &str)], value: f64| ExpositionLine {
-        name: name.to_owned(),
-        labels: labels
+    for entry in Parser::new(text.as_bytes(), format) {
+        let Ok(Entry::Sample(sample)) = entry else {
+            continue;
+        };
+        if sample.name != name {
+            continue;
+        }
+        let have: Vec<(String, String)> = sample
+            .labels()
+            .filter_map(Result::ok)
+            .map(|(k, v)| (k.to_owned(), v.into_owned()))
+            .collect();
+        if labels
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        value,
-    };
-    assert_eq!(
-        parse_line(r#"a_total{endpoint="x",reason="queue_full"} 3"#),
-        Some(line(
-            "a_total",
-            &[("endpoint", "x"), ("reason", "queue_full")],
-            3.0
-        ))
-    );
-    assert_eq!(parse_line("b 1.5"), Some(line("b", &[], 1.5)));
-    assert_eq!(parse_line("# HELP b x"), None);
+            .all(|(k, v)| have.iter().any(|(hk, hv)| hk == k && hv == v))
+        {
+            return Some(sample.value);
+        }
+    }
+    None
+}
+
+/// Like [`eventually`] for conditions that need to await (HTTP requests).
+pub async fn eventually_async<F, Fut>(timeout: Duration, what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !done().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -138,7 +138,13 @@ impl Target {
         };
         tokio::time::timeout(deadline, wait)
             .await
-            .unwrap_or_else(|_| panic!("target {} got {} of {n} requests in {deadline:?}", self.addr, self.requests()));
+            .unwrap_or_else(|_| {
+                panic!(
+                    "target {} got {} of {n} requests in {deadline:?}",
+                    self.addr,
+                    self.requests()
+                )
+            });
     }
 }
 
@@ -169,5 +175,7 @@ async fn answer(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
     } else {
         exposition.body
     };
-    builder.body(Full::new(Bytes::from(body))).expect("response")
+    builder
+        .body(Full::new(Bytes::from(body)))
+        .expect("response")
 }
