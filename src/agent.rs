@@ -35,6 +35,8 @@ pub struct Options {
     pub debug_output: bool,
     /// How long shutdown may spend flushing to endpoints.
     pub shutdown_grace: Duration,
+    /// The node whose pods Kubernetes discovery watches (`--node-name` / `NODE_NAME`).
+    pub node_name: Option<String>,
 }
 
 /// A running agent.
@@ -75,6 +77,7 @@ impl Default for Options {
             data_dir: PathBuf::from("data"),
             debug_output: false,
             shutdown_grace: Duration::from_secs(25),
+            node_name: None,
         }
     }
 }

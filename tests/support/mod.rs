@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod kube_api;
 pub mod receiver;
 pub mod target;
 
