@@ -68,6 +68,9 @@ pub enum Error {
     /// The web server could not start.
     #[error(transparent)]
     Web(#[from] web::Error),
+    /// Discovery could not start (e.g. Kubernetes discovery without a node name).
+    #[error(transparent)]
+    Discovery(#[from] discovery::Error),
 }
 
 impl Default for Options {
@@ -106,8 +109,14 @@ impl Agent {
             return Err(Error::Job(e));
         }
         let (updates_tx, updates_rx) = mpsc::unbounded_channel();
-        let mut discovery = discovery::Manager::new(updates_tx);
-        discovery.apply(&config.scrape_configs);
+        let kubernetes = options.node_name.clone().map(|node| {
+            discovery::kubernetes::Options::new(
+                node,
+                discovery::kubernetes::Metrics::register(&mut registry),
+            )
+        });
+        let mut discovery = discovery::Manager::new(updates_tx).with_kubernetes(kubernetes);
+        discovery.start(&config.scrape_configs).await?;
 
         let ready = Arc::new(AtomicBool::new(false));
         let targets = manager.targets();
@@ -191,10 +200,12 @@ fn log_start(config: &Config, options: &Options, addr: SocketAddr) {
         .collect();
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
+        node = options.node_name.as_deref().unwrap_or("none"),
         listen = %addr,
         data_dir = %options.data_dir.display(),
         jobs = config.scrape_configs.len(),
         static_targets,
+        kubernetes_jobs = config.scrape_configs.iter().filter(|c| !c.kubernetes_sd_configs.is_empty()).count(),
         endpoints = %if endpoints.is_empty() { "none (debug output)".to_owned() } else { endpoints.join(",") },
         "scrapelet started"
     );

@@ -56,17 +56,6 @@ impl Manager {
         self
     }
 
-    /// Static discovery only: sends every job's static groups at once. Kubernetes discovery
-    /// needs [`Manager::start`]; this logs an error for jobs that have it.
-    pub fn apply(&mut self, configs: &[ScrapeConfig]) {
-        for cfg in configs {
-            if !cfg.kubernetes_sd_configs.is_empty() {
-                tracing::error!(job = %cfg.job_name, "kubernetes_sd_configs ignored: discovery was applied without Manager::start");
-            }
-            self.send_static(cfg);
-        }
-    }
-
     /// Starts (or restarts, on reload) discovery for `configs`: static groups are sent at
     /// once; each job with `kubernetes_sd_configs` gets a task that sends its full groups
     /// whenever a pod it selects changes (changes within the coalescing window go out as one
