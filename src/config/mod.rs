@@ -92,6 +92,9 @@ pub struct ScrapeConfig {
     pub label_value_length_limit: usize,
     /// Targets per job after relabeling; 0 means none.
     pub target_limit: usize,
+    /// Dropped targets kept for the targets API and page (the count is always exact); 0
+    /// means all.
+    pub keep_dropped_targets: usize,
     /// Ask targets for gzip (default true).
     pub enable_compression: bool,
     pub http: HttpClientConfig,
@@ -468,6 +471,7 @@ impl Default for ScrapeConfig {
             label_name_length_limit: 0,
             label_value_length_limit: 0,
             target_limit: 0,
+            keep_dropped_targets: 0,
             enable_compression: true,
             http: HttpClientConfig::default(),
             static_configs: Vec::new(),

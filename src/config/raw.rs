@@ -68,7 +68,6 @@ pub(super) struct RawGlobal {
     #[expect(dead_code, reason = "accepted and ignored, see resolve")]
     pub query_log_file: Option<IgnoredAny>,
     pub scrape_failure_log_file: Option<String>,
-    #[expect(dead_code, reason = "accepted and ignored, see resolve")]
     pub keep_dropped_targets: Option<u64>,
     pub scrape_protocols: Option<Vec<S<String>>>,
     #[expect(dead_code, reason = "accepted and ignored, see resolve")]
@@ -187,7 +186,6 @@ with_http_client! {
         pub native_histogram_bucket_limit: Option<u64>,
         #[expect(dead_code, reason = "accepted and ignored, see resolve")]
         pub native_histogram_min_bucket_factor: Option<f64>,
-        #[expect(dead_code, reason = "accepted and ignored, see resolve")]
         pub keep_dropped_targets: Option<u64>,
         #[expect(dead_code, reason = "accepted and ignored, see resolve")]
         pub metric_name_validation_scheme: Option<IgnoredAny>,

@@ -100,6 +100,7 @@ struct Limits {
     label_name_length_limit: u64,
     label_value_length_limit: u64,
     target_limit: u64,
+    keep_dropped_targets: u64,
 }
 
 /// The resolution context: where problems go and how their lines are found.
@@ -332,12 +333,12 @@ fn global(cx: &mut Cx<'_>, raw: Option<&RawGlobal>) -> (GlobalConfig, Limits) {
         label_name_length_limit: g.label_name_length_limit.unwrap_or(0),
         label_value_length_limit: g.label_value_length_limit.unwrap_or(0),
         target_limit: g.target_limit.unwrap_or(0),
+        keep_dropped_targets: g.keep_dropped_targets.unwrap_or(0),
     };
 
     // Accepted and ignored (no effect for an agent), but checked as Prometheus checks them:
     // evaluation_interval and rule_query_offset (rules; an agent has none), query_log_file (an
-    // agent answers no queries), keep_dropped_targets (how many dropped targets the API
-    // keeps), scrape_protocols (content negotiation only: scrapelet parses the text formats
+    // agent answers no queries), scrape_protocols (content negotiation only: scrapelet parses the text formats
     // whatever it asks for), metric_name_validation_scheme / _escaping_scheme (the parser
     // takes every name the exposition formats allow), always_scrape_classic_histograms
     // (classic histograms are always scraped).
@@ -543,6 +544,7 @@ fn scrape_config(
             limits.label_value_length_limit,
         ),
         target_limit: count(sc.target_limit, limits.target_limit),
+        keep_dropped_targets: count(sc.keep_dropped_targets, limits.keep_dropped_targets),
         enable_compression: sc.enable_compression.unwrap_or(defaults.enable_compression),
         http,
         static_configs,
@@ -559,8 +561,7 @@ fn unsupported_scrape_keys(cx: &mut Cx<'_>, path: &str, sc: &RawScrapeConfig) {
     // text formats whatever the target says), scrape_classic_histograms and
     // always_scrape_classic_histograms (classic histograms are always scraped),
     // native_histogram_bucket_limit and native_histogram_min_bucket_factor (no native
-    // histograms are scraped), keep_dropped_targets (how many dropped targets the API keeps),
-    // metric_name_validation_scheme / _escaping_scheme (the parser takes every name the
+    // histograms are scraped), metric_name_validation_scheme / _escaping_scheme (the parser takes every name the
     // exposition formats allow).
     cx.scrape_protocols(&key("scrape_protocols"), sc.scrape_protocols.as_ref());
     if let Some(p) = &sc.fallback_scrape_protocol

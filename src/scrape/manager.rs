@@ -43,7 +43,10 @@ pub struct TargetsView {
 #[derive(Clone, Debug, Default)]
 pub struct JobTargets {
     pub active: Vec<Arc<TargetStatus>>,
+    /// At most `keep_dropped_targets` of them (all when 0).
     pub dropped: Vec<DroppedTarget>,
+    /// How many targets were dropped, kept or not.
+    pub dropped_total: usize,
 }
 
 struct Pool {
@@ -223,13 +226,18 @@ impl Manager {
             pool.loops.insert(key, handle);
         }
         active.sort_by(|a, b| a.target.url.cmp(&b.target.url));
+        let dropped_total = set.dropped.len();
+        let mut dropped = set.dropped;
+        if pool.cfg.keep_dropped_targets > 0 {
+            dropped.truncate(pool.cfg.keep_dropped_targets);
+        }
         self.deps
             .metrics
             .targets_dropped
             .get_or_create_owned(&JobLabels {
                 job: update.job.clone(),
             })
-            .set(set.dropped.len() as i64);
+            .set(dropped_total as i64);
         if over_limit {
             tracing::warn!(job = %update.job, limit, "target_limit exceeded; no target of the job is scraped");
         }
@@ -237,7 +245,8 @@ impl Manager {
             &update.job,
             JobTargets {
                 active,
-                dropped: set.dropped,
+                dropped,
+                dropped_total,
             },
         );
     }
