@@ -57,6 +57,15 @@ const VALUES: [(&str, &str, f64); 8] = [
 
 /// A scrapelet config: global settings, `remote_write` entries and scrape jobs as YAML.
 fn config(remote_write: &[(&str, String)], jobs: &[(&str, String)]) -> String {
+    config_with_queue(remote_write, jobs, "")
+}
+
+/// Like [`config`], with `queue` lines added to every `queue_config` (indented six spaces).
+fn config_with_queue(
+    remote_write: &[(&str, String)],
+    jobs: &[(&str, String)],
+    queue: &str,
+) -> String {
     let mut yaml = String::from(
         "global:\n  scrape_interval: 500ms\n  scrape_timeout: 500ms\n  external_labels:\n    cluster: e2e\n",
     );
@@ -65,7 +74,7 @@ fn config(remote_write: &[(&str, String)], jobs: &[(&str, String)]) -> String {
         for (name, url) in remote_write {
             yaml.push_str(&format!(
                 "  - url: {url}\n    name: {name}\n    remote_timeout: 5s\n    queue_config:\n      \
-                 batch_send_deadline: 100ms\n      min_backoff: 50ms\n      max_backoff: 500ms\n"
+                 batch_send_deadline: 100ms\n      min_backoff: 50ms\n      max_backoff: 500ms\n{queue}"
             ));
         }
     }
@@ -171,6 +180,46 @@ fn app_exposition() -> (String, Vec<(LabelMap, f64)>) {
     (body, series)
 }
 
+/// The OpenMetrics target's body and the series it serves: the exemplar is not a series,
+/// `_created` is one (as Prometheus 2.x stores it), info and stateset are gauges.
+fn openmetrics_exposition() -> (&'static str, Vec<(LabelMap, f64)>) {
+    let body = concat!(
+        "# TYPE e2e_om_requests counter\n",
+        "# HELP e2e_om_requests Requests, with an exemplar.\n",
+        "e2e_om_requests_total{path=\"/a\"} 5 # {trace_id=\"abc\"} 1.0\n",
+        "e2e_om_requests_created{path=\"/a\"} 1700000000.5\n",
+        "# TYPE e2e_om_build info\n",
+        "e2e_om_build_info{version=\"1.2.3\"} 1\n",
+        "# TYPE e2e_om_state stateset\n",
+        "e2e_om_state{e2e_om_state=\"on\"} 1\n",
+        "e2e_om_state{e2e_om_state=\"off\"} 0\n",
+        "# EOF\n",
+    );
+    let series = [
+        (
+            &[("__name__", "e2e_om_requests_total"), ("path", "/a")][..],
+            5.0,
+        ),
+        (
+            &[("__name__", "e2e_om_requests_created"), ("path", "/a")],
+            1_700_000_000.5,
+        ),
+        (
+            &[("__name__", "e2e_om_build_info"), ("version", "1.2.3")],
+            1.0,
+        ),
+        (&[("__name__", "e2e_om_state"), ("e2e_om_state", "on")], 1.0),
+        (
+            &[("__name__", "e2e_om_state"), ("e2e_om_state", "off")],
+            0.0,
+        ),
+    ]
+    .into_iter()
+    .map(|(l, v)| (label_map(l), v))
+    .collect();
+    (body, series)
+}
+
 /// `labels` with the target labels and the external label added.
 fn with_target(labels: &LabelMap, job: &str, instance: &str) -> LabelMap {
     let mut out = labels.clone();
@@ -258,31 +307,44 @@ async fn terminate(mut scrapelet: Scrapelet) {
 async fn prometheus_stores_exactly_what_the_test_targets_served() {
     let start = now_secs();
     let prometheus = Prometheus::start().await;
-    let (body, served) = app_exposition();
+    let (body, app_served) = app_exposition();
     let app = Target::start(Exposition::text(&body)).await;
+    let (om_body, om_served) = openmetrics_exposition();
+    let om = Target::start(Exposition::openmetrics(om_body)).await;
     let ticks =
         Target::start_with(|n| format!("# TYPE e2e_ticks counter\ne2e_ticks_total {}\n", n - 1))
             .await;
     let scrapelet = Scrapelet::start(
         &config(
             &[("prom", prometheus.write_url())],
-            &[("app", app.address()), ("ticks", ticks.address())],
+            &[
+                ("app", app.address()),
+                ("om", om.address()),
+                ("ticks", ticks.address()),
+            ],
         ),
         &[],
     )
     .await;
     let app_addr = app.address();
-    let mut expected: BTreeSet<LabelMap> = served
+    let mut served: Vec<(LabelMap, f64)> = app_served
         .iter()
-        .map(|(l, _)| with_target(l, "app", &app_addr))
+        .map(|(l, v)| (with_target(l, "app", &app_addr), *v))
         .collect();
+    served.extend(
+        om_served
+            .iter()
+            .map(|(l, v)| (with_target(l, "om", &om.address()), *v)),
+    );
+    let mut expected: BTreeSet<LabelMap> = served.iter().map(|(l, _)| l.clone()).collect();
     expected.extend(synthetic("app", &app_addr));
+    expected.extend(synthetic("om", &om.address()));
 
     // Exactly the served label sets, plus target and external labels.
-    let deadline = Deadline::new(WAIT, "every app series in prometheus");
+    let deadline = Deadline::new(WAIT, "every app and om series in prometheus");
     let stored: BTreeSet<LabelMap> = loop {
         let stored: BTreeSet<LabelMap> = prometheus
-            .series("{job=\"app\"}")
+            .series("{job=~\"app|om\"}")
             .await
             .into_iter()
             .collect();
@@ -301,13 +363,12 @@ async fn prometheus_stores_exactly_what_the_test_targets_served() {
 
     // Exactly the served values.
     let now: BTreeMap<LabelMap, f64> = prometheus
-        .query("{job=\"app\"}")
+        .query("{job=~\"app|om\"}")
         .await
         .into_iter()
         .collect();
-    for (labels, value) in &served {
-        let key = with_target(labels, "app", &app_addr);
-        let got = now.get(&key).copied();
+    for (key, value) in &served {
+        let got = now.get(key).copied();
         assert!(
             got.is_some_and(|g| same_value(g, *value)),
             "{key:?}: served {value}, stored {got:?}"
@@ -485,6 +546,61 @@ async fn node_exporter_series_reach_prometheus_as_scraped() {
     );
 
     prometheus.assert_clean().await;
+    terminate(scrapelet).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_series_over_several_shards_reach_prometheus_in_order() {
+    const SERIES: usize = 10_000;
+    let prometheus = Prometheus::start().await;
+    let big = Target::start_with(|n| {
+        let mut body = String::with_capacity(SERIES * 24);
+        for i in 0..SERIES {
+            body.push_str(&format!("e2e_big{{i=\"{i}\"}} {n}\n"));
+        }
+        body
+    })
+    .await;
+    let scrapelet = Scrapelet::start(
+        &config_with_queue(
+            &[("prom", prometheus.write_url())],
+            &[("big", big.address())],
+            "      min_shards: 4\n      max_shards: 8\n      max_samples_per_send: 500\n",
+        ),
+        &[],
+    )
+    .await;
+    until(WAIT, "5 samples of every series in prometheus", || async {
+        prometheus
+            .query("count(count_over_time(e2e_big[10m]) >= 5)")
+            .await
+            .first()
+            .is_some_and(|(_, n)| *n == SERIES as f64)
+    })
+    .await;
+    for i in [0, 1234, SERIES - 1] {
+        let got = prometheus
+            .query_samples(&format!("e2e_big{{i=\"{i}\"}}[10m]"))
+            .await;
+        let samples = &got[0].1;
+        assert!(
+            samples
+                .windows(2)
+                .all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1),
+            "series {i}: {samples:?}"
+        );
+    }
+    prometheus.assert_clean().await;
+    for metric in [
+        "scrapelet_remote_samples_failed_total",
+        "scrapelet_remote_samples_dropped_total",
+    ] {
+        assert_eq!(
+            scrapelet_sum(&scrapelet, metric, "prom").await,
+            0.0,
+            "{metric}"
+        );
+    }
     terminate(scrapelet).await;
 }
 
@@ -687,4 +803,30 @@ async fn sigterm_exits_zero_within_the_grace_period_even_with_a_hung_endpoint() 
         log.contains("remote write stopped before everything queued was sent"),
         "the grace period ended the hung send: {log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_exits_at_once_without_finishing_shutdown() {
+    let rx = Receiver::start().await;
+    rx.set_default(Reply::ok().with_delay(Duration::from_secs(300)));
+    let app = Target::start(Exposition::text("e2e_metric 1\n")).await;
+    let mut scrapelet = Scrapelet::start(
+        &config(&[("hung", rx.url())], &[("app", app.address())]),
+        &["--shutdown-grace", "300s"],
+    )
+    .await;
+    rx.wait_for_requests(1, WAIT).await;
+    scrapelet.proc.signal("TERM");
+    scrapelet
+        .proc
+        .wait_log_line(WAIT, "that it is shutting down", |l| {
+            l.contains("msg=\"shutting down; a second signal exits at once\"")
+        })
+        .await;
+    scrapelet.proc.signal("INT");
+    let status = scrapelet.proc.wait_exit(WAIT).await;
+    let log = scrapelet.proc.log();
+    assert_eq!(status.code(), Some(130), "{log}");
+    assert!(log.contains("signal=SIGINT"), "{log}");
+    assert!(!log.contains("msg=\"scrapelet stopped\""), "{log}");
 }
