@@ -239,7 +239,7 @@ pub fn encode(s: &str) -> String {
     out
 }
 
-/// Waits until `url` answers 200; `None` if `proc` exited first (with its status).
+/// Waits until `url` answers 200; `Err` with the exit status if `proc` exited first.
 async fn wait_ready(proc: &mut Proc, url: &str) -> Result<(), ExitStatus> {
     let deadline = tokio::time::Instant::now() + READY_WAIT;
     loop {
@@ -258,8 +258,8 @@ async fn wait_ready(proc: &mut Proc, url: &str) -> Result<(), ExitStatus> {
     }
 }
 
-/// Starts a server on fresh ports until one is ready at `ready_path`; `command(port, log)`
-/// builds the command.
+/// Starts a server on fresh ports until one is ready at `ready_path`; `command(port)` builds
+/// the command.
 async fn start_on_free_port(
     name: &str,
     dir: &Path,
