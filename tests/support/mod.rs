@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod kube_api;
+pub mod procs;
 pub mod receiver;
 pub mod target;
 
@@ -67,6 +68,33 @@ pub fn metric_in_text(text: &str, name: &str, labels: &[(&str, &str)]) -> Option
         }
     }
     None
+}
+
+/// Every sample of an OpenMetrics or text exposition, parsed with scrapelet's parser: name,
+/// labels (without `__name__`), value. Lines that do not parse are skipped.
+pub fn samples_in_text(
+    text: &str,
+) -> Vec<(String, std::collections::BTreeMap<String, String>, f64)> {
+    use scrapelet::exposition::{Entry, Format, Parser};
+    let format = if text.trim_end().ends_with("# EOF") {
+        Format::OpenMetrics
+    } else {
+        Format::PrometheusText
+    };
+    Parser::new(text.as_bytes(), format)
+        .filter_map(|entry| match entry {
+            Ok(Entry::Sample(sample)) => Some((
+                sample.name.to_owned(),
+                sample
+                    .labels()
+                    .filter_map(Result::ok)
+                    .map(|(k, v)| (k.to_owned(), v.into_owned()))
+                    .collect(),
+                sample.value,
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Like [`eventually`] for conditions that need to await (HTTP requests).

@@ -1,5 +1,7 @@
 //! A scrape target served by the test: an HTTP server on 127.0.0.1:0 whose response the test
-//! controls (body, content type, status, gzip, delay, hang) and which counts its requests.
+//! controls (body, content type, status, gzip, delay, hang; or a body computed per request)
+//! and which counts its requests. [`Target::stop`] (or dropping it) closes the port and every
+//! connection, as a target that goes away.
 
 #![allow(dead_code)]
 
@@ -18,6 +20,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tokio::task::{JoinHandle, JoinSet};
 
 /// What the target answers.
 #[derive(Clone, Debug)]
@@ -37,10 +40,16 @@ pub struct Exposition {
 pub struct Target {
     pub addr: SocketAddr,
     state: Arc<Shared>,
+    server: JoinHandle<()>,
 }
+
+/// Computes a body from the request's number (1 for the first request).
+type BodyFn = Box<dyn Fn(usize) -> String + Send + Sync>;
 
 struct Shared {
     response: Mutex<Exposition>,
+    /// When set, replaces `response.body`.
+    body_fn: Mutex<Option<BodyFn>>,
     requests: AtomicUsize,
     last_headers: Mutex<http::HeaderMap>,
     scraped: Notify,
@@ -75,18 +84,21 @@ impl Target {
         let addr = listener.local_addr().expect("target addr");
         let state = Arc::new(Shared {
             response: Mutex::new(exposition),
+            body_fn: Mutex::new(None),
             requests: AtomicUsize::new(0),
             last_headers: Mutex::new(http::HeaderMap::new()),
             scraped: Notify::new(),
         });
         let shared = state.clone();
-        tokio::spawn(async move {
+        // Connections live in a set owned by the accept loop: aborting the loop drops them.
+        let server = tokio::spawn(async move {
+            let mut connections = JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let shared = shared.clone();
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     let service = service_fn(move |req| {
                         let shared = shared.clone();
                         async move { Ok::<_, Infallible>(answer(&shared, req).await) }
@@ -95,9 +107,26 @@ impl Target {
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });
+                while connections.try_join_next().is_some() {}
             }
         });
-        Target { addr, state }
+        Target {
+            addr,
+            state,
+            server,
+        }
+    }
+
+    /// Starts a text-format target whose body is `body(n)` for its `n`th request (from 1).
+    pub async fn start_with(body: impl Fn(usize) -> String + Send + Sync + 'static) -> Target {
+        let target = Target::start(Exposition::text("")).await;
+        *target.state.body_fn.lock().expect("lock") = Some(Box::new(body));
+        target
+    }
+
+    /// Closes the port and every open connection: later scrapes are refused.
+    pub fn stop(&self) {
+        self.server.abort();
     }
 
     /// `127.0.0.1:port`, as a static target.
@@ -148,11 +177,20 @@ impl Target {
     }
 }
 
+impl Drop for Target {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
 async fn answer(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    shared.requests.fetch_add(1, Ordering::SeqCst);
+    let n = shared.requests.fetch_add(1, Ordering::SeqCst) + 1;
     *shared.last_headers.lock().expect("lock") = req.headers().clone();
     shared.scraped.notify_waiters();
-    let exposition = shared.response.lock().expect("lock").clone();
+    let mut exposition = shared.response.lock().expect("lock").clone();
+    if let Some(body) = shared.body_fn.lock().expect("lock").as_ref() {
+        exposition.body = body(n).into_bytes();
+    }
     if exposition.hang {
         std::future::pending::<()>().await;
     }
