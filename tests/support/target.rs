@@ -1,5 +1,6 @@
-//! A scrape target served by the test: an HTTP server on 127.0.0.1:0 whose response the test
-//! controls (body, content type, status, gzip, delay, hang) and which counts its requests.
+//! A scrape target served by the test: an HTTP server on 127.0.0.1:0 (or an address the test
+//! picks) whose response the test controls (body, content type, status, gzip, delay, hang) and
+//! which counts its requests and records their paths.
 
 #![allow(dead_code)]
 
@@ -42,6 +43,8 @@ pub struct Target {
 struct Shared {
     response: Mutex<Exposition>,
     requests: AtomicUsize,
+    /// Path and query of every request, in arrival order.
+    uris: Mutex<Vec<String>>,
     last_headers: Mutex<http::HeaderMap>,
     scraped: Notify,
 }
@@ -69,13 +72,22 @@ impl Exposition {
 }
 
 impl Target {
-    /// Starts a target answering `exposition`.
+    /// Starts a target answering `exposition` on a free port of 127.0.0.1.
     pub async fn start(exposition: Exposition) -> Target {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind target");
-        let addr = listener.local_addr().expect("target addr");
+        Target::start_at(SocketAddr::from(([127, 0, 0, 1], 0)), exposition)
+            .await
+            .unwrap_or_else(|e| panic!("bind target: {e}"))
+    }
+
+    /// Starts a target answering `exposition` on `addr` (e.g. another 127.0.0.x address, or
+    /// a port another target uses on a different address); fails when `addr` cannot be bound.
+    pub async fn start_at(addr: SocketAddr, exposition: Exposition) -> std::io::Result<Target> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
         let state = Arc::new(Shared {
             response: Mutex::new(exposition),
             requests: AtomicUsize::new(0),
+            uris: Mutex::new(Vec::new()),
             last_headers: Mutex::new(http::HeaderMap::new()),
             scraped: Notify::new(),
         });
@@ -97,7 +109,7 @@ impl Target {
                 });
             }
         });
-        Target { addr, state }
+        Ok(Target { addr, state })
     }
 
     /// `127.0.0.1:port`, as a static target.
@@ -118,6 +130,11 @@ impl Target {
     /// Requests answered or in progress so far.
     pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Path and query of every request so far (`/metrics?x=y`), in arrival order.
+    pub fn uris(&self) -> Vec<String> {
+        self.state.uris.lock().expect("lock").clone()
     }
 
     /// Headers of the last request.
@@ -149,6 +166,11 @@ impl Target {
 }
 
 async fn answer(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let uri = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path().to_owned(), |pq| pq.as_str().to_owned());
+    shared.uris.lock().expect("lock").push(uri);
     shared.requests.fetch_add(1, Ordering::SeqCst);
     *shared.last_headers.lock().expect("lock") = req.headers().clone();
     shared.scraped.notify_waiters();
