@@ -558,15 +558,12 @@ async fn a_restarted_pod_is_scraped_at_its_new_ip() {
     let c = Cluster::start().await;
     let before = app_target(1).await;
     // After the restart the container listens on the same port of a new pod IP: another
-    // loopback address (all of 127.0.0.0/8 is loopback on Linux), else a new port.
+    // loopback address (all of 127.0.0.0/8 is loopback on Linux), elsewhere a new port.
     let exposition = Exposition::text("app_requests_total 2\n");
-    let after = match Target::start_at(
-        SocketAddr::from(([127, 0, 0, 2], before.addr.port())),
-        exposition.clone(),
-    )
-    .await
-    {
+    let new_ip = SocketAddr::from(([127, 0, 0, 2], before.addr.port()));
+    let after = match Target::start_at(new_ip, exposition.clone()).await {
         Ok(t) => t,
+        Err(e) if cfg!(target_os = "linux") => panic!("bind {new_ip}: {e}"),
         Err(_) => Target::start(exposition).await,
     };
     c.api.apply_pod(&scraped_pod("web", &before));
