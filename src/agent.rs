@@ -38,6 +38,8 @@ pub struct Options {
     pub debug_output: bool,
     /// How long shutdown may spend flushing to endpoints.
     pub shutdown_grace: Duration,
+    /// The node whose pods Kubernetes discovery watches (`--node-name` / `NODE_NAME`).
+    pub node_name: Option<String>,
 }
 
 /// A running agent.
@@ -72,6 +74,9 @@ pub enum Error {
     /// The web server could not start.
     #[error(transparent)]
     Web(#[from] web::Error),
+    /// Discovery could not start (e.g. Kubernetes discovery without a node name).
+    #[error(transparent)]
+    Discovery(#[from] discovery::Error),
 }
 
 impl Default for Options {
@@ -81,6 +86,7 @@ impl Default for Options {
             data_dir: PathBuf::from("data"),
             debug_output: false,
             shutdown_grace: Duration::from_secs(25),
+            node_name: None,
         }
     }
 }
@@ -120,8 +126,14 @@ impl Agent {
             return Err(Error::Job(e));
         }
         let (updates_tx, updates_rx) = mpsc::unbounded_channel();
-        let mut discovery = discovery::Manager::new(updates_tx);
-        discovery.apply(&config.scrape_configs);
+        let kubernetes = options.node_name.clone().map(|node| {
+            discovery::kubernetes::Options::new(
+                node,
+                discovery::kubernetes::Metrics::register(&mut registry),
+            )
+        });
+        let mut discovery = discovery::Manager::new(updates_tx).with_kubernetes(kubernetes);
+        discovery.start(&config.scrape_configs).await?;
 
         let ready = Arc::new(AtomicBool::new(false));
         let targets = manager.targets();
@@ -205,10 +217,12 @@ fn log_start(config: &Config, options: &Options, addr: SocketAddr) {
         .collect();
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
+        node = options.node_name.as_deref().unwrap_or("none"),
         listen = %addr,
         data_dir = %options.data_dir.display(),
         jobs = config.scrape_configs.len(),
         static_targets,
+        kubernetes_jobs = config.scrape_configs.iter().filter(|c| !c.kubernetes_sd_configs.is_empty()).count(),
         endpoints = %if endpoints.is_empty() { "none (debug output)".to_owned() } else { endpoints.join(",") },
         "scrapelet started"
     );

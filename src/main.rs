@@ -46,6 +46,10 @@ struct Cli {
     /// How long shutdown may spend flushing to remote endpoints.
     #[arg(long, default_value = "25s", value_parser = parse_seconds, value_name = "DURATION")]
     shutdown_grace: Duration,
+
+    /// This node's name: Kubernetes discovery watches only its pods.
+    #[arg(long, env = "NODE_NAME", value_name = "NAME")]
+    node_name: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -124,6 +128,7 @@ async fn run(cli: Cli, path: PathBuf) -> ExitCode {
         data_dir: cli.data_dir,
         debug_output: cli.debug_output,
         shutdown_grace: cli.shutdown_grace,
+        node_name: cli.node_name.filter(|n| !n.is_empty()),
     };
     let agent = match Agent::start(config, options).await {
         Ok(a) => a,

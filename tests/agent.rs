@@ -322,3 +322,49 @@ async fn health_readiness_and_self_metrics() {
     .await;
     agent.agent.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_page_and_dropped_targets_with_a_cap() {
+    let rx = Receiver::start().await;
+    let target = Target::start(Exposition::text("m 1\n")).await;
+    let cfg = format!(
+        "{}  - job_name: filtered\n    keep_dropped_targets: 1\n    static_configs:\n      - targets: ['a:1', 'b:2', 'c:3']\n        labels:\n          team: '<ops>'\n    relabel_configs:\n      - source_labels: [__address__]\n        regex: '[abc]:.*'\n        action: drop\n",
+        config(&rx, &[("app", target.address())], "")
+    );
+    let agent = TestAgent::start(&cfg).await;
+    samples_when(&rx, "m", |s| !named(s, "m", "app").is_empty()).await;
+
+    let (status, page) = agent.get("/targets").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains(&format!("http://{}/metrics", target.address())),
+        "{page}"
+    );
+    assert!(page.contains("app (1/1 up)"), "{page}");
+    assert!(page.contains("3 dropped targets (1 shown"), "{page}");
+    assert!(
+        page.contains("&lt;ops&gt;"),
+        "label values are escaped: {page}"
+    );
+    assert!(!page.contains("<ops>"), "{page}");
+
+    let (_, body) = agent.get("/api/v1/targets?state=dropped").await;
+    let json: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        json["data"]["activeTargets"].as_array().map(Vec::len),
+        Some(0)
+    );
+    assert_eq!(
+        json["data"]["droppedTargets"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(json["data"]["droppedTargetCounts"]["filtered"], 3);
+    assert_eq!(json["data"]["droppedTargets"][0]["reason"], "relabeling");
+    assert_eq!(
+        agent
+            .metric("scrapelet_targets_dropped", &[("job", "filtered")])
+            .await,
+        Some(3.0)
+    );
+    agent.agent.shutdown().await;
+}

@@ -356,11 +356,6 @@ fn several_problems_are_reported_at_once() {
             "scrape_configs[1].scheme",
             r#"scheme must be "http" or "https", got "ftp""#,
         ),
-        (
-            18,
-            "scrape_configs[1].kubernetes_sd_configs",
-            "not supported by scrapelet: Kubernetes pod discovery is planned; static_configs is the only service discovery for now",
-        ),
         (20, "scrape_configs[2].job_name", "job_name is empty"),
         (
             22,
@@ -493,7 +488,6 @@ fn prometheus_server_keys_an_agent_cannot_honour_are_refused() {
         [
             (7, "rule_files"),
             (10, "alerting"),
-            (17, "scrape_configs[0].kubernetes_sd_configs"),
             (19, "scrape_configs[0].file_sd_configs"),
             (21, "scrape_configs[0].proxy_url"),
             (22, "scrape_configs[0].track_timestamps_staleness"),
@@ -504,8 +498,8 @@ fn prometheus_server_keys_an_agent_cannot_honour_are_refused() {
     );
     assert_eq!(got[0].2, "field rule_files is not allowed in agent mode");
     assert_eq!(got[1].2, "field alerting is not allowed in agent mode");
-    assert_eq!(got[8].2, "field remote_read is not allowed in agent mode");
-    for (_, key, message) in &got[2..8] {
+    assert_eq!(got[7].2, "field remote_read is not allowed in agent mode");
+    for (_, key, message) in &got[2..7] {
         assert!(
             message.starts_with("not supported by scrapelet: "),
             "{key}: {message}"

@@ -12,7 +12,7 @@
 //! practical), so a Prometheus agent-mode config loads unchanged.
 //!
 //! How a file becomes a [`Config`]:
-//! 1. `expand_env` (a hook, the identity for now) rewrites the text;
+//! 1. `expand_env` rewrites `${VAR}` and `$VAR` from the environment (rules at the function);
 //! 2. serde-saphyr reads it into the YAML model of `raw` (unknown keys are errors). A syntax or
 //!    type error stops here: one [`Problem`], its key path found by `locate`;
 //! 3. `resolve` applies defaults and inheritance and validates everything, collecting every
@@ -38,6 +38,8 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+pub use crate::discovery::kubernetes::{FieldSelector, LabelSelector};
 
 use crate::labels::Labels;
 use crate::relabel::RelabelConfig;
@@ -90,10 +92,15 @@ pub struct ScrapeConfig {
     pub label_value_length_limit: usize,
     /// Targets per job after relabeling; 0 means none.
     pub target_limit: usize,
+    /// Dropped targets kept for the targets API and page (the count is always exact); 0
+    /// means all.
+    pub keep_dropped_targets: usize,
     /// Ask targets for gzip (default true).
     pub enable_compression: bool,
     pub http: HttpClientConfig,
     pub static_configs: Vec<StaticConfig>,
+    /// Kubernetes pod discovery (`role: pod` only).
+    pub kubernetes_sd_configs: Vec<KubernetesSdConfig>,
     pub relabel_configs: Vec<RelabelConfig>,
     pub metric_relabel_configs: Vec<RelabelConfig>,
 }
@@ -112,6 +119,31 @@ pub struct StaticConfig {
     /// `host:port` strings.
     pub targets: Vec<String>,
     pub labels: Labels,
+}
+
+/// One `kubernetes_sd_configs:` entry, resolved. Only `role: pod` exists in scrapelet, and
+/// every pod watch is scoped to the agent's node (`spec.nodeName=<node>`).
+///
+/// How the agent reaches the API server: `kubeconfig_file` when set; else `api_server` with
+/// `http`; else the in-cluster service account (token and CA), or the file named by
+/// `KUBECONFIG` outside a cluster. As Prometheus: `api_server` and `kubeconfig_file` exclude
+/// each other, custom HTTP settings need `api_server`, `own_namespace` needs in-cluster.
+#[derive(Clone, Debug, Default)]
+pub struct KubernetesSdConfig {
+    /// Absolute http(s) URL of the API server.
+    pub api_server: Option<String>,
+    pub kubeconfig_file: Option<PathBuf>,
+    /// `namespaces.names`: only pods in these namespaces (empty: all, unless `own_namespace`).
+    pub namespaces: Vec<String>,
+    /// `namespaces.own_namespace`: also the agent's own namespace (from the service account).
+    pub own_namespace: bool,
+    /// The `role: pod` entry of `selectors`, applied to the node's pods by the agent.
+    pub label_selector: Option<LabelSelector>,
+    pub field_selector: Option<FieldSelector>,
+    /// `attach_metadata.node`: add the node's `__meta_kubernetes_node_*` labels to each pod.
+    pub attach_node_metadata: bool,
+    /// Authentication and TLS for `api_server` (ignored otherwise).
+    pub http: HttpClientConfig,
 }
 
 /// One `remote_write:` entry, resolved.
@@ -336,17 +368,91 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, Error> {
     Err(Error::Invalid { problems })
 }
 
-/// HOOK: `${VAR}` environment expansion goes here (next issue); today it returns the text
-/// unchanged.
+/// `${VAR}` and `$VAR` environment expansion, on the whole text before parsing.
 ///
-/// It runs on the whole text before parsing, so whatever it does must keep the YAML valid and
-/// should keep line numbers (a value expanding to several lines shifts every later line).
-/// Relabel rules use `$1`, `${1}` and `${name}` in `replacement` (and `$$` for a literal `$`):
-/// those must reach the relabel engine untouched, so expansion must either skip relabel rules
-/// or expand only names that are set in the environment and are not capture group references
-/// (digits, or names of groups in the rule's regex). Decide and test that when implementing.
+/// The rule, chosen so that it never changes a relabel rule:
+/// - a reference expands only when the variable is **set** in the environment; an unset
+///   one stays as written (Prometheus's `$1`, `${1}`, `${name}` reach the relabel engine);
+/// - a name is `[A-Za-z_][A-Za-z0-9_]*`, so `$1` and `${1}` are never variables;
+/// - a name used for a named capture group anywhere in the file (`(?P<name>` or `(?<name>`)
+///   is never expanded, even when set, so `${name}` keeps referring to the group;
+/// - `$$` is left as it is (relabeling reads it as a literal `$`), and the `$` after it
+///   starts nothing: `$${HOME}` stays `$${HOME}`.
+///
+/// A value is inserted verbatim: one with a newline shifts the lines of later problems, and
+/// one with YAML syntax in it is read as YAML (as with any template).
 fn expand_env(text: &str) -> Cow<'_, str> {
-    Cow::Borrowed(text)
+    expand_with(text, |name| std::env::var(name).ok())
+}
+
+/// [`expand_env`] with the environment given as a function.
+fn expand_with(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Cow<'_, str> {
+    if !text.contains('$') {
+        return Cow::Borrowed(text);
+    }
+    let groups = named_groups(text);
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0; // text[..copied] is in out
+    let mut i = 0;
+    let mut changed = false;
+    while let Some(off) = memchr::memchr(b'$', &bytes[i..]) {
+        let at = i + off;
+        if bytes.get(at + 1) == Some(&b'$') {
+            i = at + 2;
+            continue;
+        }
+        let (name, end) = if bytes.get(at + 1) == Some(&b'{') {
+            match text[at + 2..].find('}') {
+                Some(close) => (&text[at + 2..at + 2 + close], at + 3 + close),
+                None => ("", at + 1),
+            }
+        } else {
+            let len = text[at + 1..]
+                .bytes()
+                .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+                .count();
+            (&text[at + 1..at + 1 + len], at + 1 + len)
+        };
+        i = end.max(at + 1);
+        if !is_env_name(name) || groups.contains(&name) {
+            continue;
+        }
+        if let Some(value) = lookup(name) {
+            out.push_str(&text[copied..at]);
+            out.push_str(&value);
+            copied = end;
+            changed = true;
+        }
+    }
+    if !changed {
+        return Cow::Borrowed(text);
+    }
+    out.push_str(&text[copied..]);
+    Cow::Owned(out)
+}
+
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Names of the capture groups written anywhere in `text` as `(?P<name>` or `(?<name>`.
+fn named_groups(text: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    for opener in ["(?P<", "(?<"] {
+        let mut rest = text;
+        while let Some(pos) = rest.find(opener) {
+            rest = &rest[pos + opener.len()..];
+            if let Some(close) = rest.find('>') {
+                names.push(&rest[..close]);
+            }
+        }
+    }
+    names
 }
 
 impl BufferConfig {
@@ -394,9 +500,11 @@ impl Default for ScrapeConfig {
             label_name_length_limit: 0,
             label_value_length_limit: 0,
             target_limit: 0,
+            keep_dropped_targets: 0,
             enable_compression: true,
             http: HttpClientConfig::default(),
             static_configs: Vec::new(),
+            kubernetes_sd_configs: Vec::new(),
             relabel_configs: Vec::new(),
             metric_relabel_configs: Vec::new(),
         }
@@ -459,5 +567,281 @@ impl Default for HttpClientConfig {
             follow_redirects: true,
             enable_http2: true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "NODE_NAME" => Some("node-1".to_owned()),
+            "NS" => Some("prod".to_owned()),
+            "name" => Some("lowercase-env".to_owned()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    /// `check(input, expected)`: expansion with [`env`] as the environment.
+    fn check(input: &str, expected: &str) {
+        assert_eq!(expand_with(input, env), expected, "{input}");
+    }
+
+    #[test]
+    fn expands_set_variables_only() {
+        check("node: ${NODE_NAME}", "node: node-1");
+        check("node: $NODE_NAME", "node: node-1");
+        check("f: spec.nodeName=$NODE_NAME,x", "f: spec.nodeName=node-1,x");
+        check("${NS}-${NODE_NAME}", "prod-node-1");
+        check("v: ${EMPTY}x", "v: x");
+        check("v: ${UNSET} $UNSET", "v: ${UNSET} $UNSET");
+        check("no dollars", "no dollars");
+        check("trailing $", "trailing $");
+        check("open ${NODE_NAME", "open ${NODE_NAME");
+        check("$NODE_NAMEX", "$NODE_NAMEX");
+    }
+
+    #[test]
+    fn relabel_references_are_untouched() {
+        check("replacement: $1", "replacement: $1");
+        check("replacement: ${1}_x", "replacement: ${1}_x");
+        check("replacement: $1:$2", "replacement: $1:$2");
+        check("replacement: $$1", "replacement: $$1");
+        check("replacement: $${NODE_NAME}", "replacement: $${NODE_NAME}");
+        // A named group wins over a variable of the same name.
+        check(
+            "regex: (?P<name>.+)\nreplacement: ${name}",
+            "regex: (?P<name>.+)\nreplacement: ${name}",
+        );
+        check("regex: (?<name>.+) ${name}", "regex: (?<name>.+) ${name}");
+        // Without such a group, a set lowercase variable does expand.
+        check("x: ${name}", "x: lowercase-env");
+        check("regex: (.*)$", "regex: (.*)$");
+    }
+
+    #[test]
+    fn borrowed_when_nothing_changes() {
+        assert!(matches!(expand_with("a: $1", env), Cow::Borrowed(_)));
+        assert!(matches!(expand_with("a: b", env), Cow::Borrowed(_)));
+    }
+}
+
+#[cfg(test)]
+mod kubernetes_tests {
+    use super::*;
+
+    fn scrape(yaml: &str) -> ScrapeConfig {
+        let mut c = parse(yaml, "t.yml").unwrap_or_else(|e| panic!("{e}"));
+        c.scrape_configs.remove(0)
+    }
+
+    /// `check(yaml, [(line, key, message part)])`: the problems reported.
+    fn check(yaml: &str, expected: &[(u64, &str, &str)]) {
+        let Err(Error::Invalid { problems }) = parse(yaml, "t.yml") else {
+            panic!("accepted:\n{yaml}");
+        };
+        assert_eq!(problems.len(), expected.len(), "{problems:#?}");
+        for (p, (line, key, part)) in problems.iter().zip(expected) {
+            assert_eq!((p.line, p.key.as_str()), (*line, *key), "{p}");
+            assert!(p.message.contains(part), "{p} lacks {part:?}");
+        }
+    }
+
+    #[test]
+    fn all_pod_keys_resolve() {
+        let sc = scrape(
+            "scrape_configs:
+  - job_name: pods
+    kubernetes_sd_configs:
+      - role: pod
+        namespaces:
+          names: [prod, staging]
+        selectors:
+          - role: pod
+            label: app in (web),tier!=db
+            field: status.phase=Running
+        attach_metadata: {node: true}
+      - role: pod
+        api_server: https://k8s.example:6443
+        bearer_token: s3cret
+        tls_config: {insecure_skip_verify: true, server_name: k8s}
+      - role: pod
+        kubeconfig_file: kube/config
+",
+        );
+        let k = &sc.kubernetes_sd_configs;
+        assert_eq!(k.len(), 3);
+        assert_eq!(k[0].namespaces, ["prod", "staging"]);
+        assert_eq!(
+            k[0].label_selector.as_ref().map(LabelSelector::as_str),
+            Some("app in (web),tier!=db")
+        );
+        assert_eq!(
+            k[0].field_selector.as_ref().map(FieldSelector::as_str),
+            Some("status.phase=Running")
+        );
+        assert!(k[0].attach_node_metadata);
+        assert!(k[0].api_server.is_none() && k[0].kubeconfig_file.is_none());
+        assert_eq!(k[1].api_server.as_deref(), Some("https://k8s.example:6443"));
+        let auth = k[1].http.authorization.as_ref().expect("token");
+        assert_eq!(
+            auth.credentials.as_ref().map(Secret::expose),
+            Some("s3cret")
+        );
+        assert!(k[1].http.tls_config.insecure_skip_verify);
+        assert_eq!(k[2].kubeconfig_file, Some(PathBuf::from("kube/config")));
+    }
+
+    #[test]
+    fn kubeconfig_is_relative_to_the_config_file() {
+        let dir = std::env::temp_dir().join(format!("scrapelet-kube-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("c.yml");
+        std::fs::write(
+            &file,
+            "scrape_configs:\n  - job_name: p\n    kubernetes_sd_configs: [{role: pod, kubeconfig_file: kc}]\n",
+        )
+        .expect("write");
+        let c = load(&file).expect("load");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            c.scrape_configs[0].kubernetes_sd_configs[0].kubeconfig_file,
+            Some(dir.join("kc"))
+        );
+    }
+
+    #[test]
+    fn rejected_as_prometheus_and_where_unsupported() {
+        let head = "scrape_configs:\n  - job_name: p\n    kubernetes_sd_configs:\n";
+        let k = "scrape_configs[0].kubernetes_sd_configs";
+        check(
+            &format!("{head}      - role: node\n"),
+            &[(4, &format!("{k}[0].role"), "not supported by scrapelet")],
+        );
+        check(
+            &format!("{head}      - role: pods\n"),
+            &[(4, &format!("{k}[0].role"), "unknown Kubernetes SD role")],
+        );
+        check(
+            &format!("{head}      - namespaces: {{names: [a]}}\n"),
+            &[(4, &format!("{k}[0].role"), "role missing")],
+        );
+        check(
+            &format!(
+                "{head}      - role: pod\n        selectors: [{{role: service, label: a=b}}]\n"
+            ),
+            &[(
+                5,
+                &format!("{k}[0].selectors[0].role"),
+                "pod role supports only pod selectors",
+            )],
+        );
+        check(
+            &format!(
+                "{head}      - role: pod\n        selectors:\n          - {{role: pod, label: a=b}}\n          - {{role: pod, field: status.phase=Running}}\n"
+            ),
+            &[(
+                7,
+                &format!("{k}[0].selectors[1].role"),
+                "duplicated selector role",
+            )],
+        );
+        check(
+            &format!(
+                "{head}      - role: pod\n        selectors: [{{role: pod, label: 'a in b'}}]\n"
+            ),
+            &[(
+                5,
+                &format!("{k}[0].selectors[0].label"),
+                "invalid label selector",
+            )],
+        );
+        check(
+            &format!(
+                "{head}      - role: pod\n        selectors: [{{role: pod, field: spec.restartPolicy=Always}}]\n"
+            ),
+            &[(5, &format!("{k}[0].selectors[0].field"), "status.phase")],
+        );
+        check(
+            &format!(
+                "{head}      - role: pod\n        api_server: http://a\n        kubeconfig_file: k\n"
+            ),
+            &[(6, &format!("{k}[0].kubeconfig_file"), "simultaneously")],
+        );
+        check(
+            &format!("{head}      - role: pod\n        bearer_token: x\n"),
+            &[(4, &format!("{k}[0]"), "provide the 'api_server' URL")],
+        );
+        check(
+            &format!(
+                "{head}      - role: pod\n        api_server: http://a\n        namespaces: {{own_namespace: true}}\n"
+            ),
+            &[(
+                6,
+                &format!("{k}[0].namespaces.own_namespace"),
+                "simultaneously",
+            )],
+        );
+        check(
+            &format!("{head}      - role: pod\n        attach_metadata: {{namespace: true}}\n"),
+            &[(
+                5,
+                &format!("{k}[0].attach_metadata.namespace"),
+                "not supported by scrapelet",
+            )],
+        );
+        check(
+            &format!(
+                "{head}      - role: pod\n        api_server: http://a\n        authorization: {{type: Token, credentials: x}}\n"
+            ),
+            &[(6, &format!("{k}[0].authorization.type"), "Bearer")],
+        );
+        check(
+            &format!("{head}      - role: pod\n        api_server: a:6443\n"),
+            &[(5, &format!("{k}[0].api_server"), "")],
+        );
+    }
+
+    #[test]
+    fn environment_expands_in_selectors_and_spares_relabel_references() {
+        let Ok(home) = std::env::var("HOME") else {
+            return;
+        };
+        let sc = scrape(
+            "scrape_configs:
+  - job_name: pods
+    kubernetes_sd_configs:
+      - role: pod
+        selectors: [{role: pod, field: 'spec.nodeName=${HOME}x'}]
+    relabel_configs:
+      - source_labels: [__address__]
+        regex: '(.+):(\\d+)'
+        target_label: x
+        replacement: '${1}:$2 $$HOME $${HOME}'
+",
+        );
+        let expected = format!("spec.nodeName={home}x");
+        assert_eq!(
+            sc.kubernetes_sd_configs[0]
+                .field_selector
+                .as_ref()
+                .map(FieldSelector::as_str),
+            Some(expected.as_str())
+        );
+        assert_eq!(sc.relabel_configs[0].replacement, "${1}:$2 $$HOME $${HOME}");
+        // A named group of that name anywhere in the file keeps `${HOME}` for relabeling.
+        let sc = scrape(
+            "scrape_configs:
+  - job_name: pods
+    relabel_configs:
+      - source_labels: [__address__]
+        regex: '(?P<HOME>.+)'
+        target_label: y
+        replacement: '${HOME}'
+",
+        );
+        assert_eq!(sc.relabel_configs[0].replacement, "${HOME}");
     }
 }

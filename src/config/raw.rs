@@ -68,7 +68,6 @@ pub(super) struct RawGlobal {
     #[expect(dead_code, reason = "accepted and ignored, see resolve")]
     pub query_log_file: Option<IgnoredAny>,
     pub scrape_failure_log_file: Option<String>,
-    #[expect(dead_code, reason = "accepted and ignored, see resolve")]
     pub keep_dropped_targets: Option<u64>,
     pub scrape_protocols: Option<Vec<S<String>>>,
     #[expect(dead_code, reason = "accepted and ignored, see resolve")]
@@ -178,6 +177,7 @@ with_http_client! {
         pub label_value_length_limit: Option<u64>,
         pub target_limit: Option<u64>,
         pub static_configs: Option<Entries<RawStaticConfig>>,
+        pub kubernetes_sd_configs: Option<Entries<RawKubernetesSdConfig>>,
         pub relabel_configs: Option<Entries<RelabelConfig>>,
         pub metric_relabel_configs: Option<Entries<RelabelConfig>>,
 
@@ -196,7 +196,6 @@ with_http_client! {
         pub native_histogram_bucket_limit: Option<u64>,
         #[expect(dead_code, reason = "accepted and ignored, see resolve")]
         pub native_histogram_min_bucket_factor: Option<f64>,
-        #[expect(dead_code, reason = "accepted and ignored, see resolve")]
         pub keep_dropped_targets: Option<u64>,
         #[expect(dead_code, reason = "accepted and ignored, see resolve")]
         pub metric_name_validation_scheme: Option<IgnoredAny>,
@@ -218,7 +217,6 @@ with_http_client! {
         pub hetzner_sd_configs: Option<IgnoredAny>,
         pub http_sd_configs: Option<IgnoredAny>,
         pub ionos_sd_configs: Option<IgnoredAny>,
-        pub kubernetes_sd_configs: Option<IgnoredAny>,
         pub kuma_sd_configs: Option<IgnoredAny>,
         pub lightsail_sd_configs: Option<IgnoredAny>,
         pub linode_sd_configs: Option<IgnoredAny>,
@@ -260,6 +258,45 @@ with_http_client! {
         pub azuread: Option<IgnoredAny>,
         pub google_iam: Option<IgnoredAny>,
     }
+}
+
+with_http_client! {
+    /// One `kubernetes_sd_configs:` entry.
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct RawKubernetesSdConfig {
+        pub role: Option<S<String>>,
+        pub api_server: Option<S<String>>,
+        pub kubeconfig_file: Option<String>,
+        pub namespaces: Option<RawNamespaces>,
+        pub selectors: Option<Entries<RawSelector>>,
+        pub attach_metadata: Option<RawAttachMetadata>,
+    }
+}
+
+/// `namespaces:` of a Kubernetes SD config.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNamespaces {
+    pub names: Option<Vec<String>>,
+    pub own_namespace: Option<bool>,
+}
+
+/// One `selectors:` entry of a Kubernetes SD config.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSelector {
+    pub role: Option<S<String>>,
+    pub label: Option<S<String>>,
+    pub field: Option<S<String>>,
+}
+
+/// `attach_metadata:` of a Kubernetes SD config.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAttachMetadata {
+    pub node: Option<bool>,
+    pub namespace: Option<bool>,
 }
 
 /// `queue_config:`

@@ -16,14 +16,15 @@ use super::duration::{format_duration, parse_duration};
 use super::error::clean;
 use super::locate::KeyIndex;
 use super::raw::{
-    Entries, RawBuffer, RawConfig, RawGlobal, RawHttpClient, RawMetadataConfig, RawQueueConfig,
-    RawRemoteWrite, RawScrapeConfig, RawSize, RawStaticConfig, S, StringMap,
+    Entries, RawBuffer, RawConfig, RawGlobal, RawHttpClient, RawKubernetesSdConfig,
+    RawMetadataConfig, RawQueueConfig, RawRemoteWrite, RawScrapeConfig, RawSize, RawStaticConfig,
+    S, StringMap,
 };
 use super::size::parse_size;
 use super::{
-    AgentConfig, Authorization, BasicAuth, BufferConfig, Config, GlobalConfig, HttpClientConfig,
-    MetadataConfig, Problem, QueueConfig, RemoteWriteConfig, Scheme, ScrapeConfig, Secret,
-    StaticConfig, TlsConfig,
+    AgentConfig, Authorization, BasicAuth, BufferConfig, Config, FieldSelector, GlobalConfig,
+    HttpClientConfig, KubernetesSdConfig, LabelSelector, MetadataConfig, Problem, QueueConfig,
+    RemoteWriteConfig, Scheme, ScrapeConfig, Secret, StaticConfig, TlsConfig,
 };
 use crate::labels::Labels;
 use crate::relabel::RelabelConfig;
@@ -128,6 +129,7 @@ struct Limits {
     label_name_length_limit: u64,
     label_value_length_limit: u64,
     target_limit: u64,
+    keep_dropped_targets: u64,
 }
 
 /// The resolution context: where problems go and how their lines are found.
@@ -360,12 +362,12 @@ fn global(cx: &mut Cx<'_>, raw: Option<&RawGlobal>) -> (GlobalConfig, Limits) {
         label_name_length_limit: g.label_name_length_limit.unwrap_or(0),
         label_value_length_limit: g.label_value_length_limit.unwrap_or(0),
         target_limit: g.target_limit.unwrap_or(0),
+        keep_dropped_targets: g.keep_dropped_targets.unwrap_or(0),
     };
 
     // Accepted and ignored (no effect for an agent), but checked as Prometheus checks them:
     // evaluation_interval and rule_query_offset (rules; an agent has none), query_log_file (an
-    // agent answers no queries), keep_dropped_targets (how many dropped targets the API
-    // keeps), scrape_protocols (content negotiation only: scrapelet parses the text formats
+    // agent answers no queries), scrape_protocols (content negotiation only: scrapelet parses the text formats
     // whatever it asks for), metric_name_validation_scheme / _escaping_scheme (the parser
     // takes every name the exposition formats allow), always_scrape_classic_histograms
     // (classic histograms are always scraped).
@@ -544,6 +546,12 @@ fn scrape_config(
         check_targets,
     );
 
+    let kubernetes_sd_configs = kubernetes_sd_configs(
+        cx,
+        &key("kubernetes_sd_configs"),
+        sc.kubernetes_sd_configs.as_ref(),
+    );
+
     let http = http_client(cx, path, sc.http_client(), true);
     unsupported_scrape_keys(cx, path, sc);
 
@@ -565,9 +573,11 @@ fn scrape_config(
             limits.label_value_length_limit,
         ),
         target_limit: count(sc.target_limit, limits.target_limit),
+        keep_dropped_targets: count(sc.keep_dropped_targets, limits.keep_dropped_targets),
         enable_compression: sc.enable_compression.unwrap_or(defaults.enable_compression),
         http,
         static_configs,
+        kubernetes_sd_configs,
         relabel_configs,
         metric_relabel_configs,
     }
@@ -580,8 +590,7 @@ fn unsupported_scrape_keys(cx: &mut Cx<'_>, path: &str, sc: &RawScrapeConfig) {
     // text formats whatever the target says), scrape_classic_histograms and
     // always_scrape_classic_histograms (classic histograms are always scraped),
     // native_histogram_bucket_limit and native_histogram_min_bucket_factor (no native
-    // histograms are scraped), keep_dropped_targets (how many dropped targets the API keeps),
-    // metric_name_validation_scheme / _escaping_scheme (the parser takes every name the
+    // histograms are scraped), metric_name_validation_scheme / _escaping_scheme (the parser takes every name the
     // exposition formats allow).
     cx.scrape_protocols(&key("scrape_protocols"), sc.scrape_protocols.as_ref());
     if let Some(p) = &sc.fallback_scrape_protocol
@@ -636,7 +645,6 @@ fn unsupported_scrape_keys(cx: &mut Cx<'_>, path: &str, sc: &RawScrapeConfig) {
         ("hetzner_sd_configs", sc.hetzner_sd_configs.is_some()),
         ("http_sd_configs", sc.http_sd_configs.is_some()),
         ("ionos_sd_configs", sc.ionos_sd_configs.is_some()),
-        ("kubernetes_sd_configs", sc.kubernetes_sd_configs.is_some()),
         ("kuma_sd_configs", sc.kuma_sd_configs.is_some()),
         ("lightsail_sd_configs", sc.lightsail_sd_configs.is_some()),
         ("linode_sd_configs", sc.linode_sd_configs.is_some()),
@@ -654,13 +662,238 @@ fn unsupported_scrape_keys(cx: &mut Cx<'_>, path: &str, sc: &RawScrapeConfig) {
         ("vultr_sd_configs", sc.vultr_sd_configs.is_some()),
     ];
     for (name, present) in sd {
-        let reason = if name == "kubernetes_sd_configs" {
-            "Kubernetes pod discovery is planned; static_configs is the only service discovery for now"
-        } else {
-            "static_configs is the only service discovery"
-        };
-        cx.only_absent(&key(name), present, reason);
+        cx.only_absent(
+            &key(name),
+            present,
+            "static_configs and kubernetes_sd_configs are the only service discovery",
+        );
     }
+}
+
+/// The roles Prometheus knows; scrapelet discovers pods only.
+const KUBERNETES_ROLES: [&str; 6] = [
+    "pod",
+    "node",
+    "service",
+    "endpoints",
+    "endpointslice",
+    "ingress",
+];
+
+/// `kubernetes_sd_configs` as Prometheus's `SDConfig.UnmarshalYAML` checks it, plus what
+/// scrapelet does not do (other roles, namespace metadata, some client settings).
+fn kubernetes_sd_configs(
+    cx: &mut Cx<'_>,
+    path: &str,
+    raw: Option<&Entries<RawKubernetesSdConfig>>,
+) -> Vec<KubernetesSdConfig> {
+    let mut out = Vec::new();
+    for (i, entry) in raw.into_iter().flatten().enumerate() {
+        let entry_path = format!("{path}[{i}]");
+        let Some(k) = &entry.value else {
+            cx.report(
+                &entry_path,
+                Some(&entry.referenced),
+                "empty or null kubernetes_sd_configs entry",
+            );
+            continue;
+        };
+        if let Some(resolved) = kubernetes_sd_config(cx, &entry_path, k) {
+            out.push(resolved);
+        }
+    }
+    out
+}
+
+fn kubernetes_sd_config(
+    cx: &mut Cx<'_>,
+    path: &str,
+    k: &RawKubernetesSdConfig,
+) -> Option<KubernetesSdConfig> {
+    let key = |name: &str| format!("{path}.{name}");
+    let mut ok = true;
+    match k.role.as_ref() {
+        None => {
+            cx.report(
+                &key("role"),
+                None,
+                "role missing (one of: pod, service, endpoints, endpointslice, node, ingress)",
+            );
+            ok = false;
+        }
+        Some(role) if role.value == "pod" => {}
+        Some(role) if KUBERNETES_ROLES.contains(&role.value.as_str()) => {
+            cx.not_supported(
+                &key("role"),
+                &format!(
+                    "role {:?}: scrapelet discovers the pods of its own node only (role: pod)",
+                    role.value
+                ),
+            );
+            ok = false;
+        }
+        Some(role) => {
+            cx.report(
+                &key("role"),
+                Some(&role.referenced),
+                format!("unknown Kubernetes SD role {:?}", role.value),
+            );
+            ok = false;
+        }
+    }
+
+    let api_server = k.api_server.as_ref().filter(|s| !s.value.is_empty());
+    if let Some(url) = api_server
+        && let Err(message) = check_http_url(&url.value)
+    {
+        cx.report(&key("api_server"), Some(&url.referenced), message);
+    }
+    let kubeconfig_file = k
+        .kubeconfig_file
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from);
+    let raw_http = k.http_client();
+    let custom_http = raw_http.basic_auth.is_some()
+        || raw_http.authorization.is_some()
+        || raw_http.bearer_token.is_some_and(|s| !s.is_empty())
+        || raw_http.bearer_token_file.is_some_and(|s| !s.is_empty())
+        || raw_http.tls_config.is_some()
+        || raw_http.follow_redirects == Some(false)
+        || raw_http.enable_http2 == Some(false)
+        || raw_http.oauth2
+        || raw_http.proxy_url.is_some_and(|s| !s.is_empty());
+    let own_namespace = k
+        .namespaces
+        .as_ref()
+        .and_then(|n| n.own_namespace)
+        .unwrap_or(false);
+    if api_server.is_some() && kubeconfig_file.is_some() {
+        cx.report(
+            &key("kubeconfig_file"),
+            None,
+            "cannot use 'kubeconfig_file' and 'api_server' simultaneously",
+        );
+    }
+    if kubeconfig_file.is_some() && custom_http {
+        cx.report(
+            &key("kubeconfig_file"),
+            None,
+            "cannot use a custom HTTP client configuration together with 'kubeconfig_file'",
+        );
+    }
+    if api_server.is_none() && kubeconfig_file.is_none() && custom_http {
+        cx.report(
+            path,
+            None,
+            "to use custom HTTP client configuration please provide the 'api_server' URL explicitly",
+        );
+    }
+    if own_namespace && api_server.is_some() {
+        cx.report(
+            &key("namespaces.own_namespace"),
+            None,
+            "cannot use 'api_server' and 'namespaces.own_namespace' simultaneously",
+        );
+    }
+    if own_namespace && kubeconfig_file.is_some() {
+        cx.report(
+            &key("namespaces.own_namespace"),
+            None,
+            "cannot use 'kubeconfig_file' and 'namespaces.own_namespace' simultaneously",
+        );
+    }
+
+    let http = http_client(cx, path, raw_http, true);
+    // kube's client takes a bearer token (or token file), basic auth, a CA, a client
+    // certificate and a server name; anything else would be silently dropped.
+    if let Some(a) = &http.authorization
+        && !a.kind.eq_ignore_ascii_case("bearer")
+    {
+        cx.not_supported(
+            &key("authorization.type"),
+            "the Kubernetes client sends Bearer credentials only",
+        );
+    }
+    if http.tls_config.min_version.as_deref() == Some("TLS13") {
+        cx.not_supported(
+            &key("tls_config.min_version"),
+            "the Kubernetes client cannot be limited to TLS 1.3",
+        );
+    }
+    // follow_redirects and enable_http2 are accepted and ignored: the API server does not
+    // redirect, and HTTP/1.1 or HTTP/2 carry the same list and watch requests.
+
+    let mut label_selector = None;
+    let mut field_selector = None;
+    let mut seen_roles: Vec<String> = Vec::new();
+    for (j, s) in k.selectors.iter().flatten().enumerate() {
+        let spath = format!("{path}.selectors[{j}]");
+        let Some(sel) = &s.value else {
+            cx.report(&spath, Some(&s.referenced), "empty or null selector");
+            continue;
+        };
+        let role = sel
+            .role
+            .as_ref()
+            .map(|r| r.value.clone())
+            .unwrap_or_default();
+        if seen_roles.contains(&role) {
+            cx.report(
+                &format!("{spath}.role"),
+                None,
+                format!("duplicated selector role: {role}"),
+            );
+            continue;
+        }
+        seen_roles.push(role.clone());
+        if role != "pod" {
+            cx.report(
+                &format!("{spath}.role"),
+                None,
+                "pod role supports only pod selectors",
+            );
+            continue;
+        }
+        if let Some(label) = sel.label.as_ref().filter(|l| !l.value.is_empty()) {
+            match LabelSelector::parse(&label.value) {
+                Ok(parsed) => label_selector = Some(parsed),
+                Err(message) => {
+                    cx.report(&format!("{spath}.label"), Some(&label.referenced), message);
+                }
+            }
+        }
+        if let Some(field) = sel.field.as_ref().filter(|f| !f.value.is_empty()) {
+            match FieldSelector::parse(&field.value) {
+                Ok(parsed) => field_selector = Some(parsed),
+                Err(message) => {
+                    cx.report(&format!("{spath}.field"), Some(&field.referenced), message);
+                }
+            }
+        }
+    }
+
+    let attach = k.attach_metadata.as_ref();
+    cx.only_false(
+        &key("attach_metadata.namespace"),
+        attach.and_then(|a| a.namespace),
+        "namespace metadata is not attached (it needs a namespace watch); use relabeling on __meta_kubernetes_namespace",
+    );
+
+    ok.then(|| KubernetesSdConfig {
+        api_server: api_server.map(|s| s.value.clone()),
+        kubeconfig_file,
+        namespaces: k
+            .namespaces
+            .as_ref()
+            .and_then(|n| n.names.clone())
+            .unwrap_or_default(),
+        own_namespace,
+        label_selector,
+        field_selector,
+        attach_node_metadata: attach.and_then(|a| a.node).unwrap_or(false),
+        http,
+    })
 }
 
 fn static_configs(
@@ -1309,10 +1542,20 @@ pub(super) fn set_directory(config: &mut Config, dir: &std::path::Path) {
             *p = dir.join(&*p);
         }
     };
+    for k in config
+        .scrape_configs
+        .iter_mut()
+        .flat_map(|s| &mut s.kubernetes_sd_configs)
+    {
+        k.kubeconfig_file.as_mut().map(join);
+    }
     let http_clients = config
         .scrape_configs
         .iter_mut()
-        .map(|s| &mut s.http)
+        .flat_map(|s| {
+            std::iter::once(&mut s.http)
+                .chain(s.kubernetes_sd_configs.iter_mut().map(|k| &mut k.http))
+        })
         .chain(config.remote_write.iter_mut().map(|r| &mut r.http));
     for http in http_clients {
         if let Some(b) = &mut http.basic_auth {

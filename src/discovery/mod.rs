@@ -6,10 +6,11 @@
 //! (not deltas) makes every update self-contained: a lost or merged update cannot leave a stale
 //! target behind.
 
+pub mod kubernetes;
 mod manager;
 mod static_sd;
 
-pub use manager::{Manager, Update};
+pub use manager::{Error, Manager, Update};
 
 use crate::labels::Labels;
 

@@ -7,7 +7,8 @@
 //! 2. A target that disappears from discovery has its loop stopped with staleness markers;
 //!    a job whose config changed has its loops retired (series ended without markers) and
 //!    restarted; unchanged jobs and unchanged targets keep their loops and caches.
-//! 3. The targets view always equals the pools' current targets (active and dropped).
+//! 3. The targets view always equals the pools' current targets (active and dropped), with
+//!    the discovered labels of the last update, also for targets whose loop is kept.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -15,6 +16,7 @@ use std::sync::{Arc, RwLock};
 use tokio::task::JoinHandle;
 
 use super::metrics::{JobLabels, Metrics};
+use super::process::Settings;
 use super::scrape_loop::{Deps, JobSettings, LoopHandle, StopMode, TargetStatus};
 use super::target::{self, DroppedTarget};
 use crate::append::{Appender, SeriesRefs};
@@ -42,7 +44,10 @@ pub struct TargetsView {
 #[derive(Clone, Debug, Default)]
 pub struct JobTargets {
     pub active: Vec<Arc<TargetStatus>>,
+    /// At most `keep_dropped_targets` of them (all when 0).
     pub dropped: Vec<DroppedTarget>,
+    /// How many targets were dropped, kept or not.
+    pub dropped_total: usize,
 }
 
 struct Pool {
@@ -156,15 +161,9 @@ impl Manager {
                 relabel: Relabeler::new(&cfg.relabel_configs),
                 settings: Arc::new(JobSettings {
                     job: cfg.job_name.clone(),
-                    honor_labels: cfg.honor_labels,
-                    honor_timestamps: cfg.honor_timestamps,
-                    sample_limit: cfg.sample_limit,
-                    label_limit: cfg.label_limit,
-                    label_name_length_limit: cfg.label_name_length_limit,
-                    label_value_length_limit: cfg.label_value_length_limit,
+                    process: Arc::new(Settings::from_config(cfg)),
                     body_size_limit: cfg.body_size_limit,
                     enable_compression: cfg.enable_compression,
-                    metric_relabel: Relabeler::new(&cfg.metric_relabel_configs),
                     client,
                 }),
                 cfg: cfg.clone(),
@@ -216,7 +215,11 @@ impl Manager {
                 continue;
             }
             let handle = match pool.loops.remove(&key) {
-                Some(h) => h,
+                Some(h) => {
+                    // Same labels and URL, so the same loop; meta labels may have changed.
+                    h.status.set_discovered(t.discovered);
+                    h
+                }
                 None => LoopHandle::spawn(
                     Arc::new(TargetStatus::new(t)),
                     pool.settings.clone(),
@@ -228,13 +231,18 @@ impl Manager {
             pool.loops.insert(key, handle);
         }
         active.sort_by(|a, b| a.target.url.cmp(&b.target.url));
+        let dropped_total = set.dropped.len();
+        let mut dropped = set.dropped;
+        if pool.cfg.keep_dropped_targets > 0 {
+            dropped.truncate(pool.cfg.keep_dropped_targets);
+        }
         self.deps
             .metrics
             .targets_dropped
             .get_or_create_owned(&JobLabels {
                 job: update.job.clone(),
             })
-            .set(set.dropped.len() as i64);
+            .set(dropped_total as i64);
         if over_limit {
             tracing::warn!(job = %update.job, limit, "target_limit exceeded; no target of the job is scraped");
         }
@@ -242,7 +250,8 @@ impl Manager {
             &update.job,
             JobTargets {
                 active,
-                dropped: set.dropped,
+                dropped,
+                dropped_total,
             },
         );
     }
@@ -262,5 +271,58 @@ impl Manager {
         for (key, handle) in pool.loops {
             self.stopping.insert(key, handle.stop(mode));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::append::Batch;
+    use crate::labels::Labels;
+
+    struct Discard;
+
+    impl Appender for Discard {
+        fn append(&self, _batch: Batch) {}
+    }
+
+    fn update(ready: &str) -> Update {
+        Update {
+            job: "pods".to_owned(),
+            groups: vec![TargetGroup {
+                source: "pod/prod/web".to_owned(),
+                targets: vec![Labels::from_pairs([("__address__", "127.0.0.1:1")])],
+                labels: Labels::from_pairs([("__meta_kubernetes_pod_ready", ready)]),
+            }],
+        }
+    }
+
+    /// A change of discovered labels that relabeling drops keeps the loop and shows the new
+    /// labels (Prometheus's `SetDiscoveredLabels`).
+    #[tokio::test]
+    async fn a_kept_target_shows_its_latest_discovered_labels() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let mut manager = Manager::new(
+            Arc::new(Discard),
+            Arc::new(SeriesRefs::default()),
+            Metrics::register(&mut registry),
+        );
+        let cfg = ScrapeConfig {
+            job_name: "pods".to_owned(),
+            ..ScrapeConfig::default()
+        };
+        assert!(manager.apply_config(&[cfg]).is_empty());
+        let active = |m: &Manager| m.targets().snapshot()["pods"].active.clone();
+        manager.sync(update("true"));
+        let before = active(&manager);
+        manager.sync(update("false"));
+        let after = active(&manager);
+        assert_eq!((before.len(), after.len()), (1, 1));
+        assert!(Arc::ptr_eq(&before[0], &after[0]), "the loop was kept");
+        assert_eq!(
+            after[0].discovered().get("__meta_kubernetes_pod_ready"),
+            Some("false")
+        );
+        manager.shutdown().await;
     }
 }

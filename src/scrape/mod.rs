@@ -3,6 +3,7 @@
 //! - `target`: discovered label sets -> targets (Prometheus's `PopulateLabels`).
 //! - `manager`: pools per job, loops per target, diffed against discovery and config.
 //! - `scrape_loop`: the per-target loop (fetch -> parse -> cache -> append -> report).
+//! - `process`: body -> batch, the synchronous part of a scrape (public for tests and benches).
 //! - `cache`: the per-target series cache and staleness tracking.
 //! - `fetch`: the HTTP GET with deadline, gzip and size limit.
 
@@ -10,10 +11,12 @@ mod cache;
 mod fetch;
 mod manager;
 mod metrics;
+mod process;
 mod scrape_loop;
 mod target;
 
 pub use manager::{JobError, JobTargets, Manager, TargetsView};
 pub use metrics::Metrics;
+pub use process::{Counts, ProcessError, Processor, Settings};
 pub use scrape_loop::{Health, ScrapeState, TargetStatus};
 pub use target::{DroppedTarget, Target};

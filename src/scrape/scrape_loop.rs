@@ -1,4 +1,4 @@
-//! One target's scrape loop: tick, fetch, parse, cache, append, report.
+//! One target's scrape loop: tick, fetch, process (see `process`), append, report.
 //!
 //! Sequence of one scrape (timestamp `ts` = the scrape's start, strictly increasing per loop):
 //! 1. fetch the body (deadline, gzip, size limit) into a buffer reused across scrapes;
@@ -27,15 +27,13 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::cache::{Lookup, SeriesCache};
 use super::fetch::{FetchError, Fetcher};
 use super::metrics::{FailureLabels, HealthLabels, JobLabels, Metrics};
+use super::process::{Counts, ProcessError, Processor, Settings};
 use super::target::Target;
 use crate::append::{Appender, Batch, Sample, SeriesRef, SeriesRefs};
 use crate::client::HttpClient;
-use crate::exposition::{self, Entry, Format, ParseError, Parser};
-use crate::labels::{Labels, LabelsBuilder, METRIC_NAME};
-use crate::relabel::{Relabeler, is_valid_label_name};
+use crate::labels::{Labels, METRIC_NAME};
 use crate::telemetry::error_chain;
 
 /// A target's health as the targets API shows it.
@@ -63,22 +61,21 @@ pub struct ScrapeState {
 /// A target and its live scrape state.
 #[derive(Debug)]
 pub struct TargetStatus {
+    /// The target as its loop started; `target.discovered` is what was discovered then (see
+    /// [`TargetStatus::discovered`] for now).
     pub target: Target,
     state: Mutex<ScrapeState>,
+    /// The labels as last discovered. Discovery can change labels that relabeling does not
+    /// keep (a pod's readiness, an annotation): the target and its loop stay, this follows.
+    discovered: Mutex<Labels>,
 }
 
 /// Settings shared by every loop of a job.
 pub(super) struct JobSettings {
     pub job: String,
-    pub honor_labels: bool,
-    pub honor_timestamps: bool,
-    pub sample_limit: usize,
-    pub label_limit: usize,
-    pub label_name_length_limit: usize,
-    pub label_value_length_limit: usize,
+    pub process: Arc<Settings>,
     pub body_size_limit: u64,
     pub enable_compression: bool,
-    pub metric_relabel: Relabeler,
     pub client: HttpClient,
 }
 
@@ -113,63 +110,20 @@ pub(super) enum StopMode {
 
 /// Why a scrape failed.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum ScrapeError {
+enum ScrapeError {
     #[error(transparent)]
     Fetch(#[from] FetchError),
-    /// The body is not valid exposition text.
-    #[error("{0}")]
-    Parse(#[from] ParseError),
-    #[error("line {line}: duplicate label name {name:?}")]
-    DuplicateLabel { line: usize, name: String },
-    #[error("line {line}: metric relabeling produced invalid label name {name:?}")]
-    InvalidLabelName { line: usize, name: String },
-    #[error("line {line}: missing metric name (__name__ label)")]
-    NoName { line: usize },
-    #[error("sample_limit exceeded ({count} samples, limit {limit})")]
-    SampleLimit { count: usize, limit: usize },
-    #[error("line {line}: {what} exceeded (limit {limit})")]
-    LabelLimit {
-        line: usize,
-        what: &'static str,
-        limit: usize,
-    },
+    #[error(transparent)]
+    Process(#[from] ProcessError),
 }
 
 impl ScrapeError {
     fn reason(&self) -> &'static str {
         match self {
             ScrapeError::Fetch(e) => e.reason(),
-            ScrapeError::Parse(_)
-            | ScrapeError::DuplicateLabel { .. }
-            | ScrapeError::InvalidLabelName { .. }
-            | ScrapeError::NoName { .. } => "parse",
-            ScrapeError::SampleLimit { .. } => "sample_limit",
-            ScrapeError::LabelLimit { .. } => "label_limit",
+            ScrapeError::Process(e) => e.reason(),
         }
     }
-}
-
-/// Counts of one successful parse.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) struct Counts {
-    /// Samples in the body.
-    pub scraped: usize,
-    /// Samples kept after metric relabeling (duplicates and out-of-order ones excluded).
-    pub appended: usize,
-    /// Series created by this scrape.
-    pub added: usize,
-    pub duplicates: usize,
-    pub out_of_order: usize,
-}
-
-/// The synchronous heart of a loop: body in, batch out. Separate from I/O so it can be tested
-/// and benchmarked alone.
-pub(super) struct Processor {
-    settings: Arc<JobSettings>,
-    target_labels: Labels,
-    refs: Arc<SeriesRefs>,
-    cache: SeriesCache,
-    scratch: LabelsBuilder,
 }
 
 const REPORT_NAMES: [&str; 5] = [
@@ -213,6 +167,7 @@ struct LoopMetrics {
 impl TargetStatus {
     pub(super) fn new(target: Target) -> Self {
         TargetStatus {
+            discovered: Mutex::new(target.discovered.clone()),
             target,
             state: Mutex::new(ScrapeState {
                 health: Health::Unknown,
@@ -228,6 +183,19 @@ impl TargetStatus {
     /// A snapshot of the target's scrape state.
     pub fn state(&self) -> ScrapeState {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The target's labels as discovery reports them now, before relabeling.
+    pub fn discovered(&self) -> Labels {
+        self.discovered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Discovery reported the target again, with `labels`.
+    pub(super) fn set_discovered(&self, labels: Labels) {
+        *self.discovered.lock().unwrap_or_else(|p| p.into_inner()) = labels;
     }
 
     pub(super) fn set_down(&self, error: String) {
@@ -306,7 +274,11 @@ impl LoopHandle {
             status: status.clone(),
             settings: settings.clone(),
             fetcher,
-            processor: Processor::new(settings.clone(), target.labels.clone(), deps.refs.clone()),
+            processor: Processor::new(
+                settings.process.clone(),
+                target.labels.clone(),
+                deps.refs.clone(),
+            ),
             appender: deps.appender.clone(),
             report,
             report_announced: false,
@@ -396,22 +368,19 @@ impl ScrapeLoop {
         let result = fetched.and_then(|content_type| {
             self.processor
                 .process(&self.body, content_type.as_deref(), ts, &mut batch)
+                .map_err(ScrapeError::from)
         });
         let counts = match &result {
             Ok(counts) => *counts,
             Err(_) => {
-                batch.series.clear();
-                batch.samples.clear();
-                self.processor
-                    .cache
-                    .abandon(ts, &mut batch.samples, &mut batch.gone);
+                self.processor.abandon(ts, &mut batch);
                 Counts::default()
             }
         };
         self.m.scraped.inc_by(counts.scraped as u64);
         self.m.duplicates.inc_by(counts.duplicates as u64);
         self.m.out_of_order.inc_by(counts.out_of_order as u64);
-        let series_now = self.processor.cache.len();
+        let series_now = self.processor.series();
         self.m
             .series
             .inc_by(series_now as i64 - self.reported_series as i64);
@@ -454,9 +423,7 @@ impl ScrapeLoop {
     fn end_run(&mut self, mark_stale: bool) {
         let ts = self.next_ts();
         let mut batch = Batch::default();
-        self.processor
-            .cache
-            .end_all(ts, &mut batch.samples, &mut batch.gone);
+        self.processor.end_all(ts, &mut batch);
         if self.report_announced {
             for sref in self.report {
                 batch.samples.push(Sample {
@@ -558,182 +525,6 @@ impl LoopMetrics {
     }
 }
 
-impl Processor {
-    pub(super) fn new(
-        settings: Arc<JobSettings>,
-        target_labels: Labels,
-        refs: Arc<SeriesRefs>,
-    ) -> Self {
-        Processor {
-            settings,
-            target_labels,
-            refs,
-            cache: SeriesCache::new(),
-            scratch: LabelsBuilder::new(),
-        }
-    }
-
-    /// Parses `body` into `batch` (new series, samples, staleness markers for vanished
-    /// series). On error the caller discards the batch and calls `cache.abandon`.
-    pub(super) fn process(
-        &mut self,
-        body: &[u8],
-        content_type: Option<&str>,
-        ts: i64,
-        batch: &mut Batch,
-    ) -> Result<Counts, ScrapeError> {
-        self.cache.begin();
-        let honor_ts = self.settings.honor_timestamps;
-        let mut counts = Counts::default();
-        let mut names: Vec<&str> = Vec::new();
-        let series_before = batch.series.len();
-        for entry in Parser::new(body, Format::from_content_type(content_type)) {
-            let Entry::Sample(s) = entry? else {
-                continue;
-            };
-            counts.scraped += 1;
-            let (t, explicit) = match s.timestamp_ms {
-                Some(t) if honor_ts => (t, true),
-                _ => (ts, false),
-            };
-            let lookup = match self.cache.lookup(s.series, t, explicit) {
-                Lookup::Miss => match self.build_labels(&s, &mut names)? {
-                    None => {
-                        self.cache.insert_dropped(s.series);
-                        Lookup::Dropped
-                    }
-                    Some(labels) => self.cache.insert(
-                        s.series,
-                        labels,
-                        t,
-                        explicit,
-                        &self.refs,
-                        &mut batch.series,
-                    ),
-                },
-                found => found,
-            };
-            match lookup {
-                Lookup::Series(series) => {
-                    counts.appended += 1;
-                    batch.samples.push(Sample {
-                        series,
-                        timestamp_ms: t,
-                        value: s.value,
-                    });
-                }
-                Lookup::Duplicate => counts.duplicates += 1,
-                Lookup::OutOfOrder => counts.out_of_order += 1,
-                Lookup::Dropped | Lookup::Miss => {}
-            }
-        }
-        let limit = self.settings.sample_limit;
-        if limit > 0 && counts.appended > limit {
-            return Err(ScrapeError::SampleLimit {
-                count: counts.appended,
-                limit,
-            });
-        }
-        counts.added = batch.series.len() - series_before;
-        self.cache.commit(ts, &mut batch.samples, &mut batch.gone);
-        Ok(counts)
-    }
-
-    /// The final labels of a sample not in the cache; `None` when metric relabeling drops it.
-    fn build_labels<'a>(
-        &mut self,
-        s: &exposition::Sample<'a>,
-        names: &mut Vec<&'a str>,
-    ) -> Result<Option<Labels>, ScrapeError> {
-        let line = s.line();
-        let lb = &mut self.scratch;
-        lb.clear();
-        names.clear();
-        lb.set(METRIC_NAME, s.name);
-        for item in s.labels() {
-            let (name, value) = item?;
-            if name == METRIC_NAME || names.contains(&name) {
-                return Err(ScrapeError::DuplicateLabel {
-                    line,
-                    name: name.to_owned(),
-                });
-            }
-            names.push(name);
-            lb.set(name, &value);
-        }
-        let settings = &*self.settings;
-        if settings.honor_labels {
-            for l in self.target_labels.iter() {
-                if lb.get(l.name).is_none() {
-                    lb.set(l.name, l.value);
-                }
-            }
-        } else {
-            let mut conflicts: Vec<(&str, String)> = Vec::new();
-            for l in self.target_labels.iter() {
-                if let Some(existing) = lb.get(l.name) {
-                    conflicts.push((l.name, existing.to_owned()));
-                }
-                lb.set(l.name, l.value);
-            }
-            // Prometheus's order: shorter names first, each prefixed with `exported_` until free.
-            conflicts.sort_by_key(|(name, _)| name.len());
-            for (name, value) in conflicts {
-                let mut exported = format!("exported_{name}");
-                while lb.get(&exported).is_some() {
-                    exported.insert_str(0, "exported_");
-                }
-                lb.set(&exported, &value);
-            }
-        }
-        if !settings.metric_relabel.is_empty() {
-            if !settings.metric_relabel.process(lb) {
-                return Ok(None);
-            }
-            // labelmap can produce names the exposition could not have.
-            if let Some(l) = lb.iter().find(|l| !is_valid_label_name(l.name)) {
-                return Err(ScrapeError::InvalidLabelName {
-                    line,
-                    name: l.name.to_owned(),
-                });
-            }
-        }
-        if lb.get(METRIC_NAME).is_none() {
-            return Err(ScrapeError::NoName { line });
-        }
-        check_limits(settings, lb, line)?;
-        Ok(Some(lb.build()))
-    }
-}
-
-fn check_limits(
-    settings: &JobSettings,
-    lb: &LabelsBuilder,
-    line: usize,
-) -> Result<(), ScrapeError> {
-    let err = |what, limit| ScrapeError::LabelLimit { line, what, limit };
-    if settings.label_limit > 0 && lb.len() > settings.label_limit {
-        return Err(err("label_limit", settings.label_limit));
-    }
-    for l in lb.iter() {
-        if settings.label_name_length_limit > 0 && l.name.len() > settings.label_name_length_limit {
-            return Err(err(
-                "label_name_length_limit",
-                settings.label_name_length_limit,
-            ));
-        }
-        if settings.label_value_length_limit > 0
-            && l.value.len() > settings.label_value_length_limit
-        {
-            return Err(err(
-                "label_value_length_limit",
-                settings.label_value_length_limit,
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// How long until this target's slot in the current interval: targets keep a fixed phase
 /// relative to wall-clock multiples of the interval, so restarts keep the spacing.
 fn initial_delay(offset: Duration, interval: Duration, now: SystemTime) -> Duration {
@@ -749,4 +540,24 @@ fn initial_delay(offset: Duration, interval: Duration, now: SystemTime) -> Durat
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_delay_puts_targets_in_their_slot() {
+        let interval = Duration::from_secs(10);
+        let at = |secs: u64| UNIX_EPOCH + Duration::from_secs(secs);
+        assert_eq!(
+            initial_delay(Duration::from_secs(3), interval, at(100)),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            initial_delay(Duration::from_secs(3), interval, at(104)),
+            Duration::from_secs(9)
+        );
+        assert_eq!(
+            initial_delay(Duration::ZERO, interval, at(100)),
+            Duration::ZERO
+        );
+    }
+}

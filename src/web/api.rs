@@ -39,13 +39,13 @@ pub(super) fn targets(view: &TargetsView, query: &str) -> Response<Full<Bytes>> 
         if pool.as_deref().is_some_and(|p| p != job) {
             continue;
         }
-        dropped_counts.insert(job.clone(), json!(targets.dropped.len()));
+        dropped_counts.insert(job.clone(), json!(targets.dropped_total));
         if state != "dropped" {
             for t in &targets.active {
                 let s = t.state();
                 let target = &t.target;
                 active.push(json!({
-                    "discoveredLabels": labels_json(&target.discovered),
+                    "discoveredLabels": labels_json(&t.discovered()),
                     "labels": labels_json(&target.labels),
                     "scrapePool": job,
                     "scrapeUrl": target.url,

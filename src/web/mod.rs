@@ -1,4 +1,5 @@
-//! The agent's own HTTP server: `/metrics`, `/-/healthy`, `/-/ready`, `/api/v1/targets`.
+//! The agent's own HTTP server: `/metrics`, `/-/healthy`, `/-/ready`, `/api/v1/targets`,
+//! `/targets`.
 //!
 //! Invariants:
 //! 1. Nothing served here ever contains a secret (configs are never rendered; target URLs
@@ -6,6 +7,7 @@
 //! 2. A slow or broken client affects only its own connection.
 
 mod api;
+mod page;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -128,9 +130,14 @@ fn route(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
             }
         }
         (&Method::GET, "/api/v1/targets") => api::targets(&state.targets, query),
+        (&Method::GET, "/targets") => respond(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            page::targets(&state.targets, query).into(),
+        ),
         (&Method::GET, "/") => text(
             StatusCode::OK,
-            "scrapelet\n\n/metrics\n/-/healthy\n/-/ready\n/api/v1/targets\n",
+            "scrapelet\n\n/targets\n/api/v1/targets\n/metrics\n/-/healthy\n/-/ready\n",
         ),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }

@@ -3,6 +3,8 @@
 
 pub mod agent;
 pub mod binary;
+pub mod kube_api;
+pub mod procs;
 pub mod receiver;
 pub mod target;
 
@@ -41,12 +43,23 @@ pub fn metric_or_zero(registry: &Registry, name: &str, labels: &[(&str, &str)]) 
 /// The value of `name{labels...}` in an OpenMetrics or text exposition (the agent's own
 /// `/metrics`), parsed with scrapelet's parser.
 pub fn metric_in_text(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    matching_samples(text, name, labels).into_iter().next()
+}
+
+/// The sum of every `name{labels...}` series in an exposition (0 when none matches).
+pub fn metric_sum_in_text(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    matching_samples(text, name, labels).into_iter().sum()
+}
+
+/// The values of the `name` series that have all of `labels`, in exposition order.
+fn matching_samples(text: &str, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
     use scrapelet::exposition::{Entry, Format, Parser};
     let format = if text.trim_end().ends_with("# EOF") {
         Format::OpenMetrics
     } else {
         Format::PrometheusText
     };
+    let mut values = Vec::new();
     for entry in Parser::new(text.as_bytes(), format) {
         let Ok(Entry::Sample(sample)) = entry else {
             continue;
@@ -63,10 +76,37 @@ pub fn metric_in_text(text: &str, name: &str, labels: &[(&str, &str)]) -> Option
             .iter()
             .all(|(k, v)| have.iter().any(|(hk, hv)| hk == k && hv == v))
         {
-            return Some(sample.value);
+            values.push(sample.value);
         }
     }
-    None
+    values
+}
+
+/// Every sample of an OpenMetrics or text exposition, parsed with scrapelet's parser: name,
+/// labels (without `__name__`), value. Lines that do not parse are skipped.
+pub fn samples_in_text(
+    text: &str,
+) -> Vec<(String, std::collections::BTreeMap<String, String>, f64)> {
+    use scrapelet::exposition::{Entry, Format, Parser};
+    let format = if text.trim_end().ends_with("# EOF") {
+        Format::OpenMetrics
+    } else {
+        Format::PrometheusText
+    };
+    Parser::new(text.as_bytes(), format)
+        .filter_map(|entry| match entry {
+            Ok(Entry::Sample(sample)) => Some((
+                sample.name.to_owned(),
+                sample
+                    .labels()
+                    .filter_map(Result::ok)
+                    .map(|(k, v)| (k.to_owned(), v.into_owned()))
+                    .collect(),
+                sample.value,
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Like [`eventually`] for conditions that need to await (HTTP requests).

@@ -1,5 +1,8 @@
-//! A scrape target served by the test: an HTTP server on 127.0.0.1:0 whose response the test
-//! controls (body, content type, status, gzip, delay, hang) and which counts its requests.
+//! A scrape target served by the test: an HTTP server on 127.0.0.1:0 (or an address the test
+//! picks) whose response the test controls (body, content type, status, gzip, delay, hang; or
+//! a body computed per request) and which counts its requests and records their paths.
+//! [`Target::stop`] (or dropping it) closes the port and every connection, as a target that
+//! goes away.
 
 #![allow(dead_code)]
 
@@ -18,6 +21,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tokio::task::{JoinHandle, JoinSet};
 
 /// What the target answers.
 #[derive(Clone, Debug)]
@@ -37,11 +41,19 @@ pub struct Exposition {
 pub struct Target {
     pub addr: SocketAddr,
     state: Arc<Shared>,
+    server: JoinHandle<()>,
 }
+
+/// Computes a body from the request's number (1 for the first request).
+type BodyFn = Box<dyn Fn(usize) -> String + Send + Sync>;
 
 struct Shared {
     response: Mutex<Exposition>,
+    /// When set, replaces `response.body`.
+    body_fn: Mutex<Option<BodyFn>>,
     requests: AtomicUsize,
+    /// Path and query of every request, in arrival order.
+    uris: Mutex<Vec<String>>,
     last_headers: Mutex<http::HeaderMap>,
     scraped: Notify,
 }
@@ -69,24 +81,36 @@ impl Exposition {
 }
 
 impl Target {
-    /// Starts a target answering `exposition`.
+    /// Starts a target answering `exposition` on a free port of 127.0.0.1.
     pub async fn start(exposition: Exposition) -> Target {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind target");
-        let addr = listener.local_addr().expect("target addr");
+        Target::start_at(SocketAddr::from(([127, 0, 0, 1], 0)), exposition)
+            .await
+            .unwrap_or_else(|e| panic!("bind target: {e}"))
+    }
+
+    /// Starts a target answering `exposition` on `addr` (e.g. another 127.0.0.x address, or
+    /// a port another target uses on a different address); fails when `addr` cannot be bound.
+    pub async fn start_at(addr: SocketAddr, exposition: Exposition) -> std::io::Result<Target> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
         let state = Arc::new(Shared {
             response: Mutex::new(exposition),
+            body_fn: Mutex::new(None),
             requests: AtomicUsize::new(0),
+            uris: Mutex::new(Vec::new()),
             last_headers: Mutex::new(http::HeaderMap::new()),
             scraped: Notify::new(),
         });
         let shared = state.clone();
-        tokio::spawn(async move {
+        // Connections live in a set owned by the accept loop: aborting the loop drops them.
+        let server = tokio::spawn(async move {
+            let mut connections = JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let shared = shared.clone();
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     let service = service_fn(move |req| {
                         let shared = shared.clone();
                         async move { Ok::<_, Infallible>(answer(&shared, req).await) }
@@ -95,9 +119,26 @@ impl Target {
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });
+                while connections.try_join_next().is_some() {}
             }
         });
-        Target { addr, state }
+        Ok(Target {
+            addr,
+            state,
+            server,
+        })
+    }
+
+    /// Starts a text-format target whose body is `body(n)` for its `n`th request (from 1).
+    pub async fn start_with(body: impl Fn(usize) -> String + Send + Sync + 'static) -> Target {
+        let target = Target::start(Exposition::text("")).await;
+        *target.state.body_fn.lock().expect("lock") = Some(Box::new(body));
+        target
+    }
+
+    /// Closes the port and every open connection: later scrapes are refused.
+    pub fn stop(&self) {
+        self.server.abort();
     }
 
     /// `127.0.0.1:port`, as a static target.
@@ -118,6 +159,11 @@ impl Target {
     /// Requests answered or in progress so far.
     pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Path and query of every request so far (`/metrics?x=y`), in arrival order.
+    pub fn uris(&self) -> Vec<String> {
+        self.state.uris.lock().expect("lock").clone()
     }
 
     /// Headers of the last request.
@@ -148,11 +194,25 @@ impl Target {
     }
 }
 
+impl Drop for Target {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
 async fn answer(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    shared.requests.fetch_add(1, Ordering::SeqCst);
+    let uri = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path().to_owned(), |pq| pq.as_str().to_owned());
+    shared.uris.lock().expect("lock").push(uri);
+    let n = shared.requests.fetch_add(1, Ordering::SeqCst) + 1;
     *shared.last_headers.lock().expect("lock") = req.headers().clone();
     shared.scraped.notify_waiters();
-    let exposition = shared.response.lock().expect("lock").clone();
+    let mut exposition = shared.response.lock().expect("lock").clone();
+    if let Some(body) = shared.body_fn.lock().expect("lock").as_ref() {
+        exposition.body = body(n).into_bytes();
+    }
     if exposition.hang {
         std::future::pending::<()>().await;
     }

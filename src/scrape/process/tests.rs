@@ -1,6 +1,7 @@
 //! The processor alone: bodies in, batches out.
 
 use super::*;
+use crate::append::SeriesRef;
 use crate::append::is_stale_nan;
 use crate::relabel::RelabelConfig;
 
@@ -10,25 +11,16 @@ struct Rig {
     known: std::collections::HashMap<SeriesRef, Labels>,
 }
 
-fn settings(edit: impl FnOnce(&mut JobSettings)) -> Arc<JobSettings> {
-    let mut s = JobSettings {
-        job: "job1".into(),
-        honor_labels: false,
+fn settings(edit: impl FnOnce(&mut Settings)) -> Arc<Settings> {
+    let mut s = Settings {
         honor_timestamps: true,
-        sample_limit: 0,
-        label_limit: 0,
-        label_name_length_limit: 0,
-        label_value_length_limit: 0,
-        body_size_limit: 0,
-        enable_compression: true,
-        metric_relabel: Relabeler::default(),
-        client: HttpClient::new(&Default::default()).expect("client"),
+        ..Settings::default()
     };
     edit(&mut s);
     Arc::new(s)
 }
 
-fn rig(edit: impl FnOnce(&mut JobSettings)) -> Rig {
+fn rig(edit: impl FnOnce(&mut Settings)) -> Rig {
     let target = Labels::from_pairs([("job", "job1"), ("instance", "h:1")]);
     Rig {
         p: Processor::new(settings(edit), target, Arc::new(SeriesRefs::default())),
@@ -43,7 +35,7 @@ fn relabel(yaml: &str) -> Relabeler {
 
 impl Rig {
     /// Scrapes `body` at `ts`; returns the batch, with new series remembered.
-    fn scrape(&mut self, body: &str, ts: i64) -> Result<(Batch, Counts), ScrapeError> {
+    fn scrape(&mut self, body: &str, ts: i64) -> Result<(Batch, Counts), ProcessError> {
         let mut batch = Batch::default();
         let r = self.p.process(body.as_bytes(), None, ts, &mut batch);
         match r {
@@ -171,7 +163,7 @@ fn duplicate_label_names_fail_the_scrape() {
         .scrape("ok 1\nm{a=\"1\",a=\"2\"} 1\n", 1)
         .expect_err("duplicate");
     assert!(
-        matches!(err, ScrapeError::DuplicateLabel { line: 2, .. }),
+        matches!(err, ProcessError::DuplicateLabel { line: 2, .. }),
         "{err}"
     );
     assert_eq!(err.reason(), "parse");
@@ -218,7 +210,7 @@ fn sample_limit_fails_the_scrape() {
     r.scrape("a 1\nb 1\n", 1).expect("within limit");
     let err = r.scrape("a 1\nb 1\nc 1\n", 2).expect_err("over limit");
     assert!(
-        matches!(err, ScrapeError::SampleLimit { count: 3, limit: 2 }),
+        matches!(err, ProcessError::SampleLimit { count: 3, limit: 2 }),
         "{err}"
     );
 }
@@ -243,9 +235,7 @@ fn a_failed_scrape_marks_every_announced_series_stale() {
         r.p.process(b"a 1\nc 2\n!!!\n", None, 2000, &mut batch)
             .expect_err("garbage");
     assert!(err.to_string().contains("line 3"), "{err}");
-    batch.series.clear();
-    batch.samples.clear();
-    r.p.cache.abandon(2000, &mut batch.samples, &mut batch.gone);
+    r.p.abandon(2000, &mut batch);
     assert!(batch.series.is_empty(), "c must never be announced");
     assert_eq!(
         r.render(&batch),
@@ -267,7 +257,7 @@ fn a_failed_scrape_marks_every_announced_series_stale() {
     let mut want: Vec<_> = first.series.iter().map(|(r, _)| *r).collect();
     want.sort();
     assert_eq!(gone, want);
-    assert_eq!(r.p.cache.len(), 0);
+    assert_eq!(r.p.series(), 0);
 }
 
 #[test]
@@ -312,23 +302,5 @@ fn relabeling_that_collapses_series_yields_duplicates_not_two_series() {
 fn removing_the_name_fails_the_scrape() {
     let mut r = rig(|s| s.metric_relabel = relabel("- regex: __name__\n  action: labeldrop\n"));
     let err = r.scrape("m 1\n", 1).expect_err("no name");
-    assert!(matches!(err, ScrapeError::NoName { line: 1 }), "{err}");
-}
-
-#[test]
-fn initial_delay_puts_targets_in_their_slot() {
-    let interval = Duration::from_secs(10);
-    let at = |secs: u64| UNIX_EPOCH + Duration::from_secs(secs);
-    assert_eq!(
-        initial_delay(Duration::from_secs(3), interval, at(100)),
-        Duration::from_secs(3)
-    );
-    assert_eq!(
-        initial_delay(Duration::from_secs(3), interval, at(104)),
-        Duration::from_secs(9)
-    );
-    assert_eq!(
-        initial_delay(Duration::ZERO, interval, at(100)),
-        Duration::ZERO
-    );
+    assert!(matches!(err, ProcessError::NoName { line: 1 }), "{err}");
 }
