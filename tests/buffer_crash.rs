@@ -6,13 +6,12 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use support::binary::{Process, judge, up_timestamps, write_config};
+use support::binary::{Process, churning_target, judge, up_timestamps, write_config};
 use support::receiver::{Receiver, Reply};
-use support::target::{Exposition, Target};
+use support::target::Target;
 
 const WAIT: Duration = Duration::from_secs(60);
 /// Series the target serves (each scrape adds 5 report series).
@@ -23,35 +22,6 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// An exposition whose values change every time it is built (so records do not compress to
-/// nothing and segments fill quickly).
-fn body(seed: u64) -> String {
-    let mut out = String::new();
-    for i in 0..SERIES as u64 {
-        let v = (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ i.wrapping_mul(0xBF58_476D_1CE4_E5B9))
-            >> 11;
-        out.push_str(&format!("crash_test_metric{{i=\"{i}\"}} {v}\n"));
-    }
-    out
-}
-
-/// A target whose values change every few milliseconds, until the returned flag is set.
-async fn churning_target() -> (Arc<Target>, Arc<AtomicBool>) {
-    let target = Arc::new(Target::start(Exposition::text(&body(0))).await);
-    let stop = Arc::new(AtomicBool::new(false));
-    let t = target.clone();
-    let flag = stop.clone();
-    tokio::spawn(async move {
-        let mut seed = 1;
-        while !flag.load(Ordering::Relaxed) {
-            t.set_body(&body(seed));
-            seed += 1;
-            tokio::time::sleep(Duration::from_millis(7)).await;
-        }
-    });
-    (target, stop)
 }
 
 fn config(rx: &Receiver, target: &Target) -> String {
@@ -140,7 +110,7 @@ async fn check_after_restart(
 async fn kill_9_with_the_receiver_down_loses_nothing_appended() {
     let rx = Receiver::start().await;
     rx.set_default(Reply::status(503));
-    let (target, stop) = churning_target().await;
+    let (target, stop) = churning_target(SERIES).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = write_config(dir.path(), &config(&rx, &target));
     let data = dir.path().join("data");
@@ -172,7 +142,7 @@ async fn an_abort_in_the_middle_of_a_segment_rotation_loses_nothing_appended() {
     ] {
         let rx = Receiver::start().await;
         rx.set_default(Reply::status(503));
-        let (target, stop) = churning_target().await;
+        let (target, stop) = churning_target(SERIES).await;
         let dir = tempfile::tempdir().expect("tempdir");
         let yaml = config(&rx, &target).replace("max_size: 64MiB", "max_size: 256KiB");
         let cfg = write_config(dir.path(), &yaml);
@@ -204,7 +174,7 @@ async fn an_abort_in_the_middle_of_a_segment_rotation_loses_nothing_appended() {
 async fn an_abort_in_the_middle_of_a_cursor_write_resends_only_exact_duplicates() {
     for failpoint in ["cursor-commit-before-rename:15", "cursor-commit-partial:15"] {
         let rx = Receiver::start().await;
-        let (target, stop) = churning_target().await;
+        let (target, stop) = churning_target(SERIES).await;
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = write_config(dir.path(), &config(&rx, &target));
         let data = dir.path().join("data");

@@ -9,7 +9,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use super::receiver::ReceivedSample;
+use super::target::{Exposition, Target};
 
 /// A running `scrapelet` process.
 pub struct Process {
@@ -178,4 +181,42 @@ pub fn write_config(dir: &Path, yaml: &str) -> PathBuf {
     let path = dir.join("scrapelet.yml");
     std::fs::write(&path, yaml).unwrap_or_else(|e| panic!("cannot write config: {e}"));
     path
+}
+
+/// An exposition of `series` series whose values change with `seed` (so records do not
+/// compress to nothing and segments fill quickly).
+pub fn churning_body(series: usize, seed: u64) -> String {
+    let mut out = String::new();
+    for i in 0..series as u64 {
+        let v = (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ i.wrapping_mul(0xBF58_476D_1CE4_E5B9))
+            >> 11;
+        out.push_str(&format!("churn_metric{{i=\"{i}\"}} {v}\n"));
+    }
+    out
+}
+
+/// A target of `series` series whose values change every few milliseconds, until the
+/// returned flag is set.
+pub async fn churning_target(series: usize) -> (Arc<Target>, Arc<AtomicBool>) {
+    let target = Arc::new(Target::start(Exposition::text(&churning_body(series, 0))).await);
+    let stop = Arc::new(AtomicBool::new(false));
+    let t = target.clone();
+    let flag = stop.clone();
+    tokio::spawn(async move {
+        let mut seed = 1;
+        while !flag.load(Ordering::Relaxed) {
+            t.set_body(&churning_body(series, seed));
+            seed += 1;
+            tokio::time::sleep(Duration::from_millis(7)).await;
+        }
+    });
+    (target, stop)
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
