@@ -379,6 +379,20 @@ impl Shared {
     }
 }
 
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The syncer holds only a weak handle: wake it so that it sees the log is gone.
+        let handle = self
+            .syncer
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(h) = handle {
+            h.thread().unpark();
+        }
+    }
+}
+
 /// The current wall-clock time in ms since the epoch.
 pub(super) fn now_ms() -> i64 {
     let since = SystemTime::now()
@@ -541,7 +555,9 @@ fn inspect(path: &Path, index: u64) -> Result<Inspected> {
         let Ok(h) = format::parse_frame_header(&head, MAX_RECORD_BYTES) else {
             break;
         };
-        if h.kind == TRAILER_KIND {
+        if h.kind == TRAILER_KIND
+            || offset + (FRAME_HEADER_LEN as u64) + u64::from(h.len) > file_len
+        {
             break;
         }
         payload.resize(h.len as usize, 0);

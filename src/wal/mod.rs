@@ -174,6 +174,22 @@ impl Wal {
     pub fn log(&self) -> &Log {
         &self.log
     }
+
+    /// Seals the buffer (tools that write a buffer without running the agent).
+    pub fn close(self) {
+        self.appender.close();
+    }
+}
+
+/// Saves `cursors` as endpoint `name`'s cursor file under `data_dir` (tools, benches: e.g. to
+/// make an endpoint replay a prepared backlog).
+pub fn save_cursors(data_dir: &Path, name: &str, cursors: &Cursors) -> Result<(), CursorError> {
+    let dir = data_dir.join("cursors");
+    std::fs::create_dir_all(&dir).map_err(|source| CursorError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    cursors::write(&cursor_path(&dir, name), cursors, false)
 }
 
 impl crate::remote::Input for Wal {

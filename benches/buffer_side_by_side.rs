@@ -1,0 +1,479 @@
+//! Side-by-side harness for the write-ahead buffer, against real software. Prints figures;
+//! asserts nothing (speed and sizes belong here, not in tests).
+//!
+//! `cargo bench --bench buffer_side_by_side [-- disk [SECONDS]] [-- replay [SAMPLES...]]`
+//!
+//! - `disk`: scrapelet and Prometheus 2.x in agent mode (`--enable-feature=agent`, its
+//!   defaults: WAL compression on) scrape the same targets (node exporter and a synthetic
+//!   node-like target) every second and write to the same fast receiver; after a warm-up,
+//!   each one's buffer/WAL directory growth over SECONDS (default 60) is divided by the
+//!   samples it appended in that time.
+//! - `replay`: a backlog of SAMPLES samples (default 20M and 80M) is prepared in a data
+//!   directory, then the scrapelet binary starts against a fast receiver and replays it while
+//!   it scrapes; its peak RSS during the replay is compared with the peak of the same setup
+//!   without a backlog, and the replay rate is reported.
+//!
+//! Needs `prometheus` and `prometheus-node-exporter` on PATH for `disk` (it says so and
+//! skips otherwise); everything listens on 127.0.0.1 and lives in temporary directories.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use prometheus_client::registry::Registry;
+use scrapelet::append::{Batch, Sample, SeriesRef};
+use scrapelet::config::BufferConfig;
+use scrapelet::labels::Labels;
+use scrapelet::remote::{Cursors, Position};
+use scrapelet::wal::{Wal, save_cursors};
+use tokio::net::TcpListener;
+
+/// Series of the synthetic target.
+const SYNTHETIC_SERIES: usize = 5000;
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mode = args.first().map(String::as_str).unwrap_or("all");
+    if mode == "disk" || mode == "all" {
+        let seconds = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(60);
+        runtime.block_on(disk(seconds));
+    }
+    if mode == "replay" || mode == "all" {
+        let sizes: Vec<u64> = args.iter().skip(1).filter_map(|s| s.parse().ok()).collect();
+        let sizes = if sizes.is_empty() {
+            vec![20_000_000, 80_000_000]
+        } else {
+            sizes
+        };
+        runtime.block_on(replay(&sizes));
+    }
+}
+
+/// A receiver that accepts everything at once (204), counting requests.
+async fn sink() -> (SocketAddr, Arc<AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
+    let addr = listener.local_addr().expect("addr");
+    let count = Arc::new(AtomicU64::new(0));
+    let c = count.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let c = c.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let c = c.clone();
+                    async move {
+                        let _ = req.into_body().collect().await;
+                        c.fetch_add(1, Ordering::Relaxed);
+                        let mut resp = http::Response::new(Full::new(Bytes::new()));
+                        *resp.status_mut() = http::StatusCode::NO_CONTENT;
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, count)
+}
+
+/// A node-like synthetic target whose values move on every scrape.
+async fn synthetic_target(series: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind target");
+    let addr = listener.local_addr().expect("addr");
+    let state = Arc::new(std::sync::Mutex::new(NodeLike::new(series)));
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let state = state.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |_req: http::Request<hyper::body::Incoming>| {
+                    let body = state.lock().map(|mut s| s.exposition()).unwrap_or_default();
+                    async move {
+                        let mut resp = http::Response::new(Full::new(Bytes::from(body)));
+                        resp.headers_mut().insert(
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                        );
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Values shaped like node exporter's: counters in small steps, gauges that move a little,
+/// constants.
+struct NodeLike {
+    values: Vec<f64>,
+    rng: u64,
+}
+
+impl NodeLike {
+    fn new(series: usize) -> Self {
+        NodeLike {
+            values: (0..series).map(|i| (i * 1000) as f64).collect(),
+            rng: 0x2545_F491_4F6C_DD1D,
+        }
+    }
+
+    fn random(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    fn step(&mut self) {
+        for i in 0..self.values.len() {
+            let r = self.random();
+            let v = &mut self.values[i];
+            match i % 6 {
+                0 => *v += (r % 1000) as f64,
+                1 => *v = ((*v * 100.0).round() + (r % 1500) as f64) / 100.0,
+                2 => *v += (r % 3) as f64,
+                3 => *v = 8e9 + (r % 1_000_000) as f64 * 4096.0,
+                4 => *v = (r % 100) as f64 / 100.0,
+                _ => {}
+            }
+        }
+    }
+
+    fn exposition(&mut self) -> String {
+        self.step();
+        let mut out = String::with_capacity(self.values.len() * 64);
+        for (i, v) in self.values.iter().enumerate() {
+            out.push_str(&format!(
+                "node_like_metric_{}{{cpu=\"{}\",mode=\"m{}\"}} {v}\n",
+                i / 48,
+                i % 8,
+                (i / 8) % 6
+            ));
+        }
+        out
+    }
+
+    fn batch(&mut self, ts: i64, define: bool) -> Batch {
+        self.step();
+        Batch {
+            series: if define {
+                (0..self.values.len())
+                    .map(|i| {
+                        (
+                            SeriesRef(i as u64 + 1),
+                            Labels::from_pairs([
+                                ("__name__", format!("node_like_metric_{}", i / 48)),
+                                ("cpu", format!("{}", i % 8)),
+                                ("instance", "127.0.0.1:1".to_owned()),
+                                ("job", "synthetic".to_owned()),
+                                ("mode", format!("m{}", (i / 8) % 6)),
+                            ]),
+                        )
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            samples: self
+                .values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| Sample {
+                    series: SeriesRef(i as u64 + 1),
+                    timestamp_ms: ts,
+                    value: *v,
+                })
+                .collect(),
+            gone: Vec::new(),
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn on_path(program: &str) -> bool {
+    Command::new("which")
+        .arg(program)
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Kills the child when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(cmd: &mut Command, log: &Path) -> Killed {
+    let out = std::fs::File::create(log).expect("log file");
+    let err = out.try_clone().expect("log file");
+    Killed(
+        cmd.stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}")),
+    )
+}
+
+/// The sum of the sizes of the files under `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                dir_bytes(&path)
+            } else {
+                e.metadata().map(|m| m.len()).unwrap_or(0)
+            }
+        })
+        .sum()
+}
+
+async fn metric(port: u16, name: &str) -> Option<f64> {
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<http_body_util::Empty<Bytes>>();
+    let uri: http::Uri = format!("http://127.0.0.1:{port}/metrics").parse().ok()?;
+    let resp = tokio::time::timeout(Duration::from_secs(5), client.get(uri))
+        .await
+        .ok()?
+        .ok()?;
+    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .reduce(|a, b| a + b)
+}
+
+/// Resident memory of `pid` in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn disk(seconds: u64) {
+    if !on_path("prometheus") || !on_path("prometheus-node-exporter") {
+        println!("disk: skipped (prometheus and prometheus-node-exporter must be on PATH)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sink_addr, _) = sink().await;
+    let synthetic = synthetic_target(SYNTHETIC_SERIES).await;
+    let ne_port = free_port();
+    let _node_exporter = spawn(
+        Command::new("prometheus-node-exporter")
+            .arg(format!("--web.listen-address=127.0.0.1:{ne_port}")),
+        &dir.path().join("node-exporter.log"),
+    );
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nremote_write:\n  - url: http://{sink_addr}/api/v1/write\n    name: sink\nscrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:{ne_port}']\n  - job_name: synthetic\n    static_configs:\n      - targets: ['{synthetic}']\n"
+    );
+    let config_path = dir.path().join("config.yml");
+    std::fs::write(&config_path, &config).expect("config");
+    let prom_port = free_port();
+    let prom_data = dir.path().join("prometheus");
+    let _prometheus = spawn(
+        Command::new("prometheus")
+            .arg("--enable-feature=agent")
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!("--storage.agent.path={}", prom_data.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}")),
+        &dir.path().join("prometheus.log"),
+    );
+    let sl_port = free_port();
+    let sl_data = dir.path().join("scrapelet");
+    let _scrapelet = spawn(
+        Command::new(env!("CARGO_BIN_EXE_scrapelet"))
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--data-dir")
+            .arg(&sl_data)
+            .arg("--listen-address")
+            .arg(format!("127.0.0.1:{sl_port}")),
+        &dir.path().join("scrapelet.log"),
+    );
+    // Warm-up: both have seen every series (definitions written) and run steadily.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let prom_samples = "prometheus_agent_samples_appended_total";
+    let sl_samples = "scrapelet_buffer_samples_written_total";
+    let p0 = (
+        dir_bytes(&prom_data.join("wal")),
+        metric(prom_port, prom_samples).await,
+    );
+    let s0 = (
+        dir_bytes(&sl_data.join("buffer")),
+        metric(sl_port, sl_samples).await,
+    );
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let p1 = (
+        dir_bytes(&prom_data.join("wal")),
+        metric(prom_port, prom_samples).await,
+    );
+    let s1 = (
+        dir_bytes(&sl_data.join("buffer")),
+        metric(sl_port, sl_samples).await,
+    );
+    let per_sample = |a: (u64, Option<f64>), b: (u64, Option<f64>)| {
+        let samples = b.1.unwrap_or(0.0) - a.1.unwrap_or(0.0);
+        ((b.0.saturating_sub(a.0)) as f64 / samples.max(1.0), samples)
+    };
+    let (p, pn) = per_sample(p0, p1);
+    let (s, sn) = per_sample(s0, s1);
+    println!(
+        "disk: {seconds} s, scrape every 1 s of node exporter + {SYNTHETIC_SERIES} synthetic series"
+    );
+    println!(
+        "  prometheus agent (2.x, WAL compression default): {p:.3} bytes/sample ({pn} samples, {} bytes)",
+        p1.0.saturating_sub(p0.0)
+    );
+    println!(
+        "  scrapelet buffer:                                {s:.3} bytes/sample ({sn} samples, {} bytes)",
+        s1.0.saturating_sub(s0.0)
+    );
+    println!("  ratio scrapelet / prometheus: {:.3}", s / p);
+}
+
+async fn replay(sizes: &[u64]) {
+    let (sink_addr, requests) = sink().await;
+    let series = 10_000usize;
+    let target = synthetic_target(series).await;
+    let steady = run_replay(0, series, sink_addr, target, &requests).await;
+    println!(
+        "replay: steady state (no backlog, {series} live series): peak RSS {} MiB",
+        steady.0 / 1024
+    );
+    for &size in sizes {
+        let (peak, took, bytes) = run_replay(size, series, sink_addr, target, &requests).await;
+        println!(
+            "replay: backlog of {size} samples ({} MiB on disk): peak RSS {} MiB, replayed in {:.1} s ({:.2} M samples/s)",
+            bytes >> 20,
+            peak / 1024,
+            took.as_secs_f64(),
+            size as f64 / took.as_secs_f64() / 1e6
+        );
+    }
+}
+
+/// Prepares a backlog of `samples`, runs the binary until it has replayed it (or for 20 s
+/// without one); returns its peak RSS (KiB), the replay time and the backlog's bytes.
+async fn run_replay(
+    samples: u64,
+    series: usize,
+    sink: SocketAddr,
+    target: SocketAddr,
+    _requests: &AtomicU64,
+) -> (u64, Duration, u64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut backlog_bytes = 0;
+    if samples > 0 {
+        let cfg = BufferConfig {
+            max_size: 64 << 30,
+            ..BufferConfig::default()
+        };
+        let wal = Wal::open(&data, &cfg, &["sink"], &mut Registry::default()).expect("wal");
+        let appender = wal.appender();
+        let mut node = NodeLike::new(series);
+        let scrapes = samples / series as u64;
+        let start = 1_700_000_000_000i64;
+        for k in 0..scrapes {
+            appender.append(node.batch(start + k as i64 * 1000, k == 0));
+        }
+        backlog_bytes = wal.log().stats().bytes;
+        wal.close();
+        save_cursors(
+            &data,
+            "sink",
+            &Cursors {
+                shards: Vec::new(),
+                routed: Position(0),
+            },
+        )
+        .expect("cursor");
+    }
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nagent:\n  buffer:\n    max_size: 64GiB\nremote_write:\n  - url: http://{sink}/api/v1/write\n    name: sink\n    queue_config:\n      max_shards: 8\nscrape_configs:\n  - job_name: synthetic\n    static_configs:\n      - targets: ['{target}']\n"
+    );
+    let config_path = dir.path().join("config.yml");
+    std::fs::write(&config_path, config).expect("config");
+    let port = free_port();
+    let child = spawn(
+        Command::new(env!("CARGO_BIN_EXE_scrapelet"))
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--listen-address")
+            .arg(format!("127.0.0.1:{port}")),
+        &dir.path().join("scrapelet.log"),
+    );
+    let pid = child.0.id();
+    let began = Instant::now();
+    let mut peak = 0;
+    let deadline = began + Duration::from_secs(1800);
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peak = peak.max(rss_kib(pid));
+        if samples == 0 {
+            if began.elapsed() > Duration::from_secs(20) {
+                break;
+            }
+            continue;
+        }
+        let sent = metric(port, "scrapelet_remote_samples_sent_total")
+            .await
+            .unwrap_or(0.0);
+        if sent >= samples as f64 || Instant::now() > deadline {
+            break;
+        }
+    }
+    let took = began.elapsed();
+    drop(child);
+    (peak, took, backlog_bytes)
+}
