@@ -28,7 +28,16 @@ impl TestAgent {
     /// Starts the agent with a resolved `config` on 127.0.0.1:0; with `node_name`, as the
     /// agent of that node (`--node-name`), which Kubernetes discovery needs.
     pub async fn start_config(config: Config, node_name: Option<&str>) -> TestAgent {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(config, node_name, tempfile::tempdir().expect("tempdir")).await
+    }
+
+    /// Like [`TestAgent::start_config`] with the data directory under `dir` (which may hold
+    /// what an earlier agent left: its buffer and cursors).
+    pub async fn start_in(
+        config: Config,
+        node_name: Option<&str>,
+        dir: tempfile::TempDir,
+    ) -> TestAgent {
         let options = Options {
             listen_address: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: dir.path().join("data"),
