@@ -34,6 +34,8 @@ mod codec;
 mod cursors;
 mod metrics;
 mod source;
+#[cfg(test)]
+mod tests;
 
 pub use codec::{DecodeError, Decoded, Decoder, Encoder, KIND_BATCH, KIND_SNAPSHOT};
 pub use cursors::{CursorError, cursor_path};
@@ -94,6 +96,17 @@ impl Wal {
         endpoints: &[&str],
         registry: &mut Registry,
     ) -> Result<Wal, Error> {
+        Self::open_with(data_dir, cfg, endpoints, registry, Arc::new(buffer::StdFs))
+    }
+
+    /// [`Wal::open`] writing through `fs` (tests inject failures with it).
+    pub fn open_with(
+        data_dir: &Path,
+        cfg: &BufferConfig,
+        endpoints: &[&str],
+        registry: &mut Registry,
+        fs: Arc<dyn buffer::Fs>,
+    ) -> Result<Wal, Error> {
         let metrics = WalMetrics::register(registry);
         let options = Options {
             max_size: cfg.max_size,
@@ -101,6 +114,7 @@ impl Wal {
             segment_size: Options::segment_size_for(cfg.max_size),
             fsync_interval: cfg.fsync_interval,
             observer: Arc::new(Observer::new(metrics.clone())),
+            fs,
             ..Options::new(data_dir.join("buffer"))
         };
         let (log, writer, recovery) = Log::open(options).map_err(Error::Buffer)?;
