@@ -1,13 +1,16 @@
 //! Side-by-side harness for the write-ahead buffer, against real software. Prints figures;
 //! asserts nothing (speed and sizes belong here, not in tests).
 //!
-//! `cargo bench --bench buffer_side_by_side [-- disk [SECONDS]] [-- replay [SAMPLES...]]`
+//! `cargo bench --bench buffer_side_by_side [-- disk [SECONDS [MIX...]]] [-- replay [SAMPLES...]]`
 //!
 //! - `disk`: scrapelet and Prometheus 2.x in agent mode (`--enable-feature=agent`, its
-//!   defaults: WAL compression on) scrape the same targets (node exporter and a synthetic
-//!   node-like target) every second and write to the same fast receiver; after a warm-up,
-//!   each one's buffer/WAL directory growth over SECONDS (default 60) is divided by the
-//!   samples it appended in that time.
+//!   defaults) scrape the same targets every second and write to the same fast receiver;
+//!   after a warm-up, each one's buffer/WAL directory growth over SECONDS (default 60) is
+//!   divided by the samples it appended in that time. The targets are node exporter and,
+//!   per MIX (default: `none typical noisy`), a synthetic target of 5000 series: `none` (node
+//!   exporter alone), `typical` (an application's mix: histogram buckets and counters that
+//!   grow by small counts, float counters, slowly moving gauges, constants), `noisy` (values
+//!   with many random bits: the worst case for compression).
 //! - `replay`: a backlog of SAMPLES samples (default 20M and 80M) is prepared in a data
 //!   directory, then the scrapelet binary starts against a fast receiver and replays it while
 //!   it scrapes; its peak RSS during the replay is compared with the peak of the same setup
@@ -51,7 +54,13 @@ fn main() {
     let mode = args.first().map(String::as_str).unwrap_or("all");
     if mode == "disk" || mode == "all" {
         let seconds = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(60);
-        runtime.block_on(disk(seconds));
+        let mut mixes: Vec<Mix> = args.iter().skip(2).filter_map(|m| Mix::parse(m)).collect();
+        if mixes.is_empty() {
+            mixes = vec![Mix::None, Mix::Typical, Mix::Noisy];
+        }
+        for mix in mixes {
+            runtime.block_on(disk(seconds, mix));
+        }
     }
     if mode == "replay" || mode == "all" {
         let sizes: Vec<u64> = args.iter().skip(1).filter_map(|s| s.parse().ok()).collect();
@@ -96,11 +105,30 @@ async fn sink() -> (SocketAddr, Arc<AtomicU64>) {
     (addr, count)
 }
 
-/// A node-like synthetic target whose values move on every scrape.
-async fn synthetic_target(series: usize) -> SocketAddr {
+/// What the synthetic target's values look like.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mix {
+    None,
+    Typical,
+    Noisy,
+}
+
+impl Mix {
+    fn parse(s: &str) -> Option<Mix> {
+        match s {
+            "none" => Some(Mix::None),
+            "typical" => Some(Mix::Typical),
+            "noisy" => Some(Mix::Noisy),
+            _ => None,
+        }
+    }
+}
+
+/// A synthetic target whose values move on every scrape.
+async fn synthetic_target(series: usize, mix: Mix) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind target");
     let addr = listener.local_addr().expect("addr");
-    let state = Arc::new(std::sync::Mutex::new(NodeLike::new(series)));
+    let state = Arc::new(std::sync::Mutex::new(NodeLike::new(series, mix)));
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -133,13 +161,15 @@ async fn synthetic_target(series: usize) -> SocketAddr {
 struct NodeLike {
     values: Vec<f64>,
     rng: u64,
+    mix: Mix,
 }
 
 impl NodeLike {
-    fn new(series: usize) -> Self {
+    fn new(series: usize, mix: Mix) -> Self {
         NodeLike {
             values: (0..series).map(|i| (i * 1000) as f64).collect(),
             rng: 0x2545_F491_4F6C_DD1D,
+            mix,
         }
     }
 
@@ -151,6 +181,9 @@ impl NodeLike {
     }
 
     fn step(&mut self) {
+        if self.mix == Mix::Typical {
+            return self.step_typical();
+        }
         for i in 0..self.values.len() {
             let r = self.random();
             let v = &mut self.values[i];
@@ -160,6 +193,22 @@ impl NodeLike {
                 2 => *v += (r % 3) as f64,
                 3 => *v = 8e9 + (r % 1_000_000) as f64 * 4096.0,
                 4 => *v = (r % 100) as f64 / 100.0,
+                _ => {}
+            }
+        }
+    }
+
+    /// An application's mix, per 10 series: 4 histogram buckets / counters growing by a small
+    /// count (often 0), 2 float counters (seconds, in steps of a few ms), 2 gauges that move
+    /// now and then (bytes, in pages), 2 constants.
+    fn step_typical(&mut self) {
+        for i in 0..self.values.len() {
+            let r = self.random();
+            let v = &mut self.values[i];
+            match i % 10 {
+                0..=3 => *v += ((r % 8).saturating_sub(4)) as f64,
+                4 | 5 => *v += (r % 50) as f64 * 0.001,
+                6 | 7 if r.is_multiple_of(4) => *v = 2e8 + ((r >> 8) % 2048) as f64 * 4096.0,
                 _ => {}
             }
         }
@@ -269,6 +318,19 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
+/// GETs a path; the body as text.
+async fn get_text(port: u16, path: &str) -> Option<String> {
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<http_body_util::Empty<Bytes>>();
+    let uri: http::Uri = format!("http://127.0.0.1:{port}{path}").parse().ok()?;
+    let resp = tokio::time::timeout(Duration::from_secs(5), client.get(uri))
+        .await
+        .ok()?
+        .ok()?;
+    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    Some(String::from_utf8_lossy(&body).into_owned())
+}
+
 async fn metric(port: u16, name: &str) -> Option<f64> {
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .build_http::<http_body_util::Empty<Bytes>>();
@@ -297,23 +359,28 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-async fn disk(seconds: u64) {
+async fn disk(seconds: u64, mix: Mix) {
     if !on_path("prometheus") || !on_path("prometheus-node-exporter") {
         println!("disk: skipped (prometheus and prometheus-node-exporter must be on PATH)");
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let (sink_addr, _) = sink().await;
-    let synthetic = synthetic_target(SYNTHETIC_SERIES).await;
+    let synthetic = synthetic_target(SYNTHETIC_SERIES, mix).await;
     let ne_port = free_port();
     let _node_exporter = spawn(
         Command::new("prometheus-node-exporter")
             .arg(format!("--web.listen-address=127.0.0.1:{ne_port}")),
         &dir.path().join("node-exporter.log"),
     );
-    let config = format!(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nremote_write:\n  - url: http://{sink_addr}/api/v1/write\n    name: sink\nscrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:{ne_port}']\n  - job_name: synthetic\n    static_configs:\n      - targets: ['{synthetic}']\n"
+    let mut config = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nremote_write:\n  - url: http://{sink_addr}/api/v1/write\n    name: sink\nscrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:{ne_port}']\n"
     );
+    if mix != Mix::None {
+        config.push_str(&format!(
+            "  - job_name: synthetic\n    static_configs:\n      - targets: ['{synthetic}']\n"
+        ));
+    }
     let config_path = dir.path().join("config.yml");
     std::fs::write(&config_path, &config).expect("config");
     let prom_port = free_port();
@@ -363,13 +430,25 @@ async fn disk(seconds: u64) {
         let samples = b.1.unwrap_or(0.0) - a.1.unwrap_or(0.0);
         ((b.0.saturating_sub(a.0)) as f64 / samples.max(1.0), samples)
     };
+    let flags = get_text(prom_port, "/api/v1/status/flags")
+        .await
+        .unwrap_or_default();
+    let compression = flags
+        .split("\"storage.agent.wal-compression\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .map_or("wal-compression unknown".to_owned(), |v| {
+            format!("wal-compression={v}")
+        });
     let (p, pn) = per_sample(p0, p1);
     let (s, sn) = per_sample(s0, s1);
+    let what = match mix {
+        Mix::None => "node exporter alone".to_owned(),
+        m => format!("node exporter + {SYNTHETIC_SERIES} synthetic series ({m:?})"),
+    };
+    println!("disk: {seconds} s, scrape every 1 s of {what}");
     println!(
-        "disk: {seconds} s, scrape every 1 s of node exporter + {SYNTHETIC_SERIES} synthetic series"
-    );
-    println!(
-        "  prometheus agent (2.x, WAL compression default): {p:.3} bytes/sample ({pn} samples, {} bytes)",
+        "  prometheus agent ({compression}): {p:.3} bytes/sample ({pn} samples, {} bytes)",
         p1.0.saturating_sub(p0.0)
     );
     println!(
@@ -382,7 +461,7 @@ async fn disk(seconds: u64) {
 async fn replay(sizes: &[u64]) {
     let (sink_addr, requests) = sink().await;
     let series = 10_000usize;
-    let target = synthetic_target(series).await;
+    let target = synthetic_target(series, Mix::Typical).await;
     let steady = run_replay(0, series, sink_addr, target, &requests).await;
     println!(
         "replay: steady state (no backlog, {series} live series): peak RSS {} MiB",
@@ -419,7 +498,7 @@ async fn run_replay(
         };
         let wal = Wal::open(&data, &cfg, &["sink"], &mut Registry::default()).expect("wal");
         let appender = wal.appender();
-        let mut node = NodeLike::new(series);
+        let mut node = NodeLike::new(series, Mix::Typical);
         let scrapes = samples / series as u64;
         let start = 1_700_000_000_000i64;
         for k in 0..scrapes {
