@@ -209,3 +209,27 @@ async fn an_abort_in_the_middle_of_a_cursor_write_resends_only_exact_duplicates(
         second.kill9();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_before_any_progress_was_saved_loses_nothing() {
+    // Killed within the first scrapes: the endpoint's cursor file is still the one written at
+    // start-up (no shard cursors yet); the next run must start there, not at its own "now".
+    let rx = Receiver::start().await;
+    rx.set_default(Reply::status(503));
+    let (target, stop) = churning_target(SERIES).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config(dir.path(), &config(&rx, &target));
+    let data = dir.path().join("data");
+    let first = Process::start(&cfg, &data, &[]);
+    assert!(first.addr.is_some(), "{}", first.logs());
+    target.wait_for_requests(3, WAIT).await;
+    first.kill9();
+    let scrapes = target.requests();
+    let crash_ms = now_ms();
+    rx.set_default(Reply::ok());
+    let second = Process::start(&cfg, &data, &[]);
+    assert!(second.addr.is_some(), "{}", second.logs());
+    check_after_restart(&rx, scrapes, crash_ms, &second).await;
+    stop.store(true, Ordering::Relaxed);
+    second.kill9();
+}

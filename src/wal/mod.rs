@@ -217,11 +217,14 @@ impl crate::remote::Input for Wal {
         let name = cfg.name.clone();
         let path = cursor_path(&self.cursors_dir, &name);
         let resume = match self.saved.remove(&name) {
-            // The previous runs wrote (so routed) nothing after this process's first segment.
-            Some(c) => Cursors {
+            // Shard cursors: the previous runs wrote (so routed) nothing after this process's
+            // first segment, which bounds what they may have sent.
+            Some(c) if !c.shards.is_empty() => Cursors {
                 routed: Position(self.start.to_u64()),
                 ..c
             },
+            // No shard cursors yet: `routed` is where the endpoint starts.
+            Some(c) => c,
             None => {
                 let fresh = Cursors {
                     shards: Vec::new(),
