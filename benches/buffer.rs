@@ -119,6 +119,7 @@ fn bench_codec(c: &mut Criterion) {
             })
             .collect()
     };
+    group.throughput(Throughput::Elements(100 * 1000));
     group.bench_function("decode_segment_100x1000", |b| {
         b.iter(|| {
             let mut d = Decoder::default();
