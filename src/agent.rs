@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::discovery;
 use crate::remote::{self, RemoteWrite};
 use crate::scrape::{self, TargetsView};
+use crate::telemetry;
 use crate::web;
 
 /// Settings that come from the command line, not the config file.
@@ -93,6 +94,7 @@ impl Agent {
             source,
         })?;
         let mut registry = Registry::default();
+        registry.register_collector(Box::new(telemetry::process::ProcessCollector::new()));
         let debug_output = options.debug_output || config.agent.debug_output;
         let remote = RemoteWrite::new(&config, debug_output, &mut registry)?;
         let scrape_metrics = scrape::Metrics::register(&mut registry);
