@@ -12,7 +12,7 @@
 //! practical), so a Prometheus agent-mode config loads unchanged.
 //!
 //! How a file becomes a [`Config`]:
-//! 1. `expand_env` (a hook, the identity for now) rewrites the text;
+//! 1. `expand_env` rewrites `${VAR}` and `$VAR` from the environment (rules at the function);
 //! 2. serde-saphyr reads it into the YAML model of `raw` (unknown keys are errors). A syntax or
 //!    type error stops here: one [`Problem`], its key path found by `locate`;
 //! 3. `resolve` applies defaults and inheritance and validates everything, collecting every

@@ -7,7 +7,8 @@
 //! 2. A target that disappears from discovery has its loop stopped with staleness markers;
 //!    a job whose config changed has its loops retired (series ended without markers) and
 //!    restarted; unchanged jobs and unchanged targets keep their loops and caches.
-//! 3. The targets view always equals the pools' current targets (active and dropped).
+//! 3. The targets view always equals the pools' current targets (active and dropped), with
+//!    the discovered labels of the last update, also for targets whose loop is kept.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -214,7 +215,11 @@ impl Manager {
                 continue;
             }
             let handle = match pool.loops.remove(&key) {
-                Some(h) => h,
+                Some(h) => {
+                    // Same labels and URL, so the same loop; meta labels may have changed.
+                    h.status.set_discovered(t.discovered);
+                    h
+                }
                 None => LoopHandle::spawn(
                     Arc::new(TargetStatus::new(t)),
                     pool.settings.clone(),
@@ -266,5 +271,58 @@ impl Manager {
         for (key, handle) in pool.loops {
             self.stopping.insert(key, handle.stop(mode));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::append::Batch;
+    use crate::labels::Labels;
+
+    struct Discard;
+
+    impl Appender for Discard {
+        fn append(&self, _batch: Batch) {}
+    }
+
+    fn update(ready: &str) -> Update {
+        Update {
+            job: "pods".to_owned(),
+            groups: vec![TargetGroup {
+                source: "pod/prod/web".to_owned(),
+                targets: vec![Labels::from_pairs([("__address__", "127.0.0.1:1")])],
+                labels: Labels::from_pairs([("__meta_kubernetes_pod_ready", ready)]),
+            }],
+        }
+    }
+
+    /// A change of discovered labels that relabeling drops keeps the loop and shows the new
+    /// labels (Prometheus's `SetDiscoveredLabels`).
+    #[tokio::test]
+    async fn a_kept_target_shows_its_latest_discovered_labels() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let mut manager = Manager::new(
+            Arc::new(Discard),
+            Arc::new(SeriesRefs::default()),
+            Metrics::register(&mut registry),
+        );
+        let cfg = ScrapeConfig {
+            job_name: "pods".to_owned(),
+            ..ScrapeConfig::default()
+        };
+        assert!(manager.apply_config(&[cfg]).is_empty());
+        let active = |m: &Manager| m.targets().snapshot()["pods"].active.clone();
+        manager.sync(update("true"));
+        let before = active(&manager);
+        manager.sync(update("false"));
+        let after = active(&manager);
+        assert_eq!((before.len(), after.len()), (1, 1));
+        assert!(Arc::ptr_eq(&before[0], &after[0]), "the loop was kept");
+        assert_eq!(
+            after[0].discovered().get("__meta_kubernetes_pod_ready"),
+            Some("false")
+        );
+        manager.shutdown().await;
     }
 }

@@ -33,7 +33,7 @@ use super::process::{Counts, ProcessError, Processor, Settings};
 use super::target::Target;
 use crate::append::{Appender, Batch, Sample, SeriesRef, SeriesRefs};
 use crate::client::HttpClient;
-use crate::labels::METRIC_NAME;
+use crate::labels::{Labels, METRIC_NAME};
 use crate::telemetry::error_chain;
 
 /// A target's health as the targets API shows it.
@@ -61,8 +61,13 @@ pub struct ScrapeState {
 /// A target and its live scrape state.
 #[derive(Debug)]
 pub struct TargetStatus {
+    /// The target as its loop started; `target.discovered` is what was discovered then (see
+    /// [`TargetStatus::discovered`] for now).
     pub target: Target,
     state: Mutex<ScrapeState>,
+    /// The labels as last discovered. Discovery can change labels that relabeling does not
+    /// keep (a pod's readiness, an annotation): the target and its loop stay, this follows.
+    discovered: Mutex<Labels>,
 }
 
 /// Settings shared by every loop of a job.
@@ -162,6 +167,7 @@ struct LoopMetrics {
 impl TargetStatus {
     pub(super) fn new(target: Target) -> Self {
         TargetStatus {
+            discovered: Mutex::new(target.discovered.clone()),
             target,
             state: Mutex::new(ScrapeState {
                 health: Health::Unknown,
@@ -177,6 +183,19 @@ impl TargetStatus {
     /// A snapshot of the target's scrape state.
     pub fn state(&self) -> ScrapeState {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The target's labels as discovery reports them now, before relabeling.
+    pub fn discovered(&self) -> Labels {
+        self.discovered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Discovery reported the target again, with `labels`.
+    pub(super) fn set_discovered(&self, labels: Labels) {
+        *self.discovered.lock().unwrap_or_else(|p| p.into_inner()) = labels;
     }
 
     pub(super) fn set_down(&self, error: String) {

@@ -45,7 +45,7 @@ pub(super) fn targets(view: &TargetsView, query: &str) -> Response<Full<Bytes>> 
                 let s = t.state();
                 let target = &t.target;
                 active.push(json!({
-                    "discoveredLabels": labels_json(&target.discovered),
+                    "discoveredLabels": labels_json(&t.discovered()),
                     "labels": labels_json(&target.labels),
                     "scrapePool": job,
                     "scrapeUrl": target.url,

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use scrapelet::Config;
 use scrapelet::agent::{Agent, Options};
 
 /// A started agent and its temporary data directory.
@@ -21,11 +22,18 @@ impl TestAgent {
     pub async fn start(config: &str) -> TestAgent {
         let config = scrapelet::config::parse(config, "test.yml")
             .unwrap_or_else(|e| panic!("test config: {e}"));
+        TestAgent::start_config(config, None).await
+    }
+
+    /// Starts the agent with a resolved `config` on 127.0.0.1:0; with `node_name`, as the
+    /// agent of that node (`--node-name`), which Kubernetes discovery needs.
+    pub async fn start_config(config: Config, node_name: Option<&str>) -> TestAgent {
         let dir = tempfile::tempdir().expect("tempdir");
         let options = Options {
             listen_address: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: dir.path().join("data"),
             shutdown_grace: Duration::from_secs(5),
+            node_name: node_name.map(str::to_owned),
             ..Options::default()
         };
         let agent = Agent::start(config, options)
@@ -48,6 +56,20 @@ impl TestAgent {
     pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let (_, text) = self.get("/metrics").await;
         super::metric_in_text(&text, name, labels)
+    }
+
+    /// The sum of every `name` series with `labels` in the agent's /metrics (0 when none),
+    /// e.g. a job's targets over all health states.
+    pub async fn metric_sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let (_, text) = self.get("/metrics").await;
+        super::metric_sum_in_text(&text, name, labels)
+    }
+
+    /// `/api/v1/targets`, parsed.
+    pub async fn targets_json(&self) -> serde_json::Value {
+        let (status, body) = self.get("/api/v1/targets").await;
+        assert_eq!(status, 200, "/api/v1/targets: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("/api/v1/targets: {e}: {body}"))
     }
 }
 

@@ -42,12 +42,23 @@ pub fn metric_or_zero(registry: &Registry, name: &str, labels: &[(&str, &str)]) 
 /// The value of `name{labels...}` in an OpenMetrics or text exposition (the agent's own
 /// `/metrics`), parsed with scrapelet's parser.
 pub fn metric_in_text(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    matching_samples(text, name, labels).into_iter().next()
+}
+
+/// The sum of every `name{labels...}` series in an exposition (0 when none matches).
+pub fn metric_sum_in_text(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    matching_samples(text, name, labels).into_iter().sum()
+}
+
+/// The values of the `name` series that have all of `labels`, in exposition order.
+fn matching_samples(text: &str, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
     use scrapelet::exposition::{Entry, Format, Parser};
     let format = if text.trim_end().ends_with("# EOF") {
         Format::OpenMetrics
     } else {
         Format::PrometheusText
     };
+    let mut values = Vec::new();
     for entry in Parser::new(text.as_bytes(), format) {
         let Ok(Entry::Sample(sample)) = entry else {
             continue;
@@ -64,10 +75,10 @@ pub fn metric_in_text(text: &str, name: &str, labels: &[(&str, &str)]) -> Option
             .iter()
             .all(|(k, v)| have.iter().any(|(hk, hv)| hk == k && hv == v))
         {
-            return Some(sample.value);
+            values.push(sample.value);
         }
     }
-    None
+    values
 }
 
 /// Every sample of an OpenMetrics or text exposition, parsed with scrapelet's parser: name,

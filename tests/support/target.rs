@@ -1,7 +1,8 @@
-//! A scrape target served by the test: an HTTP server on 127.0.0.1:0 whose response the test
-//! controls (body, content type, status, gzip, delay, hang; or a body computed per request)
-//! and which counts its requests. [`Target::stop`] (or dropping it) closes the port and every
-//! connection, as a target that goes away.
+//! A scrape target served by the test: an HTTP server on 127.0.0.1:0 (or an address the test
+//! picks) whose response the test controls (body, content type, status, gzip, delay, hang; or
+//! a body computed per request) and which counts its requests and records their paths.
+//! [`Target::stop`] (or dropping it) closes the port and every connection, as a target that
+//! goes away.
 
 #![allow(dead_code)]
 
@@ -51,6 +52,8 @@ struct Shared {
     /// When set, replaces `response.body`.
     body_fn: Mutex<Option<BodyFn>>,
     requests: AtomicUsize,
+    /// Path and query of every request, in arrival order.
+    uris: Mutex<Vec<String>>,
     last_headers: Mutex<http::HeaderMap>,
     scraped: Notify,
 }
@@ -78,14 +81,23 @@ impl Exposition {
 }
 
 impl Target {
-    /// Starts a target answering `exposition`.
+    /// Starts a target answering `exposition` on a free port of 127.0.0.1.
     pub async fn start(exposition: Exposition) -> Target {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind target");
-        let addr = listener.local_addr().expect("target addr");
+        Target::start_at(SocketAddr::from(([127, 0, 0, 1], 0)), exposition)
+            .await
+            .unwrap_or_else(|e| panic!("bind target: {e}"))
+    }
+
+    /// Starts a target answering `exposition` on `addr` (e.g. another 127.0.0.x address, or
+    /// a port another target uses on a different address); fails when `addr` cannot be bound.
+    pub async fn start_at(addr: SocketAddr, exposition: Exposition) -> std::io::Result<Target> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
         let state = Arc::new(Shared {
             response: Mutex::new(exposition),
             body_fn: Mutex::new(None),
             requests: AtomicUsize::new(0),
+            uris: Mutex::new(Vec::new()),
             last_headers: Mutex::new(http::HeaderMap::new()),
             scraped: Notify::new(),
         });
@@ -110,11 +122,11 @@ impl Target {
                 while connections.try_join_next().is_some() {}
             }
         });
-        Target {
+        Ok(Target {
             addr,
             state,
             server,
-        }
+        })
     }
 
     /// Starts a text-format target whose body is `body(n)` for its `n`th request (from 1).
@@ -147,6 +159,11 @@ impl Target {
     /// Requests answered or in progress so far.
     pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Path and query of every request so far (`/metrics?x=y`), in arrival order.
+    pub fn uris(&self) -> Vec<String> {
+        self.state.uris.lock().expect("lock").clone()
     }
 
     /// Headers of the last request.
@@ -184,6 +201,11 @@ impl Drop for Target {
 }
 
 async fn answer(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let uri = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path().to_owned(), |pq| pq.as_str().to_owned());
+    shared.uris.lock().expect("lock").push(uri);
     let n = shared.requests.fetch_add(1, Ordering::SeqCst) + 1;
     *shared.last_headers.lock().expect("lock") = req.headers().clone();
     shared.scraped.notify_waiters();

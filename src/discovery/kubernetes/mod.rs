@@ -255,11 +255,7 @@ impl Connection {
     fn start(client: kube::Client, options: &Options) -> Connection {
         let store = Arc::new(watch::Store::new());
         let stop = CancellationToken::new();
-        let config = watcher::Config::default()
-            .fields(&format!("spec.nodeName={}", options.node_name))
-            // List from the watch cache (resourceVersion=0), not a quorum read from etcd.
-            .any_semantic()
-            .timeout(options.watch_timeout_seconds);
+        let config = watch_config(&format!("spec.nodeName={}", options.node_name), options);
         tokio::spawn(watch::run(
             Api::<Pod>::all(client.clone()),
             config,
@@ -278,10 +274,7 @@ impl Connection {
 
     fn start_node_watch(&self, options: &Options) -> DropGuard {
         let stop = CancellationToken::new();
-        let config = watcher::Config::default()
-            .fields(&format!("metadata.name={}", options.node_name))
-            .any_semantic()
-            .timeout(options.watch_timeout_seconds);
+        let config = watch_config(&format!("metadata.name={}", options.node_name), options);
         tokio::spawn(watch::run(
             Api::<Node>::all(self.client.clone()),
             config,
@@ -292,6 +285,19 @@ impl Connection {
         ));
         stop.drop_guard()
     }
+}
+
+/// The list/watch settings of every watch: `fields` selects the objects; lists are served
+/// from the API server's watch cache (`resourceVersion=0`), not read from etcd.
+fn watch_config(fields: &str, options: &Options) -> watcher::Config {
+    let mut config = watcher::Config::default()
+        .fields(fields)
+        .any_semantic()
+        .timeout(options.watch_timeout_seconds);
+    // kube sends `resourceVersion=0` only on unpaged lists (a paged list is a quorum read from
+    // etcd, whatever the semantic). One node's pods (at most ~110) need no paging.
+    config.page_size = None;
+    config
 }
 
 fn backoff(options: &Options) -> watch::Backoff {
