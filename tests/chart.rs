@@ -492,6 +492,7 @@ fn bad_values_are_refused_with_the_reason() {
         "basicAuth and bearerTokenSecret exclude each other",
     );
     check(&["--set", "buffer.maxSize=1GB"], "buffer.maxSize");
+    check(&["--set", "buffer.maxSize=1gb"], "/buffer/maxSize");
 }
 
 #[test]

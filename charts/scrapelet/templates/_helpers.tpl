@@ -132,6 +132,7 @@ it by tests/chart.rs.
 
 {{/* The agent's config file (Prometheus YAML). */}}
 {{- define "scrapelet.config" -}}
+{{- /* Remove this guard once the agent reads agent.buffer (issue 4): the key is rendered below. */}}
 {{- if .Values.buffer.maxSize }}
 {{- fail "buffer.maxSize needs the agent's on-disk buffer (scrapelet issue 4), which this chart version does not know yet; leave it empty" }}
 {{- end }}
@@ -190,6 +191,11 @@ scrape_configs:
   {{- with .Values.extraScrapeConfigs }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
+{{- end }}
+{{- with .Values.buffer.maxSize }}
+agent:
+  buffer:
+    max_size: {{ . | quote }}
 {{- end }}
 {{- with .Values.remoteWrite }}
 remote_write:
