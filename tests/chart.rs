@@ -3,14 +3,18 @@
 //! privilege, NODE_NAME, the buffer volume, probes, grace period), typos in values are
 //! refused, and deploy/ is the chart rendered with default values.
 //!
-//! Needs `helm` on the PATH (.ci/run installs it; the README's "Install" section says how).
-//! Without it these tests fail rather than pass vacuously.
+//! Needs `helm` on the PATH (.ci/run installs it; the README's "Install" section says how),
+//! so, like the other tests that need tools from outside Cargo, it runs with the `e2e`
+//! feature: `cargo test --features e2e --test chart`. Without helm these tests fail rather
+//! than pass vacuously.
 //!
 //! Regenerate deploy/ after a chart change:
 //!
 //! ```sh
 //! helm template scrapelet charts/scrapelet --namespace monitoring > deploy/scrapelet.yaml
 //! ```
+
+#![cfg(feature = "e2e")]
 
 use std::path::Path;
 use std::process::Command;
