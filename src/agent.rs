@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::discovery;
 use crate::remote::{self, RemoteWrite};
 use crate::scrape::{self, TargetsView};
+use crate::telemetry;
 use crate::wal::{self, Wal};
 use crate::web;
 
@@ -99,6 +100,7 @@ impl Agent {
             source,
         })?;
         let mut registry = Registry::default();
+        registry.register_collector(Box::new(telemetry::process::ProcessCollector::new()));
         let debug_output = options.debug_output || config.agent.debug_output;
         let names: Vec<&str> = config
             .remote_write

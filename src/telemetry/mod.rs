@@ -2,8 +2,10 @@
 //!
 //! - [`log`]: the `tracing` subscriber for `kubectl logs` (logfmt or JSON, one line per
 //!   event, span fields flattened) and [`LogLimiter`] for failures that repeat.
+//! - [`process`]: the `process_*` metrics (CPU, memory, file descriptors) from `/proc/self`.
 
 pub mod log;
+pub mod process;
 pub mod time;
 
 /// An error and its causes on one line (`a: b: c`), skipping a cause whose text its parent

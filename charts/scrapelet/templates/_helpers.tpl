@@ -1,0 +1,241 @@
+{{/* Names, labels and the agent's config. */}}
+
+{{- define "scrapelet.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "scrapelet.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "scrapelet.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "scrapelet.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "scrapelet.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "scrapelet.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: agent
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "scrapelet.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "scrapelet.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "scrapelet.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Where Secret <name> is mounted. */}}
+{{- define "scrapelet.secretDir" -}}
+/etc/scrapelet/secrets/{{ . }}
+{{- end }}
+
+{{/* The names of the Secrets the remote-write endpoints read, sorted, without duplicates. */}}
+{{- define "scrapelet.secretNames" -}}
+{{- $names := list }}
+{{- range .Values.remoteWrite }}
+{{- with .basicAuth }}{{ $names = append $names .passwordSecret.name }}{{ end }}
+{{- with .bearerTokenSecret }}{{ $names = append $names .name }}{{ end }}
+{{- end }}
+{{- toJson ($names | uniq | sortAlpha) }}
+{{- end }}
+
+{{/* True when some scrape config attaches node metadata, so that the agent watches nodes. */}}
+{{- define "scrapelet.watchesNodes" -}}
+{{- $nodes := and .Values.podScraping.enabled .Values.podScraping.attachNodeMetadata }}
+{{- range .Values.extraScrapeConfigs }}
+{{- range (default list .kubernetes_sd_configs) }}
+{{- if dig "attach_metadata" "node" false . }}{{ $nodes = true }}{{ end }}
+{{- end }}
+{{- end }}
+{{- if $nodes }}true{{ end }}
+{{- end }}
+
+{{/*
+The relabel rules of the annotation-based pod job: examples/kubernetes.yml's, kept equal to
+it by tests/chart.rs.
+*/}}
+{{- define "scrapelet.podRelabelConfigs" -}}
+# Only pods that ask for it, and only while they run.
+- source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_scrape]
+  action: keep
+  regex: "true"
+- source_labels: [__meta_kubernetes_pod_phase]
+  action: keep
+  regex: Running
+# The port to scrape: the annotation when set, else the declared container port.
+- source_labels: [__meta_kubernetes_pod_container_port_number]
+  target_label: __tmp_port
+- source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_port]
+  regex: (\d+)
+  target_label: __tmp_port
+# Which targets scrape it: those whose declared port is the one (a container without
+# declared ports stands for any port).
+- source_labels: [__meta_kubernetes_pod_container_port_number]
+  target_label: __tmp_declared
+- source_labels: [__meta_kubernetes_pod_container_port_number, __meta_kubernetes_pod_annotation_prometheus_io_port]
+  regex: ;(\d+)
+  target_label: __tmp_declared
+- source_labels: [__tmp_declared]
+  action: keepequal
+  target_label: __tmp_port
+# The address: pod IP and port (IPv6 in brackets).
+- source_labels: [__tmp_port, __meta_kubernetes_pod_ip]
+  regex: (\d+);(([A-Fa-f0-9]{1,4}::?){1,7}[A-Fa-f0-9]{1,4})
+  replacement: "[$2]:$1"
+  target_label: __address__
+- source_labels: [__tmp_port, __meta_kubernetes_pod_ip]
+  regex: (\d+);((([0-9]+?)(\.|$)){4})
+  replacement: $2:$1
+  target_label: __address__
+# Scheme, path and URL parameters from the annotations.
+- source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_scheme]
+  regex: (https?)
+  target_label: __scheme__
+- source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_path]
+  regex: (.+)
+  target_label: __metrics_path__
+- action: labelmap
+  regex: __meta_kubernetes_pod_annotation_prometheus_io_param_(.+)
+  replacement: __param_$1
+# Where the series come from.
+- source_labels: [__meta_kubernetes_namespace]
+  target_label: namespace
+- source_labels: [__meta_kubernetes_pod_name]
+  target_label: pod
+- source_labels: [__meta_kubernetes_pod_container_name]
+  target_label: container
+- source_labels: [__meta_kubernetes_pod_node_name]
+  target_label: node
+{{- end }}
+
+{{/* The agent's config file (Prometheus YAML). */}}
+{{- define "scrapelet.config" -}}
+{{- /* Remove this guard once the agent reads agent.buffer (issue 4): the key is rendered below. */}}
+{{- if .Values.buffer.maxSize }}
+{{- fail "buffer.maxSize needs the agent's on-disk buffer (scrapelet issue 4), which this chart version does not know yet; leave it empty" }}
+{{- end }}
+{{- $external := dict }}
+{{- range $k, $v := .Values.externalLabels }}
+{{- if $v }}{{ $_ := set $external $k (toString $v) }}{{ end }}
+{{- end }}
+{{- $pods := .Values.podScraping -}}
+# The scrapelet agent's config (Prometheus YAML), rendered by the scrapelet Helm chart from
+# its values. ${NODE_NAME} expands to this node's name when the agent reads the file.
+global:
+  scrape_interval: {{ .Values.scrape.interval | quote }}
+  scrape_timeout: {{ .Values.scrape.timeout | quote }}
+  {{- with $external }}
+  external_labels:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- if not (or .Values.selfMonitor.enabled $pods.enabled .Values.extraScrapeConfigs) }}
+scrape_configs: []
+{{- else }}
+scrape_configs:
+  {{- if .Values.selfMonitor.enabled }}
+  # The agent's own metrics, labelled with its node; honor_labels keeps the `job` label of
+  # its per-job metrics (scrapelet_targets{job="kubernetes-pods"}).
+  - job_name: scrapelet
+    honor_labels: true
+    static_configs:
+      - targets: ["127.0.0.1:{{ .Values.port }}"]
+        labels:
+          node: "${NODE_NAME}"
+  {{- end }}
+  {{- if $pods.enabled }}
+  # The pods of this node that ask for it with prometheus.io/* annotations.
+  - job_name: {{ $pods.jobName | quote }}
+    kubernetes_sd_configs:
+      - role: pod
+        {{- with $pods.namespaces }}
+        namespaces:
+          names:
+            {{- toYaml . | nindent 12 }}
+        {{- end }}
+        {{- if $pods.attachNodeMetadata }}
+        attach_metadata:
+          node: true
+        {{- end }}
+    relabel_configs:
+      {{- include "scrapelet.podRelabelConfigs" . | nindent 6 }}
+      {{- with $pods.extraRelabelConfigs }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+    {{- with $pods.metricRelabelConfigs }}
+    metric_relabel_configs:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+  {{- end }}
+  {{- with .Values.extraScrapeConfigs }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end }}
+{{- with .Values.buffer.maxSize }}
+agent:
+  buffer:
+    max_size: {{ . | quote }}
+{{- end }}
+{{- with .Values.remoteWrite }}
+remote_write:
+  {{- range $i, $rw := . }}
+  {{- if and .basicAuth .bearerTokenSecret }}
+  {{- fail (printf "remoteWrite[%d] (%s): basicAuth and bearerTokenSecret exclude each other" $i .url) }}
+  {{- end }}
+  - url: {{ .url | quote }}
+    {{- with .name }}
+    name: {{ . | quote }}
+    {{- end }}
+    {{- with .remoteTimeout }}
+    remote_timeout: {{ . | quote }}
+    {{- end }}
+    {{- with .headers }}
+    headers:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with .basicAuth }}
+    basic_auth:
+      username: {{ .username | quote }}
+      password_file: {{ printf "%s/%s" (include "scrapelet.secretDir" .passwordSecret.name) .passwordSecret.key | quote }}
+    {{- end }}
+    {{- with .bearerTokenSecret }}
+    authorization:
+      type: Bearer
+      credentials_file: {{ printf "%s/%s" (include "scrapelet.secretDir" .name) .key | quote }}
+    {{- end }}
+    {{- with .tlsConfig }}
+    tls_config:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with .queueConfig }}
+    queue_config:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with .writeRelabelConfigs }}
+    write_relabel_configs:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+  {{- end }}
+{{- end }}
+{{- end }}
