@@ -132,10 +132,6 @@ it by tests/chart.rs.
 
 {{/* The agent's config file (Prometheus YAML). */}}
 {{- define "scrapelet.config" -}}
-{{- /* Remove this guard once the agent reads agent.buffer (issue 4): the key is rendered below. */}}
-{{- if .Values.buffer.maxSize }}
-{{- fail "buffer.maxSize needs the agent's on-disk buffer (scrapelet issue 4), which this chart version does not know yet; leave it empty" }}
-{{- end }}
 {{- $external := dict }}
 {{- range $k, $v := .Values.externalLabels }}
 {{- if $v }}{{ $_ := set $external $k (toString $v) }}{{ end }}
@@ -192,10 +188,18 @@ scrape_configs:
   {{- toYaml . | nindent 2 }}
   {{- end }}
 {{- end }}
-{{- with .Values.buffer.maxSize }}
+{{- if or .Values.buffer.maxSize .Values.buffer.maxAge .Values.buffer.fsyncInterval }}
 agent:
   buffer:
+    {{- with .Values.buffer.maxSize }}
     max_size: {{ . | quote }}
+    {{- end }}
+    {{- with .Values.buffer.maxAge }}
+    max_age: {{ . | quote }}
+    {{- end }}
+    {{- with .Values.buffer.fsyncInterval }}
+    fsync_interval: {{ . | quote }}
+    {{- end }}
 {{- end }}
 {{- with .Values.remoteWrite }}
 remote_write:
