@@ -495,8 +495,24 @@ fn bad_values_are_refused_with_the_reason() {
         ],
         "basicAuth and bearerTokenSecret exclude each other",
     );
-    check(&["--set", "buffer.maxSize=1GB"], "buffer.maxSize");
     check(&["--set", "buffer.maxSize=1gb"], "/buffer/maxSize");
+    check(&["--set", "buffer.maxAge=6 hours"], "/buffer/maxAge");
+}
+
+#[test]
+fn buffer_caps_reach_the_agent_config() {
+    let rendered = render(&[
+        "--set",
+        "buffer.maxSize=1GB,buffer.maxAge=6h,buffer.fsyncInterval=2s",
+    ]);
+    let config = config_value(&rendered);
+    assert_eq!(config["agent"]["buffer"]["max_size"], "1GB");
+    assert_eq!(config["agent"]["buffer"]["max_age"], "6h");
+    assert_eq!(config["agent"]["buffer"]["fsync_interval"], "2s");
+    assert!(
+        config_value(&render(&[])).get("agent").is_none(),
+        "defaults leave the agent's own defaults"
+    );
 }
 
 #[test]
