@@ -52,8 +52,10 @@ pub use sharding::SHARD_UPDATE_INTERVAL;
 pub use source::{
     BatchSource, CursorStore, Cursors, EndpointInput, Fanout, MemoryQueue, Position, ShardCursor,
 };
-pub use write::{INPUT_QUEUE_FACTOR, RemoteWrite, endpoint_key};
-pub(crate) use write::{Input, InputHandle};
+pub use write::{
+    INPUT_QUEUE_FACTOR, RELOAD_FLUSH_DEADLINE, ReloadSummary, RemoteWrite, endpoint_key,
+};
+pub(crate) use write::{Input, Start};
 pub use write_client::{
     HttpWriteClient, MAX_ERROR_MESSAGE_BYTES, REMOTE_WRITE_VERSION, SendError, USER_AGENT_VALUE,
     WriteClient,

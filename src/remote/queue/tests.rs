@@ -330,7 +330,7 @@ async fn a_hard_stop_counts_everything_unsent_as_dropped() {
     let fake = Fake::default();
     fake.script([Step::Hang]);
     let cfg = config(1, 3);
-    let mut fanout = Fanout::new();
+    let fanout = Fanout::new();
     let source = fanout.add_output(1000, Counter::default(), Counter::default());
     let metrics = EndpointMetrics::unregistered();
     let handle = spawn_queue(
@@ -378,7 +378,7 @@ async fn a_hard_stop_counts_everything_unsent_as_dropped() {
 async fn progress_reaches_the_end_once_everything_is_sent() {
     let fake = Fake::default();
     let cfg = config(3, 4);
-    let mut fanout = Fanout::new();
+    let fanout = Fanout::new();
     let source = fanout.add_output(1000, Counter::default(), Counter::default());
     let handle = spawn_queue(
         &cfg,
@@ -693,7 +693,7 @@ async fn a_hard_stop_with_a_store_keeps_unsent_samples_for_the_next_run() {
     let fake = Fake::default();
     fake.script([Step::Hang]);
     let cfg = config(1, 3);
-    let mut fanout = Fanout::new();
+    let fanout = Fanout::new();
     let source = fanout.add_output(1000, Counter::default(), Counter::default());
     let metrics = EndpointMetrics::unregistered();
     let store = Arc::new(Recorded::default());
