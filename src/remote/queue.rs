@@ -229,11 +229,11 @@ struct Resume {
     counts: Vec<u32>,
     /// The previous run's routing when it differs from this run's (invariant 8), with each
     /// defined series' shard hash under it (`None`: it dropped the series).
-    previous: Option<(
-        Routing,
-        HashMap<SeriesRef, Option<u64>, BuildHasherDefault<RefHasher>>,
-    )>,
+    previous: Option<(Routing, RefMap<Option<u64>>)>,
 }
+
+/// A map keyed by series ref.
+type RefMap<V> = HashMap<SeriesRef, V, BuildHasherDefault<RefHasher>>;
 
 /// The window of samples a previous run may have sent without recording it (invariant 7).
 struct Doubt {
@@ -256,7 +256,7 @@ struct Reader<C> {
     counts: Vec<u32>,
     /// Defined, not yet gone series: their wire form, or `None` if write relabeling dropped
     /// them.
-    series: HashMap<SeriesRef, Option<Prepared>, BuildHasherDefault<RefHasher>>,
+    series: RefMap<Option<Prepared>>,
     routing: Routing,
     shards: Vec<Arc<ShardQueue>>,
     tasks: Vec<JoinHandle<()>>,
