@@ -433,6 +433,24 @@ mod tests {
         assert_eq!(drain_now(&mut b).len(), 10);
     }
 
+    #[test]
+    fn consumers_come_and_go() {
+        let fanout = Fanout::new();
+        let closed = Counter::default();
+        let early = fanout.add_output(100, Counter::default(), closed.clone());
+        fanout.append(batch(&[1], &[1], &[]));
+        let mut late = fanout.add_output(100, Counter::default(), Counter::default());
+        fanout.append(batch(&[], &[1, 1], &[]));
+        assert_eq!(drain_now(&mut late).len(), 1, "only what came after it");
+        assert_eq!(early.queued_samples(), 3);
+        drop(early);
+        assert_eq!(closed.get(), 3, "what a dropped consumer held is counted");
+        fanout.append(batch(&[], &[1], &[]));
+        assert_eq!(fanout.read_outputs().len(), 1, "the dropped one is pruned");
+        assert_eq!(closed.get(), 3, "and no longer fed");
+        assert_eq!(drain_now(&mut late).len(), 1);
+    }
+
     #[tokio::test]
     async fn next_waits_for_a_batch_and_ends_after_close_and_drain() {
         let fanout = Fanout::new();

@@ -701,6 +701,90 @@ mod tests {
         );
     }
 
+    /// Accepts every request.
+    struct Accept;
+
+    impl WriteClient for Accept {
+        async fn store(&self, _body: bytes::Bytes) -> Result<(), super::super::SendError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn reloading_the_in_memory_input_starts_restarts_and_removes_endpoints() {
+        let mut registry = Registry::default();
+        let metrics = RemoteMetrics::register(&mut registry);
+        let config = |endpoints: &[(&str, &str)]| Config {
+            remote_write: endpoints
+                .iter()
+                .map(|(name, url)| RemoteWriteConfig {
+                    url: (*url).into(),
+                    name: (*name).into(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let mut remote = RemoteWrite::start_with(
+            &config(&[("a", "http://a/w"), ("b", "http://b/w")]),
+            false,
+            &metrics,
+            QueueTuning::default(),
+            // Validates like the real client, sends nowhere.
+            |cfg| HttpWriteClient::new(cfg).map(|_| Accept),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let ids = |r: &RemoteWrite| r.endpoints().map(|(_, q)| q.id()).collect::<Vec<_>>();
+        let before = ids(&remote);
+        assert!(!remote.debug_output());
+
+        let bad = remote
+            .reload(&config(&[("a", "http://a/w"), ("c", "not a url")]), true)
+            .await;
+        assert!(matches!(bad, Err(Error::Url { .. })), "{bad:?}");
+        assert_eq!(ids(&remote), before, "a failed reload changes nothing");
+        assert!(!remote.debug_output());
+
+        let summary = remote
+            .reload(
+                &config(&[
+                    ("a", "http://a/w"),
+                    ("b", "http://b2/w"),
+                    ("c", "http://c/w"),
+                ]),
+                true,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            summary,
+            ReloadSummary {
+                kept: 1,
+                started: 1,
+                restarted: 1,
+                removed: 0
+            }
+        );
+        let after = ids(&remote);
+        assert_eq!(after[0], before[0], "a is kept");
+        assert_ne!(after[1], before[1], "b is restarted");
+        assert!(remote.debug_output());
+
+        let summary = remote
+            .reload(&config(&[("c", "http://c/w")]), false)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(summary.removed, 2);
+        assert_eq!(summary.kept, 1);
+        assert!(!remote.debug_output());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!text.contains("endpoint=\"a\""), "{text}");
+        assert!(text.contains("endpoint=\"c\""), "{text}");
+        assert!(remote.shutdown(Duration::from_secs(10)).await);
+    }
+
     /// Collects formatted log output.
     #[derive(Clone, Default)]
     struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
