@@ -120,13 +120,7 @@ impl Agent {
             Arc::new(SeriesRefs::default()),
             scrape_metrics,
         );
-        if let Some(e) = manager
-            .apply_config(&config.scrape_configs)
-            .into_iter()
-            .next()
-        {
-            return Err(Error::Job(e));
-        }
+        manager.apply_config(&config.scrape_configs)?;
         let (updates_tx, updates_rx) = mpsc::unbounded_channel();
         let kubernetes = options.node_name.clone().map(|node| {
             discovery::kubernetes::Options::new(

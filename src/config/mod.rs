@@ -558,6 +558,20 @@ impl Default for MetadataConfig {
     }
 }
 
+impl HttpClientConfig {
+    /// The inline secrets (basic-auth password, credentials, TLS key), for fingerprints that
+    /// must change when a secret does; never show them.
+    pub fn secrets(&self) -> impl Iterator<Item = &str> {
+        let basic = self.basic_auth.as_ref().and_then(|b| b.password.as_ref());
+        let auth = self
+            .authorization
+            .as_ref()
+            .and_then(|a| a.credentials.as_ref());
+        let key = self.tls_config.key.as_ref();
+        [basic, auth, key].into_iter().flatten().map(Secret::expose)
+    }
+}
+
 impl Default for HttpClientConfig {
     fn default() -> Self {
         HttpClientConfig {

@@ -4,9 +4,11 @@
 //! Invariants:
 //! 1. At most one loop runs per target key; a loop that starts for a key whose previous loop
 //!    is still stopping waits for it, so the two never interleave appends.
-//! 2. A target that disappears from discovery has its loop stopped with staleness markers;
-//!    a job whose config changed has its loops retired (series ended without markers) and
-//!    restarted; unchanged jobs and unchanged targets keep their loops and caches.
+//! 2. A target that disappears has its loop stopped with staleness markers, unless a target
+//!    with the same labels replaces it (a new URL or interval): then its series end without
+//!    markers and the new loop continues them. A job whose scrape settings changed has its
+//!    loops retired the same way and restarted; unchanged jobs and unchanged targets keep
+//!    their loops and caches (see [`Manager::apply_config`]).
 //! 3. The targets view always equals the pools' current targets (active and dropped), with
 //!    the discovered labels of the last update, also for targets whose loop is kept.
 
@@ -24,6 +26,10 @@ use crate::client::HttpClient;
 use crate::config::ScrapeConfig;
 use crate::discovery::{TargetGroup, Update};
 use crate::relabel::Relabeler;
+use crate::telemetry::log::LogLimiter;
+
+/// How often one target may log a state change (a flapping target says how many it held back).
+const TARGET_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Runs the scrape loops of every job.
 pub struct Manager {
@@ -51,13 +57,73 @@ pub struct JobTargets {
 }
 
 struct Pool {
-    /// The config's identity: a change restarts the pool.
-    fingerprint: String,
+    /// What the pool was made from; see [`Manager::apply_config`].
+    fingerprints: Fingerprints,
     cfg: ScrapeConfig,
     relabel: Relabeler,
     settings: Arc<JobSettings>,
     loops: HashMap<u64, LoopHandle>,
     groups: Vec<TargetGroup>,
+}
+
+/// What [`Manager::apply_config`] did, job by job.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ApplySummary {
+    /// Unchanged: loops and caches kept.
+    pub kept: usize,
+    /// Targets re-built (relabeling, discovery, interval ...); unchanged targets kept.
+    pub retargeted: usize,
+    /// Scrape settings changed: loops restarted.
+    pub restarted: usize,
+    pub started: usize,
+    pub removed: usize,
+}
+
+/// Stable hashes of a scrape config: all of it, and the part its loops are made from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Fingerprints {
+    all: u64,
+    /// honor_*, limits, metric relabeling, body size, compression, HTTP client (secrets
+    /// included): what a running loop uses.
+    settings: u64,
+}
+
+enum Plan {
+    Keep,
+    Retarget,
+    Restart(HttpClient),
+    Start(HttpClient),
+}
+
+impl Fingerprints {
+    fn of(cfg: &ScrapeConfig) -> Self {
+        // `Debug` shows every field but secrets, which are hashed separately.
+        let hash = |text: String| {
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            h.update(text.as_bytes());
+            for secret in cfg.http.secrets() {
+                h.update(&[0xff]);
+                h.update(secret.as_bytes());
+            }
+            h.digest()
+        };
+        let settings = format!(
+            "{:?}",
+            (
+                cfg.honor_labels,
+                cfg.honor_timestamps,
+                (cfg.sample_limit, cfg.label_limit),
+                (cfg.label_name_length_limit, cfg.label_value_length_limit),
+                &cfg.metric_relabel_configs,
+                (cfg.body_size_limit, cfg.enable_compression),
+                &cfg.http,
+            )
+        );
+        Fingerprints {
+            all: hash(format!("{cfg:?}")),
+            settings: hash(settings),
+        }
+    }
 }
 
 /// A job that could not be started from its config.
@@ -98,6 +164,7 @@ impl Manager {
                 appender,
                 refs,
                 metrics,
+                log_limiter: Arc::new(LogLimiter::new(TARGET_LOG_INTERVAL, 10_000)),
             },
             pools: HashMap::new(),
             stopping: HashMap::new(),
@@ -110,11 +177,40 @@ impl Manager {
         self.view.clone()
     }
 
-    /// Makes the pools match `configs`: new jobs start (with no targets until discovery
-    /// reports), removed jobs stop, changed jobs restart with their last known targets.
-    /// A job whose HTTP client cannot be built is skipped and reported.
-    pub fn apply_config(&mut self, configs: &[ScrapeConfig]) -> Vec<JobError> {
-        let mut errors = Vec::new();
+    /// Makes the pools match `configs`, changing only what changed:
+    /// - a job whose config is unchanged keeps its loops and caches;
+    /// - a job whose scrape settings are unchanged but whose targets may be (relabel rules,
+    ///   interval, path, discovery ...) is re-synced: targets that stay the same keep their
+    ///   loops;
+    /// - a job whose scrape settings changed (limits, metric relabeling, HTTP client ...)
+    ///   restarts its loops, series continuing without staleness markers;
+    /// - a removed job stops, its series marked stale; a new job starts (targets come from
+    ///   discovery).
+    ///
+    /// Every new or changed job's HTTP client is built first: when one cannot be, nothing
+    /// changes and the error is returned (a reload keeps the running config).
+    pub fn apply_config(&mut self, configs: &[ScrapeConfig]) -> Result<ApplySummary, JobError> {
+        let mut plans = Vec::with_capacity(configs.len());
+        for cfg in configs {
+            let fingerprints = Fingerprints::of(cfg);
+            let plan = match self.pools.get(&cfg.job_name) {
+                Some(p) if p.fingerprints == fingerprints => Plan::Keep,
+                Some(p) if p.fingerprints.settings == fingerprints.settings => Plan::Retarget,
+                existing => {
+                    let client = HttpClient::new(&cfg.http).map_err(|source| JobError {
+                        job: cfg.job_name.clone(),
+                        source,
+                    })?;
+                    if existing.is_some() {
+                        Plan::Restart(client)
+                    } else {
+                        Plan::Start(client)
+                    }
+                }
+            };
+            plans.push((cfg, fingerprints, plan));
+        }
+        let mut summary = ApplySummary::default();
         let wanted: HashMap<&str, &ScrapeConfig> =
             configs.iter().map(|c| (c.job_name.as_str(), c)).collect();
         let removed: Vec<String> = self
@@ -128,24 +224,35 @@ impl Manager {
                 self.stop_pool(pool, StopMode::Stale);
             }
             self.view.remove(&job);
+            summary.removed += 1;
         }
-        for cfg in configs {
-            let fingerprint = format!("{cfg:?}");
-            if self
-                .pools
-                .get(&cfg.job_name)
-                .is_some_and(|p| p.fingerprint == fingerprint)
-            {
-                continue;
-            }
-            let client = match HttpClient::new(&cfg.http) {
-                Ok(c) => c,
-                Err(source) => {
-                    errors.push(JobError {
-                        job: cfg.job_name.clone(),
-                        source,
-                    });
+        for (cfg, fingerprints, plan) in plans {
+            let client = match plan {
+                Plan::Keep => {
+                    summary.kept += 1;
                     continue;
+                }
+                Plan::Retarget => {
+                    summary.retargeted += 1;
+                    if let Some(pool) = self.pools.get_mut(&cfg.job_name) {
+                        pool.fingerprints = fingerprints;
+                        pool.relabel = Relabeler::new(&cfg.relabel_configs);
+                        pool.cfg = cfg.clone();
+                        let groups = std::mem::take(&mut pool.groups);
+                        self.sync(Update {
+                            job: cfg.job_name.clone(),
+                            groups,
+                        });
+                    }
+                    continue;
+                }
+                Plan::Restart(client) => {
+                    summary.restarted += 1;
+                    client
+                }
+                Plan::Start(client) => {
+                    summary.started += 1;
+                    client
                 }
             };
             let groups = match self.pools.remove(&cfg.job_name) {
@@ -157,7 +264,7 @@ impl Manager {
                 None => Vec::new(),
             };
             let pool = Pool {
-                fingerprint,
+                fingerprints,
                 relabel: Relabeler::new(&cfg.relabel_configs),
                 settings: Arc::new(JobSettings {
                     job: cfg.job_name.clone(),
@@ -176,7 +283,7 @@ impl Manager {
                 groups,
             });
         }
-        errors
+        Ok(summary)
     }
 
     /// Applies discovery's current groups for one job: starts loops for new targets, stops
@@ -203,7 +310,16 @@ impl Manager {
             .collect();
         for key in gone {
             if let Some(handle) = pool.loops.remove(&key) {
-                self.stopping.insert(key, handle.stop(StopMode::Stale));
+                // A target that comes back with the same labels under another URL or interval
+                // continues its series: no staleness markers between the two loops.
+                let labels = &handle.status.target.labels;
+                let continued = !over_limit && wanted.values().any(|t| &t.labels == labels);
+                let mode = if continued {
+                    StopMode::Retire
+                } else {
+                    StopMode::Stale
+                };
+                self.stopping.insert(key, handle.stop(mode));
             }
         }
         let mut active = Vec::with_capacity(wanted.len());
@@ -311,7 +427,7 @@ mod tests {
             job_name: "pods".to_owned(),
             ..ScrapeConfig::default()
         };
-        assert!(manager.apply_config(&[cfg]).is_empty());
+        manager.apply_config(&[cfg]).expect("apply");
         let active = |m: &Manager| m.targets().snapshot()["pods"].active.clone();
         manager.sync(update("true"));
         let before = active(&manager);
@@ -324,5 +440,95 @@ mod tests {
             Some("false")
         );
         manager.shutdown().await;
+    }
+
+    fn manager() -> Manager {
+        let mut registry = prometheus_client::registry::Registry::default();
+        Manager::new(
+            Arc::new(Discard),
+            Arc::new(SeriesRefs::default()),
+            Metrics::register(&mut registry),
+        )
+    }
+
+    fn job(yaml_rules: &str, metric_rules: &str) -> ScrapeConfig {
+        let rules = |y: &str| -> Vec<crate::relabel::RelabelConfig> {
+            if y.is_empty() {
+                Vec::new()
+            } else {
+                serde_saphyr::from_str(y).expect("rules")
+            }
+        };
+        ScrapeConfig {
+            job_name: "pods".to_owned(),
+            relabel_configs: rules(yaml_rules),
+            metric_relabel_configs: rules(metric_rules),
+            ..ScrapeConfig::default()
+        }
+    }
+
+    fn status(m: &Manager) -> Arc<TargetStatus> {
+        m.targets().snapshot()["pods"].active[0].clone()
+    }
+
+    /// Only what changed restarts: same config keeps the loop; new target relabeling that
+    /// leaves the target as it was keeps it too; new scrape settings restart it.
+    #[tokio::test]
+    async fn a_reload_restarts_only_what_changed() {
+        let mut m = manager();
+        let first = job("", "");
+        let s = m.apply_config(std::slice::from_ref(&first)).expect("apply");
+        assert_eq!(s.started, 1);
+        m.sync(update("true"));
+        let original = status(&m);
+
+        let s = m.apply_config(std::slice::from_ref(&first)).expect("same");
+        assert_eq!((s.kept, s.started, s.restarted), (1, 0, 0));
+        assert!(Arc::ptr_eq(&original, &status(&m)));
+
+        let harmless = job("- source_labels: [nope]\n  target_label: unused\n", "");
+        let s = m.apply_config(&[harmless]).expect("retarget");
+        assert_eq!(s.retargeted, 1);
+        assert!(
+            Arc::ptr_eq(&original, &status(&m)),
+            "the same target keeps its loop"
+        );
+
+        let dropping = job("", "- regex: x\n  action: labeldrop\n");
+        let s = m.apply_config(&[dropping]).expect("restart");
+        assert_eq!(s.restarted, 1);
+        assert!(
+            !Arc::ptr_eq(&original, &status(&m)),
+            "new settings, new loop"
+        );
+        assert_eq!(status(&m).target.url, original.target.url);
+
+        let s = m.apply_config(&[]).expect("remove");
+        assert_eq!(s.removed, 1);
+        assert!(m.targets().snapshot().is_empty());
+        m.shutdown().await;
+    }
+
+    /// A config whose HTTP client cannot be built changes nothing.
+    #[tokio::test]
+    async fn a_bad_job_leaves_the_running_config() {
+        let mut m = manager();
+        m.apply_config(&[job("", "")]).expect("apply");
+        m.sync(update("true"));
+        let original = status(&m);
+        let mut bad = job("", "- regex: y\n  action: labeldrop\n");
+        bad.http.tls_config.ca_file = Some("/nonexistent/ca.pem".into());
+        let other = ScrapeConfig {
+            job_name: "other".to_owned(),
+            ..ScrapeConfig::default()
+        };
+        let err = m.apply_config(&[other, bad]).expect_err("bad CA");
+        assert_eq!(err.job, "pods");
+        assert!(Arc::ptr_eq(&original, &status(&m)));
+        assert!(
+            !m.targets().snapshot().contains_key("other"),
+            "nothing applied"
+        );
+        m.shutdown().await;
     }
 }

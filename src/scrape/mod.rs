@@ -15,7 +15,7 @@ mod process;
 mod scrape_loop;
 mod target;
 
-pub use manager::{JobError, JobTargets, Manager, TargetsView};
+pub use manager::{ApplySummary, JobError, JobTargets, Manager, TargetsView};
 pub use metrics::Metrics;
 pub use process::{Counts, ProcessError, Processor, Settings};
 pub use scrape_loop::{Health, ScrapeState, TargetStatus};

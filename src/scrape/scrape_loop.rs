@@ -35,6 +35,7 @@ use crate::append::{Appender, Batch, Sample, SeriesRef, SeriesRefs};
 use crate::client::HttpClient;
 use crate::labels::{Labels, METRIC_NAME};
 use crate::telemetry::error_chain;
+use crate::telemetry::log::LogLimiter;
 
 /// A target's health as the targets API shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,6 +86,8 @@ pub(super) struct Deps {
     pub appender: Arc<dyn Appender>,
     pub refs: Arc<SeriesRefs>,
     pub metrics: Metrics,
+    /// Holds back a flapping target's state-change lines (one per target per interval).
+    pub log_limiter: Arc<LogLimiter>,
 }
 
 /// A running loop.
@@ -150,6 +153,8 @@ struct ScrapeLoop {
     /// What this loop last added to the job's active-series gauge.
     reported_series: usize,
     m: LoopMetrics,
+    log_limiter: Arc<LogLimiter>,
+    log_key: u64,
 }
 
 struct LoopMetrics {
@@ -288,6 +293,8 @@ impl LoopHandle {
             last_sample_count: 0,
             reported_series: 0,
             m,
+            log_limiter: deps.log_limiter.clone(),
+            log_key: target.key(),
         };
         let span = tracing::info_span!("scrape", job = %settings.job, target = %target.url);
         let loop_cancel = cancel.clone();
@@ -502,16 +509,23 @@ impl ScrapeLoop {
             self.m.health_gauge(previous).dec();
             self.m.health_gauge(health).inc();
         }
-        match (previous, health) {
-            // The loop's span carries job and target.
-            (Health::Up | Health::Unknown, Health::Down) => {
-                tracing::warn!(reason = %message, "target down")
+        let changed = previous != health && (previous, health) != (Health::Unknown, Health::Up);
+        if changed {
+            // The loop's span carries job and target. A flapping target gets one line per
+            // limiter interval, which says how many were held back.
+            let Some(suppressed) = self
+                .log_limiter
+                .check(self.log_key, std::time::Instant::now())
+            else {
+                return;
+            };
+            if health == Health::Down {
+                tracing::warn!(reason = %message, suppressed, "target down");
+            } else {
+                tracing::info!(suppressed, "target up again");
             }
-            (Health::Down, Health::Down) if changed_error => {
-                tracing::debug!(reason = %message, "target still down, new reason")
-            }
-            (Health::Down, Health::Up) => tracing::info!("target up again"),
-            _ => {}
+        } else if health == Health::Down && changed_error {
+            tracing::debug!(reason = %message, "target still down, new reason");
         }
     }
 }
