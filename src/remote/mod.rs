@@ -24,6 +24,11 @@
 //! 5. The input seam is [`BatchSource`]; a queue publishes the lowest position it has not fully
 //!    handled ([`QueueHandle::progress`]), so the on-disk buffer can replace [`Fanout`].
 //!
+//! 6. Reload ([`RemoteWrite::reload`]): endpoints are keyed by [`endpoint_key`]; only those
+//!    whose key changed restart (from their saved cursors), removed ones release the input,
+//!    new ones start at its end; a configuration with an endpoint that cannot be built
+//!    changes nothing.
+//!
 //! Without any endpoint (or with `agent.debug_output`), the debug output logs a summary of
 //! what would be sent.
 

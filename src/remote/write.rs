@@ -333,6 +333,25 @@ impl RemoteWrite {
         self.flush = flush;
     }
 
+    /// Checks that `config`'s new or changed endpoints can be built (URL, headers, TLS files),
+    /// without changing anything: what [`RemoteWrite::reload`] checks first, for a caller that
+    /// must validate every part of a configuration before applying any. (A file can still
+    /// change in between: `reload` checks again.)
+    pub fn validate(&self, config: &Config) -> Result<(), Error> {
+        let external = &config.global.external_labels;
+        for cfg in &config.remote_write {
+            let key = endpoint_key(cfg, external);
+            if !self
+                .endpoints
+                .iter()
+                .any(|e| e.cfg.name == cfg.name && e.key == key)
+            {
+                drop(self.control.prepare(cfg)?);
+            }
+        }
+        Ok(())
+    }
+
     /// Applies a new configuration's `remote_write` and `global.external_labels`; only what
     /// changed restarts (invariants 1 and 3). On error (an endpoint cannot be built: bad URL,
     /// header or TLS files) nothing has changed and the old configuration keeps running. The
@@ -386,7 +405,7 @@ impl RemoteWrite {
         for s in join_all(stopping).await {
             if s.forget {
                 summary.removed += 1;
-                tracing::info!(endpoint = %s.cfg.name, "remote write endpoint removed; its buffer cursor is deleted");
+                tracing::info!(endpoint = %s.cfg.name, "remote write endpoint removed");
             } else {
                 stopped.insert(s.cfg.name.clone(), s);
             }
@@ -742,6 +761,13 @@ mod tests {
             .reload(&config(&[("a", "http://a/w"), ("c", "not a url")]), true)
             .await;
         assert!(matches!(bad, Err(Error::Url { .. })), "{bad:?}");
+        let checked = remote.validate(&config(&[("c", "not a url")]));
+        assert!(matches!(checked, Err(Error::Url { .. })), "{checked:?}");
+        assert!(
+            remote
+                .validate(&config(&[("a", "http://a/w"), ("c", "http://c/w")]))
+                .is_ok()
+        );
         assert_eq!(ids(&remote), before, "a failed reload changes nothing");
         assert!(!remote.debug_output());
 
