@@ -7,16 +7,22 @@
 //! 1. Credentials that live in files are read when a request needs them and re-read whenever the
 //!    file changes (size or modification time), so rotation needs no restart. A file that cannot
 //!    be read fails the request with the path in the error, never with its content.
-//! 2. Secrets are never part of an error, a log line or a `Debug` output.
-//! 3. Redirects (when enabled) are followed only for requests without a body, at most
+//! 2. TLS files (`ca_file`, `cert_file`, `key_file`) are checked before every request (their
+//!    modification time, size and inode: a few `stat`s); when any changed, the TLS settings
+//!    are rebuilt from them and later requests use new connections made with them. When the
+//!    new files are unusable (missing, not PEM, a key that does not fit the certificate), the
+//!    previous settings stay in use and one warning names the files and the reason (never the
+//!    content); they are tried again when the files change again.
+//! 3. Secrets are never part of an error, a log line or a `Debug` output.
+//! 4. Redirects (when enabled) are followed only for requests without a body, at most
 //!    [`MAX_REDIRECTS`] times, and credentials are not sent to another host.
-//! 4. Connections are pooled and kept alive; timeouts are the caller's (wrap `send` in
+//! 5. Connections are pooled and kept alive; timeouts are the caller's (wrap `send` in
 //!    `tokio::time::timeout`).
 
 mod tls;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -28,18 +34,22 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::config::{HttpClientConfig, Secret};
+use crate::config::{HttpClientConfig, Secret, TlsConfig};
 
 /// Redirects followed before giving up (Go's default, which Prometheus inherits).
 pub const MAX_REDIRECTS: usize = 10;
 
-/// A pooled HTTP(S) client with the configured TLS and authentication. Cheap to clone.
+/// A pooled HTTP(S) client with the configured TLS and authentication. Cheap to clone; clones
+/// share the pool and follow the same TLS files.
 #[derive(Clone)]
 pub struct HttpClient {
-    inner: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    transport: Arc<Transport>,
     auth: Option<Arc<Auth>>,
     follow_redirects: bool,
 }
+
+/// The pooled hyper client.
+type Pool = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Why a request could not be made or completed.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +75,33 @@ pub enum Error {
     #[error("redirect failed: {0}")]
     Redirect(String),
 }
+
+/// The pool in use, rebuilt when the TLS files it was made from change (invariant 2).
+struct Transport {
+    current: Mutex<Current>,
+    /// `None` when no TLS setting lives in a file: the pool never changes.
+    files: Option<TlsFiles>,
+}
+
+/// Covered by `Transport::current`.
+struct Current {
+    pool: Pool,
+    /// The TLS files as they were when `pool` was built.
+    stamps: Vec<Stamp>,
+    /// The TLS files as they were when they last failed to load (already reported): not
+    /// tried again until they change.
+    failed: Option<Vec<Stamp>>,
+}
+
+/// What rebuilding the pool needs.
+struct TlsFiles {
+    tls: TlsConfig,
+    http2: bool,
+    paths: Vec<PathBuf>,
+}
+
+/// A file's (modification time, size, inode), or `None` if it cannot be seen.
+type Stamp = Option<(Option<SystemTime>, u64, u64)>;
 
 /// How requests authenticate.
 enum Auth {
@@ -107,27 +144,31 @@ impl std::fmt::Debug for HttpClient {
 }
 
 impl HttpClient {
-    /// Builds a client. Reads CA and client-certificate files now; credential files are read
-    /// per request (see the module invariants).
+    /// Builds a client. Reads CA and client-certificate files now (and again when they change,
+    /// invariant 2); credential files are read per request (invariant 1).
     pub fn new(cfg: &HttpClientConfig) -> Result<Self, Error> {
-        let tls = tls::client_config(&cfg.tls_config)?;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_keepalive(Some(std::time::Duration::from_secs(30)));
-        let builder = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http();
-        let connector = if cfg.enable_http2 {
-            builder.enable_http1().enable_http2().wrap_connector(http)
-        } else {
-            builder.enable_http1().wrap_connector(http)
-        };
-        let inner = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(std::time::Duration::from_secs(90))
-            .build(connector);
+        let tls = &cfg.tls_config;
+        let paths: Vec<PathBuf> = [&tls.ca_file, &tls.cert_file, &tls.key_file]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        let stamps = stamps(&paths);
+        let pool = build_pool(tls, cfg.enable_http2)?;
+        let files = (!paths.is_empty()).then(|| TlsFiles {
+            tls: tls.clone(),
+            http2: cfg.enable_http2,
+            paths,
+        });
         Ok(HttpClient {
-            inner,
+            transport: Arc::new(Transport {
+                current: Mutex::new(Current {
+                    pool,
+                    stamps,
+                    failed: None,
+                }),
+                files,
+            }),
             auth: auth_from(cfg).map(Arc::new),
             follow_redirects: cfg.follow_redirects,
         })
@@ -139,13 +180,14 @@ impl HttpClient {
             req.headers_mut()
                 .insert(AUTHORIZATION, auth.header_value()?);
         }
+        let pool = self.transport.pool();
         let follow = self.follow_redirects && matches!(*req.method(), Method::GET | Method::HEAD);
         if !follow {
-            return self.inner.request(req).await.map_err(Error::Request);
+            return pool.request(req).await.map_err(Error::Request);
         }
         let original_authority = req.uri().authority().cloned();
         let template = clone_without_body(&req);
-        let mut response = self.inner.request(req).await.map_err(Error::Request)?;
+        let mut response = pool.request(req).await.map_err(Error::Request)?;
         for _ in 0..MAX_REDIRECTS {
             if !is_redirect(response.status()) {
                 return Ok(response);
@@ -157,7 +199,7 @@ impl HttpClient {
                 next_req.headers_mut().remove(AUTHORIZATION);
             }
             *next_req.uri_mut() = next;
-            response = self.inner.request(next_req).await.map_err(Error::Request)?;
+            response = pool.request(next_req).await.map_err(Error::Request)?;
         }
         if is_redirect(response.status()) {
             return Err(Error::Redirect(format!(
@@ -166,6 +208,83 @@ impl HttpClient {
         }
         Ok(response)
     }
+}
+
+impl Transport {
+    /// The pool to use now: rebuilt first if the TLS files changed (invariant 2).
+    fn pool(&self) -> Pool {
+        let Some(files) = &self.files else {
+            return self.lock().pool.clone();
+        };
+        let now = stamps(&files.paths);
+        let mut current = self.lock();
+        if now == current.stamps || current.failed.as_ref() == Some(&now) {
+            return current.pool.clone();
+        }
+        match build_pool(&files.tls, files.http2) {
+            Ok(pool) => {
+                tracing::info!(files = %display_paths(&files.paths), "TLS files changed; new connections use them");
+                current.pool = pool;
+                current.stamps = now;
+                current.failed = None;
+            }
+            Err(e) => {
+                // The error names the file and the reason, never the content (invariant 3).
+                tracing::warn!(files = %display_paths(&files.paths), error = %e, "TLS files changed but cannot be used; keeping the previous ones");
+                current.failed = Some(now);
+            }
+        }
+        current.pool.clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Current> {
+        // Whole-field replacements only; a poisoned lock still guards a consistent state.
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A pool whose connections use the TLS settings `tls`.
+fn build_pool(tls: &TlsConfig, http2: bool) -> Result<Pool, Error> {
+    let tls = tls::client_config(tls)?;
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_keepalive(Some(std::time::Duration::from_secs(30)));
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http();
+    let connector = if http2 {
+        builder.enable_http1().enable_http2().wrap_connector(http)
+    } else {
+        builder.enable_http1().wrap_connector(http)
+    };
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(std::time::Duration::from_secs(90))
+        .build(connector))
+}
+
+/// What the files at `paths` look like now (following symlinks: a ConfigMap or Secret update
+/// swaps one).
+fn stamps(paths: &[PathBuf]) -> Vec<Stamp> {
+    paths
+        .iter()
+        .map(|p| {
+            let meta = std::fs::metadata(p).ok()?;
+            #[cfg(unix)]
+            let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+            #[cfg(not(unix))]
+            let inode = 0;
+            Some((meta.modified().ok(), meta.len(), inode))
+        })
+        .collect()
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn is_redirect(status: StatusCode) -> bool {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
@@ -70,10 +70,15 @@ pub(super) fn client_config(cfg: &TlsConfig) -> Result<ClientConfig, Error> {
         (None, None) => None,
     };
     let key = match (&cfg.key_file, &cfg.key) {
-        (Some(path), _) => Some(
-            PrivateKeyDer::from_pem_file(path)
-                .map_err(|e| Error::Tls(format!("key_file {}: {e}", path.display())))?,
-        ),
+        (Some(path), _) => Some(PrivateKeyDer::from_pem_file(path).map_err(|e| {
+            // Only the kind of problem: the file's lines are secret.
+            let reason = match e {
+                pem::Error::Io(e) => e.to_string(),
+                pem::Error::NoItemsFound => "no private key found".to_owned(),
+                _ => "not a valid PEM private key".to_owned(),
+            };
+            Error::Tls(format!("key_file {}: {reason}", path.display()))
+        })?),
         (None, Some(pem)) => Some(
             PrivateKeyDer::from_pem_slice(pem.expose().as_bytes())
                 .map_err(|_| Error::Tls("key: not a PEM private key".into()))?,

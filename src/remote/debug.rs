@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::source::BatchSource;
@@ -44,11 +45,13 @@ pub(super) struct DebugState {
     example_refs: Vec<SeriesRef>,
 }
 
-/// Starts the debug consumer; it ends when `source` does (after a last line).
+/// Starts the debug consumer; it ends when `source` does or `stop` is cancelled (after a last
+/// line).
 pub(crate) fn spawn_debug_sink<S: BatchSource>(
     mut source: S,
     external_labels: Labels,
     every: Duration,
+    stop: CancellationToken,
 ) -> JoinHandle<()> {
     let mut state = DebugState::new(external_labels);
     let task = async move {
@@ -56,6 +59,7 @@ pub(crate) fn spawn_debug_sink<S: BatchSource>(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = stop.cancelled() => break,
                 _ = tick.tick() => log(state.take()),
                 item = source.next() => match item {
                     Some((_, batch)) => state.observe(&batch),

@@ -127,6 +127,9 @@ struct CodeLabel {
     code: String,
 }
 
+/// Every `code` of `requests_total`.
+const REQUEST_CODES: [&str; 7] = ["2xx", "4xx", "429", "5xx", "other", "timeout", "network"];
+
 /// Prometheus's default buckets, as `prometheus_remote_storage_sent_batch_duration_seconds`.
 const DURATION_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -256,6 +259,7 @@ impl RemoteMetrics {
             })
         };
         let code = |code: &str| {
+            debug_assert!(REQUEST_CODES.contains(&code));
             self.requests.get_or_create_owned(&CodeLabel {
                 endpoint: name.to_owned(),
                 code: code.to_owned(),
@@ -299,6 +303,70 @@ impl RemoteMetrics {
             highest_sent_timestamp: self.highest_sent_timestamp.get_or_create_owned(&e),
             queue_capacity: self.queue_capacity.get_or_create_owned(&e),
             highest_sent_ms: std::sync::Arc::new(AtomicI64::new(i64::MIN)),
+        }
+    }
+}
+
+impl RemoteMetrics {
+    /// Removes every series of endpoint `name` from the families (it left the config), so
+    /// that dashboards do not show it any more. Handles still held keep working but are no
+    /// longer exported.
+    pub(crate) fn remove_endpoint(&self, name: &str) {
+        let e = EndpointLabel {
+            endpoint: name.to_owned(),
+        };
+        for family in [
+            &self.samples_sent,
+            &self.samples_retried,
+            &self.samples_resent,
+            &self.bytes_sent,
+        ] {
+            family.remove(&e);
+        }
+        self.batch_send_duration.remove(&e);
+        for family in [
+            &self.shards,
+            &self.shards_min,
+            &self.shards_max,
+            &self.shard_capacity,
+            &self.samples_pending,
+            &self.queue_capacity,
+        ] {
+            family.remove(&e);
+        }
+        self.shards_desired.remove(&e);
+        self.highest_sent_timestamp.remove(&e);
+        let reasons = |family: &Family<ReasonLabel, Counter>, reasons: &[&str]| {
+            for reason in reasons {
+                family.remove(&ReasonLabel {
+                    endpoint: name.to_owned(),
+                    reason: (*reason).to_owned(),
+                });
+            }
+        };
+        reasons(
+            &self.samples_failed,
+            &[
+                fail_reason::REJECTED,
+                fail_reason::RATE_LIMITED,
+                fail_reason::ENCODE,
+            ],
+        );
+        reasons(
+            &self.samples_dropped,
+            &[
+                drop_reason::QUEUE_FULL,
+                drop_reason::UNKNOWN_SERIES,
+                drop_reason::WRITE_RELABEL,
+                drop_reason::TOO_OLD,
+                drop_reason::SHUTDOWN,
+            ],
+        );
+        for code in REQUEST_CODES {
+            self.requests.remove(&CodeLabel {
+                endpoint: name.to_owned(),
+                code: code.to_owned(),
+            });
         }
     }
 }

@@ -24,6 +24,11 @@
 //! 5. The input seam is [`BatchSource`]; a queue publishes the lowest position it has not fully
 //!    handled ([`QueueHandle::progress`]), so the on-disk buffer can replace [`Fanout`].
 //!
+//! 6. Reload ([`RemoteWrite::reload`]): endpoints are keyed by [`endpoint_key`]; only those
+//!    whose key changed restart (from their saved cursors), removed ones release the input,
+//!    new ones start at its end; a configuration with an endpoint that cannot be built
+//!    changes nothing.
+//!
 //! Without any endpoint (or with `agent.debug_output`), the debug output logs a summary of
 //! what would be sent.
 
@@ -52,8 +57,10 @@ pub use sharding::SHARD_UPDATE_INTERVAL;
 pub use source::{
     BatchSource, CursorStore, Cursors, EndpointInput, Fanout, MemoryQueue, Position, ShardCursor,
 };
-pub use write::{INPUT_QUEUE_FACTOR, RemoteWrite, endpoint_key};
-pub(crate) use write::{Input, InputHandle};
+pub use write::{
+    INPUT_QUEUE_FACTOR, RELOAD_FLUSH_DEADLINE, ReloadSummary, RemoteWrite, endpoint_key,
+};
+pub(crate) use write::{Input, Start};
 pub use write_client::{
     HttpWriteClient, MAX_ERROR_MESSAGE_BYTES, REMOTE_WRITE_VERSION, SendError, USER_AGENT_VALUE,
     WriteClient,

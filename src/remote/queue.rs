@@ -28,6 +28,15 @@
 //!    `max_samples_per_send`, one per series) from what the previous run had routed. Samples
 //!    of that window are counted in `samples_resent`: an upper bound of what the receiver gets
 //!    twice.
+//! 8. A previous run with other wire labels (a reload changed `external_labels` or
+//!    `write_relabel_configs`): its saved cursors count samples per shard as *it* routed them,
+//!    so while resuming, whether a sample was delivered (and whether it is in doubt) is decided
+//!    with the previous routing ([`Routing`]); the new routing only decides where it goes now.
+//! 9. Stopping: [`QueueHandle::stop`] first drains (no more batches are read; the shards send
+//!    what they hold, so on success every shard's cursor is at the same batch boundary), and
+//!    after its deadline stops hard (requests in flight are abandoned: at most one per shard
+//!    is in doubt, as after a crash). Either way the final cursors are saved before the queue
+//!    ends.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -52,13 +61,23 @@ use crate::labels::{Label, Labels};
 use crate::relabel::Relabeler;
 
 /// A running queue (one endpoint). Dropping the handle does not stop the queue; it ends when
-/// its source ends (after flushing), or at once after [`QueueHandle::stop_sending`].
+/// its source ends (after flushing), at once after [`QueueHandle::stop_sending`], or after
+/// [`QueueHandle::stop`].
 #[derive(Debug)]
 pub struct QueueHandle {
     name: String,
     progress: watch::Receiver<Position>,
     hard_stop: CancellationToken,
+    drain: CancellationToken,
     task: JoinHandle<()>,
+}
+
+/// What turns a series' labels into wire labels, and so picks its shard: the external labels
+/// and `write_relabel_configs` (invariants 1, 4 and 8).
+#[derive(Clone, Debug)]
+pub(crate) struct Routing {
+    external: Labels,
+    relabel: Relabeler,
 }
 
 /// How often shard counts are reconsidered (Prometheus: 10 s). Tests shorten it.
@@ -69,6 +88,7 @@ pub struct QueueTuning {
 
 /// Starts a queue for the endpoint `cfg` reading `input` and sending with `client`.
 /// Must be called within a Tokio runtime.
+#[cfg(test)]
 pub(crate) fn spawn_queue<S: BatchSource, C: WriteClient>(
     cfg: &RemoteWriteConfig,
     external_labels: &Labels,
@@ -77,6 +97,20 @@ pub(crate) fn spawn_queue<S: BatchSource, C: WriteClient>(
     metrics: EndpointMetrics,
     tuning: QueueTuning,
 ) -> QueueHandle {
+    spawn_queue_after(cfg, external_labels, input, client, metrics, tuning, None)
+}
+
+/// Starts a queue (see `spawn_queue`) resuming from cursors saved by a queue that routed with
+/// `previous` (when it differs from this queue's routing: invariant 8).
+pub(crate) fn spawn_queue_after<S: BatchSource, C: WriteClient>(
+    cfg: &RemoteWriteConfig,
+    external_labels: &Labels,
+    input: EndpointInput<S>,
+    client: C,
+    metrics: EndpointMetrics,
+    tuning: QueueTuning,
+    previous: Option<Routing>,
+) -> QueueHandle {
     let mut reader = Reader::new(cfg, external_labels, client, metrics, tuning);
     let EndpointInput {
         source,
@@ -84,18 +118,23 @@ pub(crate) fn spawn_queue<S: BatchSource, C: WriteClient>(
         store,
     } = input;
     reader.resume_from(resume, store);
+    if let Some(previous) = previous {
+        reader.resume_with_previous(previous);
+    }
     let reader_progress = reader.progress.subscribe();
     let reader_hard_stop = reader.sender.hard_stop.clone();
+    let drain = CancellationToken::new();
     let span = tracing::info_span!("remote_write", endpoint = %cfg.name);
     let task = tokio::spawn(
         reader
-            .run(source, tuning.shard_update_interval)
+            .run(source, tuning.shard_update_interval, drain.clone())
             .instrument(span),
     );
     QueueHandle {
         name: cfg.name.clone(),
         progress: reader_progress,
         hard_stop: reader_hard_stop,
+        drain,
         task,
     }
 }
@@ -129,6 +168,34 @@ impl QueueHandle {
         self.task.is_finished()
     }
 
+    /// The queue task's id: the same id means the same running queue (a reload kept it).
+    pub fn id(&self) -> tokio::task::Id {
+        self.task.id()
+    }
+
+    /// Stops the queue (invariant 9): reads no more batches and lets the shards send what they
+    /// hold; if that takes longer than `flush`, stops hard. Returns once the queue has ended
+    /// and saved its cursors: true if everything it held was delivered (or refused) in time.
+    pub async fn stop(self, flush: Duration) -> bool {
+        self.drain.cancel();
+        let hard_stop = self.hard_stop.clone();
+        let name = self.name.clone();
+        let mut task = self.task;
+        let (joined, clean) = match tokio::time::timeout(flush, &mut task).await {
+            Ok(joined) => (joined, true),
+            Err(_) => {
+                hard_stop.cancel();
+                tracing::warn!(endpoint = %name, flush = ?flush, "remote write queue did not flush in time; stopped hard (what it held is sent again)");
+                (task.await, false)
+            }
+        };
+        if let Err(e) = joined {
+            tracing::error!(endpoint = %name, error = %e, "remote write queue task failed");
+            return false;
+        }
+        clean
+    }
+
     /// Waits until the queue has ended.
     pub async fn join(self) {
         if let Err(e) = self.task.await {
@@ -157,7 +224,16 @@ struct Resume {
     cursors: Vec<ShardCursor>,
     /// The reader is past every saved cursor once it routes a batch at or after this.
     until: Position,
+    /// Per saved shard, samples of the batch being routed that the previous run assigned to
+    /// it (the next index, in the previous run's terms).
+    counts: Vec<u32>,
+    /// The previous run's routing when it differs from this run's (invariant 8), with each
+    /// defined series' shard hash under it (`None`: it dropped the series).
+    previous: Option<(Routing, RefMap<Option<u64>>)>,
 }
+
+/// A map keyed by series ref.
+type RefMap<V> = HashMap<SeriesRef, V, BuildHasherDefault<RefHasher>>;
 
 /// The window of samples a previous run may have sent without recording it (invariant 7).
 struct Doubt {
@@ -180,9 +256,8 @@ struct Reader<C> {
     counts: Vec<u32>,
     /// Defined, not yet gone series: their wire form, or `None` if write relabeling dropped
     /// them.
-    series: HashMap<SeriesRef, Option<Prepared>, BuildHasherDefault<RefHasher>>,
-    external: Labels,
-    relabel: Relabeler,
+    series: RefMap<Option<Prepared>>,
+    routing: Routing,
     shards: Vec<Arc<ShardQueue>>,
     tasks: Vec<JoinHandle<()>>,
     /// Per shard, the samples of the batch being routed (reused).
@@ -222,8 +297,7 @@ impl<C: WriteClient> Reader<C> {
             start_cursors: Vec::new(),
             counts: Vec::new(),
             series: HashMap::default(),
-            external: external_labels.clone(),
-            relabel: Relabeler::new(&cfg.write_relabel_configs),
+            routing: Routing::new(cfg, external_labels),
             shards: Vec::new(),
             tasks: Vec::new(),
             routed: Vec::new(),
@@ -243,7 +317,13 @@ impl<C: WriteClient> Reader<C> {
             return;
         };
         self.progress.set_next(saved.min_position());
-        if saved.shards.is_empty() {
+        let at_routed = ShardCursor {
+            position: saved.routed,
+            skip: 0,
+        };
+        // Every shard delivered everything routed before `routed`, which bounds what was
+        // routed: nothing is in doubt, and the saved layout need not be kept.
+        if saved.shards.iter().all(|c| *c == at_routed) {
             self.start_cursors = Vec::new();
             self.start_shards(min_shards);
             return;
@@ -270,10 +350,29 @@ impl<C: WriteClient> Reader<C> {
         self.resume = Some(Resume {
             cursors: saved.shards,
             until,
+            counts: Vec::new(),
+            previous: None,
         });
     }
 
-    async fn run<S: BatchSource>(mut self, mut source: S, update_every: Duration) {
+    /// The saved cursors being resumed from were made by a queue routing with `previous`:
+    /// decide what it delivered in its terms (invariant 8). Nothing to do when the routing is
+    /// the same, or when there is nothing to resume.
+    fn resume_with_previous(&mut self, previous: Routing) {
+        if previous.same_as(&self.routing) {
+            return;
+        }
+        if let Some(resume) = &mut self.resume {
+            resume.previous = Some((previous, HashMap::default()));
+        }
+    }
+
+    async fn run<S: BatchSource>(
+        mut self,
+        mut source: S,
+        update_every: Duration,
+        drain: CancellationToken,
+    ) {
         let hard_stop = self.sender.hard_stop.clone();
         let mut tick =
             tokio::time::interval_at(tokio::time::Instant::now() + update_every, update_every);
@@ -282,6 +381,7 @@ impl<C: WriteClient> Reader<C> {
             tokio::select! {
                 biased;
                 _ = hard_stop.cancelled() => break,
+                _ = drain.cancelled() => break,
                 _ = tick.tick() => {
                     tokio::select! {
                         biased;
@@ -312,11 +412,18 @@ impl<C: WriteClient> Reader<C> {
         }
     }
 
-    /// Handles one batch: definitions, then samples, then gone refs (invariants 1-3).
+    /// Handles one batch: definitions, then samples, then gone refs (invariants 1-3, 6-8).
     async fn route(&mut self, position: Position, batch: &Batch) {
         for (r, labels) in &batch.series {
-            let prepared = self.prepare(labels);
+            let prepared = self.routing.prepare(labels);
             self.series.insert(*r, prepared);
+            if let Some(Resume {
+                previous: Some((routing, hashes)),
+                ..
+            }) = &mut self.resume
+            {
+                hashes.insert(*r, routing.prepare(labels).map(|p| p.shard_hash));
+            }
         }
         let samples = batch.samples.len() as u64;
         let oldest_ms = oldest_allowed_ms(self.sender.cfg.sample_age_limit).unwrap_or(i64::MIN);
@@ -325,45 +432,62 @@ impl<C: WriteClient> Reader<C> {
         let n = self.shards.len() as u64;
         self.counts.clear();
         self.counts.resize(self.shards.len(), 0);
+        if let Some(resume) = &mut self.resume {
+            resume.counts.clear();
+            resume.counts.resize(resume.cursors.len(), 0);
+        }
         for s in &batch.samples {
             self.highest_read_ms = self.highest_read_ms.max(Some(s.timestamp_ms));
-            let prepared = match self.series.get(&s.series) {
-                Some(Some(prepared)) => prepared,
-                Some(None) => {
-                    relabeled += 1;
-                    continue;
-                }
-                None => {
-                    unknown += 1;
-                    continue;
-                }
+            let Some(entry) = self.series.get(&s.series) else {
+                unknown += 1;
+                continue;
             };
-            let shard = (prepared.shard_hash % n) as usize;
-            let index = self.counts[shard];
-            self.counts[shard] += 1;
-            if let Some(resume) = &self.resume {
-                let here = ShardCursor {
-                    position,
-                    skip: index,
+            // Where it goes now; its index counts every sample assigned to the shard.
+            let now = entry.as_ref().map(|prepared| {
+                let shard = (prepared.shard_hash % n) as usize;
+                let index = self.counts[shard];
+                self.counts[shard] += 1;
+                (shard, index, prepared)
+            });
+            // While resuming: what the previous run did with it, in its terms (invariants 6-8).
+            if let Some(resume) = &mut self.resume {
+                let before = match &resume.previous {
+                    Some((_, hashes)) => hashes.get(&s.series).copied().flatten(),
+                    None => now.map(|(_, _, p)| p.shard_hash),
                 };
-                if resume.cursors.get(shard).is_some_and(|c| here < *c) {
-                    skipped += 1;
-                    continue;
+                if let Some(hash) = before
+                    && !resume.cursors.is_empty()
+                {
+                    let shard = (hash % resume.cursors.len() as u64) as usize;
+                    let index = resume.counts[shard];
+                    resume.counts[shard] += 1;
+                    let here = ShardCursor {
+                        position,
+                        skip: index,
+                    };
+                    if here < resume.cursors[shard] {
+                        skipped += 1;
+                        continue;
+                    }
+                    if let Some(doubt) = &mut self.doubt
+                        && position < doubt.end
+                        && let Some((left, seen)) = doubt.shards.get_mut(shard)
+                        && *left > 0
+                    {
+                        // The in-flight request ended at the first repeated series (shards' rule).
+                        if seen.insert(hash) {
+                            resent += 1;
+                            *left -= 1;
+                        } else {
+                            *left = 0;
+                        }
+                    }
                 }
             }
-            if let Some(doubt) = &mut self.doubt
-                && position < doubt.end
-                && let Some((left, seen)) = doubt.shards.get_mut(shard)
-                && *left > 0
-            {
-                // The in-flight request ended at the first repeated series (shards' rule).
-                if seen.insert(prepared.shard_hash) {
-                    resent += 1;
-                    *left -= 1;
-                } else {
-                    *left = 0;
-                }
-            }
+            let Some((shard, index, prepared)) = now else {
+                relabeled += 1;
+                continue;
+            };
             if s.timestamp_ms < oldest_ms {
                 too_old += 1;
                 continue;
@@ -401,6 +525,13 @@ impl<C: WriteClient> Reader<C> {
         }
         for r in &batch.gone {
             self.series.remove(r);
+            if let Some(Resume {
+                previous: Some((_, hashes)),
+                ..
+            }) = &mut self.resume
+            {
+                hashes.remove(r);
+            }
         }
         self.progress.set_next(Position(position.0 + 1));
         if self.resume.as_ref().is_some_and(|r| position >= r.until) {
@@ -416,37 +547,6 @@ impl<C: WriteClient> Reader<C> {
         if let Some(store) = &self.store {
             store.offer(self.progress.snapshot());
         }
-    }
-
-    /// The wire form of a new series, or `None` if it is not to be sent (invariants 1, 4).
-    fn prepare(&self, labels: &Labels) -> Option<Prepared> {
-        let labels = self.wire_labels(labels)?;
-        let shard_hash = xxhash_rust::xxh3::xxh3_64(labels.as_bytes());
-        Some(Prepared { labels, shard_hash })
-    }
-
-    /// The wire labels of a new series, or `None` if it is not to be sent (invariant 1).
-    fn wire_labels(&self, labels: &Labels) -> Option<EncodedLabels> {
-        if self.relabel.is_empty() {
-            return Some(EncodedLabels::encode(merge_external(
-                labels,
-                &self.external,
-            )));
-        }
-        let mut builder = labels.to_builder();
-        for l in &self.external {
-            if builder.get(l.name).is_none() {
-                builder.set(l.name, l.value);
-            }
-        }
-        if !self.relabel.process(&mut builder) {
-            return None;
-        }
-        let labels = builder.build();
-        if labels.is_empty() {
-            return None;
-        }
-        Some(EncodedLabels::encode(labels.iter()))
     }
 
     /// One tick of dynamic sharding (Prometheus's `updateShardsLoop` body).
@@ -564,6 +664,53 @@ impl<C: WriteClient> Reader<C> {
                 tracing::error!(error = %e, "remote write shard task failed");
             }
         }
+    }
+}
+
+impl Routing {
+    /// The routing of endpoint `cfg` with `external_labels`.
+    pub(crate) fn new(cfg: &RemoteWriteConfig, external_labels: &Labels) -> Self {
+        Routing {
+            external: external_labels.clone(),
+            relabel: Relabeler::new(&cfg.write_relabel_configs),
+        }
+    }
+
+    /// Whether both give every series the same wire labels (judged by their definitions).
+    fn same_as(&self, other: &Routing) -> bool {
+        self.external == other.external
+            && format!("{:?}", self.relabel) == format!("{:?}", other.relabel)
+    }
+
+    /// The wire form of a new series, or `None` if it is not to be sent (invariants 1, 4).
+    fn prepare(&self, labels: &Labels) -> Option<Prepared> {
+        let labels = self.wire_labels(labels)?;
+        let shard_hash = xxhash_rust::xxh3::xxh3_64(labels.as_bytes());
+        Some(Prepared { labels, shard_hash })
+    }
+
+    /// The wire labels of a new series, or `None` if it is not to be sent (invariant 1).
+    fn wire_labels(&self, labels: &Labels) -> Option<EncodedLabels> {
+        if self.relabel.is_empty() {
+            return Some(EncodedLabels::encode(merge_external(
+                labels,
+                &self.external,
+            )));
+        }
+        let mut builder = labels.to_builder();
+        for l in &self.external {
+            if builder.get(l.name).is_none() {
+                builder.set(l.name, l.value);
+            }
+        }
+        if !self.relabel.process(&mut builder) {
+            return None;
+        }
+        let labels = builder.build();
+        if labels.is_empty() {
+            return None;
+        }
+        Some(EncodedLabels::encode(labels.iter()))
     }
 }
 

@@ -15,11 +15,17 @@
 //! 3. Positions handed out by one queue strictly increase.
 //! 4. A queue admits a batch when it holds no samples, or when the batch fits in its sample
 //!    capacity; so a batch larger than the capacity is not dropped by an idle consumer.
+//! 5. Consumers come and go at any time: a consumer added later receives the batches appended
+//!    from then on (series defined earlier are unknown to it); a dropped consumer's queue is
+//!    detached (what it still held is counted as refused) and no longer fed.
+//!
+//! Lock order: `Fanout::outputs` before a queue's `Shared::state`.
 
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::Notify;
@@ -92,7 +98,8 @@ impl Cursors {
 /// Hands each batch to every consumer's [`MemoryQueue`]. The [`Appender`] given to scrape loops.
 #[derive(Debug, Default)]
 pub struct Fanout {
-    outputs: Vec<Arc<Shared>>,
+    /// The consumers' queues (invariant 5: detached ones are pruned by the next append).
+    outputs: RwLock<Vec<Arc<Shared>>>,
 }
 
 /// One consumer's bounded in-memory queue (the consumer end).
@@ -111,6 +118,8 @@ struct Shared {
     dropped_full: Counter,
     /// Samples refused after [`Fanout::close`].
     dropped_closed: Counter,
+    /// The consumer end was dropped: the queue is no longer fed (invariant 5).
+    detached: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -132,8 +141,9 @@ impl Fanout {
     /// Adds a consumer whose queue holds up to `capacity_samples` samples. Samples that do not
     /// fit are counted in `dropped_full`; samples appended after [`Fanout::close`] in
     /// `dropped_closed`.
+    /// Its batches start with the next append; dropping the queue detaches it (invariant 5).
     pub fn add_output(
-        &mut self,
+        &self,
         capacity_samples: usize,
         dropped_full: Counter,
         dropped_closed: Counter,
@@ -144,15 +154,16 @@ impl Fanout {
             capacity_samples,
             dropped_full,
             dropped_closed,
+            detached: AtomicBool::new(false),
         });
-        self.outputs.push(shared.clone());
+        self.write_outputs().push(shared.clone());
         MemoryQueue { shared }
     }
 
     /// Ends every queue: appends are refused from now on; consumers drain what is queued,
     /// then their `next` returns `None`.
     pub fn close(&self) {
-        for out in &self.outputs {
+        for out in self.read_outputs().iter() {
             out.lock().closed = true;
             out.ready.notify_one();
         }
@@ -161,27 +172,36 @@ impl Fanout {
     /// Empties every queue, counting what they held as refused (`dropped_closed`); returns
     /// the number of samples thrown away. For a shutdown whose deadline passed.
     pub fn discard_queued(&self) -> usize {
-        let mut total = 0;
-        for out in &self.outputs {
-            let n = MemoryQueue {
-                shared: out.clone(),
-            }
-            .drain();
-            out.dropped_closed.inc_by(n as u64);
-            total += n;
-        }
-        total
+        self.read_outputs().iter().map(|out| out.discard()).sum()
+    }
+
+    fn read_outputs(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Shared>>> {
+        // Pushes and retains cannot leave the list half-edited, so poisoning is ignored.
+        self.outputs.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_outputs(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Arc<Shared>>> {
+        self.outputs.write().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl Appender for Fanout {
     fn append(&self, batch: Batch) {
-        if batch.is_empty() || self.outputs.is_empty() {
+        if batch.is_empty() {
             return;
         }
         let batch = Arc::new(batch);
-        for out in &self.outputs {
-            out.push(&batch);
+        let mut pruned = false;
+        for out in self.read_outputs().iter() {
+            if out.detached.load(Ordering::Acquire) {
+                pruned = true;
+            } else {
+                out.push(&batch);
+            }
+        }
+        if pruned {
+            self.write_outputs()
+                .retain(|out| !out.detached.load(Ordering::Acquire));
         }
     }
 }
@@ -190,12 +210,7 @@ impl MemoryQueue {
     /// Removes everything still queued and returns the number of samples it held (for
     /// counting what a shutdown lost).
     pub fn drain(&self) -> usize {
-        let mut st = self.shared.lock();
-        let n = st.queued_samples;
-        st.items.clear();
-        st.queued_samples = 0;
-        st.tail_is_definitions = false;
-        n
+        self.shared.drain()
     }
 
     /// Samples currently queued.
@@ -227,7 +242,32 @@ impl BatchSource for MemoryQueue {
     }
 }
 
+impl Drop for MemoryQueue {
+    fn drop(&mut self) {
+        // No one reads this queue any more (invariant 5).
+        self.shared.detached.store(true, Ordering::Release);
+        self.shared.discard();
+    }
+}
+
 impl Shared {
+    /// Empties the queue; returns the number of samples it held.
+    fn drain(&self) -> usize {
+        let mut st = self.lock();
+        let n = st.queued_samples;
+        st.items.clear();
+        st.queued_samples = 0;
+        st.tail_is_definitions = false;
+        n
+    }
+
+    /// Empties the queue, counting what it held as refused.
+    fn discard(&self) -> usize {
+        let n = self.drain();
+        self.dropped_closed.inc_by(n as u64);
+        n
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock leaves the state consistent (no multi-step edits
         // can be interrupted halfway by a panic), so poisoning is ignored.
@@ -237,7 +277,7 @@ impl Shared {
     fn push(&self, batch: &Arc<Batch>) {
         let n = batch.samples.len();
         let mut st = self.lock();
-        if st.closed {
+        if st.closed || self.detached.load(Ordering::Acquire) {
             self.dropped_closed.inc_by(n as u64);
             return;
         }
@@ -348,7 +388,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_samples_but_keeps_definitions_merged_and_cancelled() {
-        let mut fanout = Fanout::new();
+        let fanout = Fanout::new();
         let full = Counter::default();
         let mut q = fanout.add_output(4, full.clone(), Counter::default());
         fanout.append(batch(&[1, 2], &[1, 2, 1], &[])); // 3 of 4
@@ -371,7 +411,7 @@ mod tests {
 
     #[test]
     fn an_idle_queue_takes_a_batch_larger_than_its_capacity() {
-        let mut fanout = Fanout::new();
+        let fanout = Fanout::new();
         let full = Counter::default();
         let mut q = fanout.add_output(2, full.clone(), Counter::default());
         fanout.append(batch(&[1], &[1, 1, 1, 1, 1], &[]));
@@ -381,7 +421,7 @@ mod tests {
 
     #[test]
     fn consumers_are_independent() {
-        let mut fanout = Fanout::new();
+        let fanout = Fanout::new();
         let (full_a, full_b) = (Counter::default(), Counter::default());
         let mut a = fanout.add_output(1, full_a.clone(), Counter::default());
         let mut b = fanout.add_output(100, full_b.clone(), Counter::default());
@@ -393,9 +433,27 @@ mod tests {
         assert_eq!(drain_now(&mut b).len(), 10);
     }
 
+    #[test]
+    fn consumers_come_and_go() {
+        let fanout = Fanout::new();
+        let closed = Counter::default();
+        let early = fanout.add_output(100, Counter::default(), closed.clone());
+        fanout.append(batch(&[1], &[1], &[]));
+        let mut late = fanout.add_output(100, Counter::default(), Counter::default());
+        fanout.append(batch(&[], &[1, 1], &[]));
+        assert_eq!(drain_now(&mut late).len(), 1, "only what came after it");
+        assert_eq!(early.queued_samples(), 3);
+        drop(early);
+        assert_eq!(closed.get(), 3, "what a dropped consumer held is counted");
+        fanout.append(batch(&[], &[1], &[]));
+        assert_eq!(fanout.read_outputs().len(), 1, "the dropped one is pruned");
+        assert_eq!(closed.get(), 3, "and no longer fed");
+        assert_eq!(drain_now(&mut late).len(), 1);
+    }
+
     #[tokio::test]
     async fn next_waits_for_a_batch_and_ends_after_close_and_drain() {
-        let mut fanout = Fanout::new();
+        let fanout = Fanout::new();
         let closed = Counter::default();
         let mut q = fanout.add_output(10, Counter::default(), closed.clone());
         let fanout = Arc::new(fanout);
@@ -418,7 +476,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cancelled_next_loses_nothing() {
-        let mut fanout = Fanout::new();
+        let fanout = Fanout::new();
         let mut q = fanout.add_output(10, Counter::default(), Counter::default());
         // Poll once (nothing queued), then drop the future.
         let pending = tokio::time::timeout(std::time::Duration::ZERO, q.next()).await;

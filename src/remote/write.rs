@@ -3,28 +3,42 @@
 //! and benches of remote write alone).
 //!
 //! Invariants:
-//! 1. All endpoints are validated (URL, headers, TLS) before any starts: `start` either
-//!    starts everything or nothing.
+//! 1. Every endpoint to start is validated (URL, headers, TLS: its client is built) before
+//!    anything starts or stops: `start` starts everything or nothing, and `reload` either
+//!    applies the whole new configuration or returns the error having changed nothing.
 //! 2. Each endpoint has its own input (reader), queue manager and shards: one slow or failing
 //!    endpoint never delays another.
-//! 3. Endpoints are keyed by a hash of everything that defines them ([`endpoint_key`]), so a
-//!    reload can keep the ones whose key did not change.
+//! 3. Endpoints are keyed by a hash of everything that defines them ([`endpoint_key`]). A
+//!    reload keeps running, untouched, every endpoint whose key did not change (same queue,
+//!    shards, reader and cursors); stops at once every endpoint whose name left the
+//!    configuration, and then makes its input forget it (cursors deleted, buffer released,
+//!    metrics removed) once its cursors are saved; restarts every endpoint whose name stayed
+//!    but whose key changed where its queue stopped (its saved cursors: nothing lost or
+//!    skipped, at most one request per shard sent again); starts new endpoints at the end of
+//!    the input ("now").
 //! 4. Shutdown stops accepting batches, lets every endpoint send what it holds, and after the
 //!    grace period abandons the rest: counted as dropped (reason `shutdown`) with the in-memory
 //!    input, kept for the next run with the buffer.
+//! 5. `reload` and `shutdown` take `&mut self`/`self` and must be awaited to the end; the set
+//!    of running endpoints changes only there.
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::debug::{DEBUG_INTERVAL, spawn_debug_sink};
 use super::error::Error;
 use super::metrics::EndpointMetrics;
 use super::metrics::RemoteMetrics;
-use super::queue::{QueueHandle, QueueTuning, spawn_queue};
-use super::source::{BatchSource, EndpointInput, Fanout, MemoryQueue};
+use super::queue::{QueueHandle, QueueTuning, Routing, spawn_queue_after};
+use super::source::{BatchSource, Cursors, EndpointInput, Fanout, MemoryQueue};
 use super::write_client::{HttpWriteClient, WriteClient};
 use crate::append::Appender;
 use crate::config::{Config, HttpClientConfig, RemoteWriteConfig};
@@ -34,28 +48,65 @@ use prometheus_client::registry::Registry;
 
 /// The running remote write side of the agent.
 pub struct RemoteWrite {
-    input: Arc<dyn InputHandle>,
+    control: Arc<dyn Control>,
+    /// In configuration order.
     endpoints: Vec<Endpoint>,
-    debug: Option<JoinHandle<()>>,
+    debug: Option<DebugOutput>,
+    /// How long a reload lets a changed endpoint flush before stopping it hard.
+    flush: Duration,
 }
 
-/// Where endpoints read what was scraped: hands out one source per endpoint.
-pub(crate) trait Input {
+/// What a reload did with the endpoints (see [`RemoteWrite::reload`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    /// Endpoints whose configuration did not change: they kept running untouched.
+    pub kept: usize,
+    /// Endpoints new in the configuration, started at the end of the input.
+    pub started: usize,
+    /// Endpoints whose configuration changed, restarted where they had stopped.
+    pub restarted: usize,
+    /// Endpoints no longer configured: stopped, their cursors and buffer released.
+    pub removed: usize,
+}
+
+/// How long a reload lets an endpoint whose configuration changed send what it holds before
+/// stopping it hard (what it did not send is then sent again by its successor).
+pub const RELOAD_FLUSH_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Where an endpoint's input starts.
+pub(crate) enum Start {
+    /// At start-up: where the previous run's saved cursors say, else at this process's first
+    /// data.
+    Configured,
+    /// Added by a reload: at the end of the input (what is appended from now on).
+    Now,
+    /// Restarted by a reload: where its previous queue stopped.
+    Resume(Cursors),
+}
+
+/// Where endpoints read what was scraped: hands out one source per endpoint, at start-up and
+/// whenever a reload adds or restarts one.
+pub(crate) trait Input: Send + Sync + 'static {
     type Source: BatchSource;
-    /// The input of endpoint `cfg`, whose metrics are `metrics`.
+    /// The input of endpoint `cfg`, whose metrics are `metrics`, starting at `start`.
     fn endpoint(
-        &mut self,
+        &self,
         cfg: &RemoteWriteConfig,
         metrics: &EndpointMetrics,
+        start: Start,
     ) -> EndpointInput<Self::Source>;
-    /// The debug output's source; what it cannot keep up with is of no consequence.
-    fn debug(&mut self) -> Self::Source;
-    /// Ends the setup; the handle feeds and ends the input.
-    fn finish(self) -> Arc<dyn InputHandle>;
-}
-
-/// A running input.
-pub(crate) trait InputHandle: Send + Sync + 'static {
+    /// The debug output's source, from now on; what it cannot keep up with is of no
+    /// consequence.
+    fn debug(&self) -> Self::Source;
+    /// Endpoint `name`'s queue has ended: completes once its cursor store has finished (no
+    /// write can follow), with the cursors it saved last (`None` without a store). With
+    /// `forget` (the endpoint left the configuration), then deletes them and releases
+    /// everything the input keeps for it.
+    fn retire(
+        self: &Arc<Self>,
+        name: &str,
+        forget: bool,
+    ) -> impl Future<Output = Option<Cursors>> + Send + 'static;
     /// The appender scrape loops write to.
     fn appender(self: Arc<Self>) -> Arc<dyn Appender>;
     /// No more batches: sources end once drained.
@@ -77,7 +128,58 @@ impl std::fmt::Debug for RemoteWrite {
 #[derive(Debug)]
 struct Endpoint {
     key: u64,
+    cfg: RemoteWriteConfig,
+    /// The external labels it runs with.
+    external: Labels,
     queue: QueueHandle,
+}
+
+/// An endpoint a reload stopped.
+struct Stopped {
+    cfg: RemoteWriteConfig,
+    external: Labels,
+    /// It left the configuration.
+    forget: bool,
+    /// Where it stopped (`None`: the input keeps no cursors).
+    cursors: Option<Cursors>,
+}
+
+/// The running debug output.
+struct DebugOutput {
+    external: Labels,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// The input, the client factory, the metrics and the tuning, behind one object-safe face so
+/// that `RemoteWrite` needs no type parameters.
+trait Control: Send + Sync + 'static {
+    /// Builds endpoint `cfg`'s client (invariant 1); the endpoint starts when the result is
+    /// called.
+    fn prepare(&self, cfg: &RemoteWriteConfig) -> Result<Starter, Error>;
+    fn spawn_debug(&self, external: &Labels, stop: CancellationToken) -> JoinHandle<()>;
+    /// See [`Input::retire`]; with `forget`, the endpoint's metrics are removed too.
+    fn retire(
+        &self,
+        name: &str,
+        forget: bool,
+    ) -> Pin<Box<dyn Future<Output = Option<Cursors>> + Send>>;
+    fn appender(&self) -> Arc<dyn Appender>;
+    fn close(&self);
+    fn discard(&self) -> usize;
+}
+
+/// Starts a prepared endpoint: with the external labels, where to start, and the routing of
+/// the queue whose cursors it resumes from.
+type Starter = Box<dyn FnOnce(&Labels, Start, Option<Routing>) -> QueueHandle + Send>;
+
+/// [`Control`] for input `I` and clients `C` made by `F`.
+struct Engine<I, C, F> {
+    input: Arc<I>,
+    make_client: F,
+    metrics: RemoteMetrics,
+    tuning: QueueTuning,
+    _client: PhantomData<fn() -> C>,
 }
 
 /// An endpoint's input queue holds this many times its `queue_config.capacity` samples.
@@ -133,7 +235,7 @@ impl RemoteWrite {
     ) -> Result<Self, Error>
     where
         C: WriteClient,
-        F: FnMut(&RemoteWriteConfig) -> Result<C, Error>,
+        F: Fn(&RemoteWriteConfig) -> Result<C, Error> + Send + Sync + 'static,
     {
         Self::start_from(
             Fanout::new(),
@@ -145,60 +247,256 @@ impl RemoteWrite {
         )
     }
 
-    /// Starts every endpoint reading `input`.
-    pub(crate) fn start_from<I, C, F>(
-        mut input: I,
+    /// [`RemoteWrite::with_wal`] with the metrics, tuning and write client given (tests,
+    /// benches).
+    pub fn with_wal_tuned<C, F>(
+        wal: crate::wal::Wal,
         config: &Config,
         debug_output: bool,
         metrics: &RemoteMetrics,
         tuning: QueueTuning,
-        mut make_client: F,
+        make_client: F,
+    ) -> Result<Self, Error>
+    where
+        C: WriteClient,
+        F: Fn(&RemoteWriteConfig) -> Result<C, Error> + Send + Sync + 'static,
+    {
+        Self::start_from(wal, config, debug_output, metrics, tuning, make_client)
+    }
+
+    /// Starts every endpoint reading `input`.
+    pub(crate) fn start_from<I, C, F>(
+        input: I,
+        config: &Config,
+        debug_output: bool,
+        metrics: &RemoteMetrics,
+        tuning: QueueTuning,
+        make_client: F,
     ) -> Result<Self, Error>
     where
         I: Input,
         C: WriteClient,
-        F: FnMut(&RemoteWriteConfig) -> Result<C, Error>,
+        F: Fn(&RemoteWriteConfig) -> Result<C, Error> + Send + Sync + 'static,
     {
+        let control: Arc<dyn Control> = Arc::new(Engine {
+            input: Arc::new(input),
+            make_client,
+            metrics: metrics.clone(),
+            tuning,
+            _client: PhantomData,
+        });
         let external = &config.global.external_labels;
-        let clients = config
+        let starters = config
             .remote_write
             .iter()
-            .map(&mut make_client)
+            .map(|cfg| control.prepare(cfg))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut endpoints = Vec::with_capacity(clients.len());
-        for (cfg, client) in config.remote_write.iter().zip(clients) {
-            let m = metrics.endpoint(&cfg.name);
-            let source = input.endpoint(cfg, &m);
-            let queue = spawn_queue(cfg, external, source, client, m, tuning);
-            tracing::info!(endpoint = %cfg.name, url = %cfg.url, "remote write endpoint started");
+        let mut endpoints = Vec::with_capacity(starters.len());
+        for (cfg, starter) in config.remote_write.iter().zip(starters) {
+            let queue = starter(external, Start::Configured, None);
+            tracing::info!(endpoint = %cfg.name, url = %redact_url(&cfg.url), "remote write endpoint started");
             endpoints.push(Endpoint {
                 key: endpoint_key(cfg, external),
+                cfg: cfg.clone(),
+                external: external.clone(),
                 queue,
             });
         }
-        let debug = (config.remote_write.is_empty() || debug_output)
-            .then(|| spawn_debug_sink(input.debug(), external.clone(), DEBUG_INTERVAL));
-        Ok(RemoteWrite {
-            input: input.finish(),
+        let mut remote = RemoteWrite {
+            control,
             endpoints,
-            debug,
-        })
+            debug: None,
+            flush: RELOAD_FLUSH_DEADLINE,
+        };
+        remote.start_debug(config, debug_output);
+        Ok(remote)
     }
 
     /// The appender to give the scrape loops.
     pub fn appender(&self) -> Arc<dyn Appender> {
-        self.input.clone().appender()
+        self.control.appender()
     }
 
-    /// The running endpoints with their keys (see [`endpoint_key`]).
+    /// The running endpoints with their keys (see [`endpoint_key`]), in configuration order.
     pub fn endpoints(&self) -> impl Iterator<Item = (u64, &QueueHandle)> {
         self.endpoints.iter().map(|e| (e.key, &e.queue))
+    }
+
+    /// Whether the debug output runs.
+    pub fn debug_output(&self) -> bool {
+        self.debug.is_some()
+    }
+
+    /// Sets how long a reload lets a changed endpoint flush before stopping it hard (default
+    /// [`RELOAD_FLUSH_DEADLINE`]).
+    pub fn set_reload_flush_deadline(&mut self, flush: Duration) {
+        self.flush = flush;
+    }
+
+    /// Checks that `config`'s new or changed endpoints can be built (URL, headers, TLS files),
+    /// without changing anything: what [`RemoteWrite::reload`] checks first, for a caller that
+    /// must validate every part of a configuration before applying any. (A file can still
+    /// change in between: `reload` checks again.)
+    pub fn validate(&self, config: &Config) -> Result<(), Error> {
+        let external = &config.global.external_labels;
+        for cfg in &config.remote_write {
+            let key = endpoint_key(cfg, external);
+            if !self
+                .endpoints
+                .iter()
+                .any(|e| e.cfg.name == cfg.name && e.key == key)
+            {
+                drop(self.control.prepare(cfg)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a new configuration's `remote_write` and `global.external_labels`; only what
+    /// changed restarts (invariants 1 and 3). On error (an endpoint cannot be built: bad URL,
+    /// header or TLS files) nothing has changed and the old configuration keeps running. The
+    /// debug output starts or stops as `config` and `debug_output` ask. Logs one line per
+    /// endpoint started, restarted or removed; returns what it did.
+    ///
+    /// Returns once removed endpoints are forgotten and restarted ones run again: at most
+    /// the flush deadline ([`RemoteWrite::set_reload_flush_deadline`]) plus a cursor write.
+    /// Must be awaited to the end (invariant 5).
+    pub async fn reload(
+        &mut self,
+        config: &Config,
+        debug_output: bool,
+    ) -> Result<ReloadSummary, Error> {
+        let external = &config.global.external_labels;
+        // Validate first: build every new or changed endpoint's client (invariant 1).
+        let mut plan = Vec::with_capacity(config.remote_write.len());
+        for cfg in &config.remote_write {
+            let key = endpoint_key(cfg, external);
+            let unchanged = self
+                .endpoints
+                .iter()
+                .any(|e| e.cfg.name == cfg.name && e.key == key);
+            let starter = if unchanged {
+                None
+            } else {
+                Some(self.control.prepare(cfg)?)
+            };
+            plan.push((cfg, key, starter));
+        }
+        // Nothing fails from here on.
+        let mut old: HashMap<String, Endpoint> = self
+            .endpoints
+            .drain(..)
+            .map(|e| (e.cfg.name.clone(), e))
+            .collect();
+        let mut summary = ReloadSummary::default();
+        let mut stopping = Vec::new();
+        for name in old.keys().cloned().collect::<Vec<_>>() {
+            let planned = plan.iter().find(|(cfg, _, _)| cfg.name == name);
+            let forget = match planned {
+                None => true,
+                Some((_, _, Some(_))) => false,
+                Some((_, _, None)) => continue,
+            };
+            if let Some(endpoint) = old.remove(&name) {
+                stopping.push(self.retire(endpoint, forget));
+            }
+        }
+        let mut stopped: HashMap<String, Stopped> = HashMap::new();
+        for s in join_all(stopping).await {
+            if s.forget {
+                summary.removed += 1;
+                tracing::info!(endpoint = %s.cfg.name, "remote write endpoint removed");
+            } else {
+                stopped.insert(s.cfg.name.clone(), s);
+            }
+        }
+        for (cfg, key, starter) in plan {
+            let Some(starter) = starter else {
+                if let Some(kept) = old.remove(&cfg.name) {
+                    summary.kept += 1;
+                    self.endpoints.push(kept);
+                }
+                continue;
+            };
+            let queue = match stopped.remove(&cfg.name) {
+                Some(previous) => {
+                    summary.restarted += 1;
+                    tracing::info!(endpoint = %cfg.name, url = %redact_url(&cfg.url), reason = "config changed", "remote write endpoint restarted");
+                    let start = previous.cursors.map_or(Start::Now, Start::Resume);
+                    let routing = Routing::new(&previous.cfg, &previous.external);
+                    starter(external, start, Some(routing))
+                }
+                None => {
+                    summary.started += 1;
+                    tracing::info!(endpoint = %cfg.name, url = %redact_url(&cfg.url), "remote write endpoint started");
+                    starter(external, Start::Now, None)
+                }
+            };
+            self.endpoints.push(Endpoint {
+                key,
+                cfg: cfg.clone(),
+                external: external.clone(),
+                queue,
+            });
+        }
+        self.start_debug(config, debug_output);
+        Ok(summary)
+    }
+
+    /// Stops the debug output if `config` no longer wants it (or wants other external
+    /// labels), and starts it if wanted and not running.
+    fn start_debug(&mut self, config: &Config, debug_output: bool) {
+        let wanted = config.remote_write.is_empty() || debug_output;
+        let external = &config.global.external_labels;
+        if let Some(debug) = &self.debug
+            && (!wanted || debug.external != *external)
+        {
+            // It logs its last summary and ends on its own.
+            debug.stop.cancel();
+            self.debug = None;
+        }
+        if wanted && self.debug.is_none() {
+            let stop = CancellationToken::new();
+            self.debug = Some(DebugOutput {
+                external: external.clone(),
+                task: self.control.spawn_debug(external, stop.clone()),
+                stop,
+            });
+        }
+    }
+
+    /// Stops `endpoint` (at once when it is to be forgotten, else after flushing within the
+    /// deadline) and retires it from the input.
+    fn retire(&self, endpoint: Endpoint, forget: bool) -> impl Future<Output = Stopped> + use<> {
+        let control = self.control.clone();
+        let flush = self.flush;
+        async move {
+            let Endpoint {
+                cfg,
+                external,
+                queue,
+                ..
+            } = endpoint;
+            if forget {
+                queue.stop_sending();
+                queue.join().await;
+            } else {
+                queue.stop(flush).await;
+            }
+            let cursors = control.retire(&cfg.name, forget).await;
+            Stopped {
+                cfg,
+                external,
+                forget,
+                cursors,
+            }
+        }
     }
 
     /// Stops accepting batches, sends what is queued, and after `grace` abandons the rest.
     /// Returns whether everything was sent (or refused) in time.
     pub async fn shutdown(self, grace: Duration) -> bool {
-        self.input.close();
+        self.control.close();
         let stoppers: Vec<_> = self.endpoints.iter().map(|e| e.queue.stopper()).collect();
         let mut waits: Vec<_> = self
             .endpoints
@@ -207,7 +505,7 @@ impl RemoteWrite {
             .collect();
         if let Some(debug) = self.debug {
             waits.push(futures_util::future::Either::Right(async move {
-                let _ = debug.await;
+                let _ = debug.task.await;
             }));
         }
         let all = join_all(waits);
@@ -219,7 +517,7 @@ impl RemoteWrite {
             }
             all.await;
         }
-        let discarded = self.input.discard();
+        let discarded = self.control.discard();
         if clean {
             tracing::info!("remote write stopped; everything queued was sent");
         } else {
@@ -229,13 +527,69 @@ impl RemoteWrite {
     }
 }
 
+impl<I, C, F> Control for Engine<I, C, F>
+where
+    I: Input,
+    C: WriteClient,
+    F: Fn(&RemoteWriteConfig) -> Result<C, Error> + Send + Sync + 'static,
+{
+    fn prepare(&self, cfg: &RemoteWriteConfig) -> Result<Starter, Error> {
+        let client = (self.make_client)(cfg)?;
+        let cfg = cfg.clone();
+        let input = self.input.clone();
+        let metrics = self.metrics.clone();
+        let tuning = self.tuning;
+        Ok(Box::new(
+            move |external: &Labels, start: Start, previous: Option<Routing>| {
+                let m = metrics.endpoint(&cfg.name);
+                let source = input.endpoint(&cfg, &m, start);
+                spawn_queue_after(&cfg, external, source, client, m, tuning, previous)
+            },
+        ))
+    }
+
+    fn spawn_debug(&self, external: &Labels, stop: CancellationToken) -> JoinHandle<()> {
+        spawn_debug_sink(self.input.debug(), external.clone(), DEBUG_INTERVAL, stop)
+    }
+
+    fn retire(
+        &self,
+        name: &str,
+        forget: bool,
+    ) -> Pin<Box<dyn Future<Output = Option<Cursors>> + Send>> {
+        let retired = self.input.retire(name, forget);
+        let metrics = self.metrics.clone();
+        let name = name.to_owned();
+        Box::pin(async move {
+            let cursors = retired.await;
+            if forget {
+                metrics.remove_endpoint(&name);
+            }
+            cursors
+        })
+    }
+
+    fn appender(&self) -> Arc<dyn Appender> {
+        self.input.clone().appender()
+    }
+
+    fn close(&self) {
+        self.input.close();
+    }
+
+    fn discard(&self) -> usize {
+        self.input.discard()
+    }
+}
+
 impl Input for Fanout {
     type Source = MemoryQueue;
 
     fn endpoint(
-        &mut self,
+        &self,
         cfg: &RemoteWriteConfig,
         m: &EndpointMetrics,
+        _start: Start,
     ) -> EndpointInput<MemoryQueue> {
         let q = &cfg.queue_config;
         let capacity = q
@@ -255,16 +609,19 @@ impl Input for Fanout {
         }
     }
 
-    fn debug(&mut self) -> MemoryQueue {
+    fn debug(&self) -> MemoryQueue {
         self.add_output(100_000, Counter::default(), Counter::default())
     }
 
-    fn finish(self) -> Arc<dyn InputHandle> {
-        Arc::new(self)
+    fn retire(
+        self: &Arc<Self>,
+        _name: &str,
+        _forget: bool,
+    ) -> impl Future<Output = Option<Cursors>> + Send + 'static {
+        // The queue's end dropped its output, which detached it: nothing else is kept.
+        std::future::ready(None)
     }
-}
 
-impl InputHandle for Fanout {
     fn appender(self: Arc<Self>) -> Arc<dyn Appender> {
         self
     }
@@ -275,6 +632,18 @@ impl InputHandle for Fanout {
 
     fn discard(&self) -> usize {
         self.discard_queued()
+    }
+}
+
+/// A URL without user info (`https://user:pass@host/` -> `https://host/`), for logs.
+fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            format!("{scheme}://{host}{path}")
+        }
+        None => url.to_owned(),
     }
 }
 
@@ -349,6 +718,97 @@ mod tests {
             matches!(err, Some(Error::Url { ref url, .. }) if url == "not a url"),
             "{err:?}"
         );
+    }
+
+    /// Accepts every request.
+    struct Accept;
+
+    impl WriteClient for Accept {
+        async fn store(&self, _body: bytes::Bytes) -> Result<(), super::super::SendError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn reloading_the_in_memory_input_starts_restarts_and_removes_endpoints() {
+        let mut registry = Registry::default();
+        let metrics = RemoteMetrics::register(&mut registry);
+        let config = |endpoints: &[(&str, &str)]| Config {
+            remote_write: endpoints
+                .iter()
+                .map(|(name, url)| RemoteWriteConfig {
+                    url: (*url).into(),
+                    name: (*name).into(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let mut remote = RemoteWrite::start_with(
+            &config(&[("a", "http://a/w"), ("b", "http://b/w")]),
+            false,
+            &metrics,
+            QueueTuning::default(),
+            // Validates like the real client, sends nowhere.
+            |cfg| HttpWriteClient::new(cfg).map(|_| Accept),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let ids = |r: &RemoteWrite| r.endpoints().map(|(_, q)| q.id()).collect::<Vec<_>>();
+        let before = ids(&remote);
+        assert!(!remote.debug_output());
+
+        let bad = remote
+            .reload(&config(&[("a", "http://a/w"), ("c", "not a url")]), true)
+            .await;
+        assert!(matches!(bad, Err(Error::Url { .. })), "{bad:?}");
+        let checked = remote.validate(&config(&[("c", "not a url")]));
+        assert!(matches!(checked, Err(Error::Url { .. })), "{checked:?}");
+        assert!(
+            remote
+                .validate(&config(&[("a", "http://a/w"), ("c", "http://c/w")]))
+                .is_ok()
+        );
+        assert_eq!(ids(&remote), before, "a failed reload changes nothing");
+        assert!(!remote.debug_output());
+
+        let summary = remote
+            .reload(
+                &config(&[
+                    ("a", "http://a/w"),
+                    ("b", "http://b2/w"),
+                    ("c", "http://c/w"),
+                ]),
+                true,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            summary,
+            ReloadSummary {
+                kept: 1,
+                started: 1,
+                restarted: 1,
+                removed: 0
+            }
+        );
+        let after = ids(&remote);
+        assert_eq!(after[0], before[0], "a is kept");
+        assert_ne!(after[1], before[1], "b is restarted");
+        assert!(remote.debug_output());
+
+        let summary = remote
+            .reload(&config(&[("c", "http://c/w")]), false)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(summary.removed, 2);
+        assert_eq!(summary.kept, 1);
+        assert!(!remote.debug_output());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!text.contains("endpoint=\"a\""), "{text}");
+        assert!(text.contains("endpoint=\"c\""), "{text}");
+        assert!(remote.shutdown(Duration::from_secs(10)).await);
     }
 
     /// Collects formatted log output.

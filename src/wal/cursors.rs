@@ -23,6 +23,9 @@
 //!    [`OFFER_INTERVAL`].
 //! 3. After each write the endpoint's hold on the buffer moves to its lowest cursor, so the
 //!    segments before it can be deleted.
+//! 4. [`FileStore::finish`] completes once the writer task has ended, after a last write of
+//!    what was pending: from then on nothing touches the file or the hold, so a removed
+//!    endpoint's file can be deleted and its hold released without racing a write.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -214,11 +217,16 @@ pub(super) struct FileStore {
     metrics: EndpointWalMetrics,
     wal_metrics: WalMetrics,
     newest_appended: Arc<AtomicI64>,
+    /// Set by the writer task when it ends (invariant 4).
+    finished: watch::Sender<bool>,
 }
 
 /// Covered by `FileStore::state`.
 #[derive(Default)]
 struct StoreState {
+    /// `finish` was called: the writer writes what is pending and ends; commits complete at
+    /// once.
+    closing: bool,
     latest: Option<Cursors>,
     /// Generation of the latest commit request.
     requested: u64,
@@ -257,6 +265,7 @@ impl FileStore {
             metrics: setup.metrics,
             wal_metrics: setup.wal_metrics,
             newest_appended: setup.newest_appended,
+            finished: watch::Sender::new(false),
         });
         let weak = Arc::downgrade(&store);
         let span = tracing::info_span!("buffer_cursor", endpoint = %store.name);
@@ -265,6 +274,17 @@ impl FileStore {
             span,
         ));
         store
+    }
+
+    /// Ends the store (invariant 4): completes once its writer has written what was pending
+    /// and ended; returns the cursors it holds (the latest committed or offered).
+    pub(super) async fn finish(&self) -> Option<Cursors> {
+        self.lock().closing = true;
+        self.wake.notify_one();
+        let mut finished = self.finished.subscribe();
+        // The sender lives in `self`: it cannot be dropped while this waits.
+        let _ = finished.wait_for(|done| *done).await;
+        self.lock().latest.clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, StoreState> {
@@ -368,6 +388,10 @@ impl CursorStore for FileStore {
     fn commit(&self, cursors: Cursors) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
         let generation = {
             let mut st = self.lock();
+            if st.closing {
+                // Invariant 4: nothing is written any more.
+                return Box::pin(std::future::ready(()));
+            }
             Self::merge(&mut st, cursors);
             st.requested += 1;
             st.requested
@@ -382,19 +406,29 @@ impl CursorStore for FileStore {
 
     fn offer(&self, cursors: Cursors) {
         let mut st = self.lock();
+        if st.closing {
+            return;
+        }
         Self::merge(&mut st, cursors);
         st.dirty = true;
     }
 }
 
 /// Writes cursors when a commit asks, and offered ones every [`OFFER_INTERVAL`], until the
-/// store is dropped (every commit waited for its own write, so none is pending then).
+/// store is finished or dropped (every commit waited for its own write, so none is pending
+/// then).
 async fn run_writer(store: Weak<FileStore>, wake: Arc<Notify>) {
     loop {
         let Some(s) = store.upgrade() else {
             return;
         };
+        let closing = s.lock().closing;
         s.write_latest(false).await;
+        if closing {
+            // What was pending when `finish` was called is written (invariant 4).
+            s.finished.send_replace(true);
+            return;
+        }
         drop(s);
         tokio::select! {
             _ = wake.notified() => {}

@@ -65,6 +65,9 @@ struct DropLabel {
     reason: String,
 }
 
+/// The `reason`s of `samples_lost_total`, as the buffer's gap reasons.
+const LOST_REASONS: [&str; 4] = ["cap", "age", "corrupt", "missing"];
+
 /// Buckets for fsync durations: 100 µs to 10 s.
 const FSYNC_BUCKETS: [f64; 11] = [
     0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0,
@@ -181,16 +184,36 @@ impl WalMetrics {
                 reason: reason.to_owned(),
             })
         };
+        let [cap, age, corrupt, missing] = LOST_REASONS;
         EndpointWalMetrics {
-            lost_cap: lost("cap"),
-            lost_age: lost("age"),
-            lost_corrupt: lost("corrupt"),
-            lost_missing: lost("missing"),
+            lost_cap: lost(cap),
+            lost_age: lost(age),
+            lost_corrupt: lost(corrupt),
+            lost_missing: lost(missing),
             replayed: self.replayed.get_or_create_owned(&e),
             lag_bytes: self.lag_bytes.get_or_create_owned(&e),
             lag_seconds: self.lag_seconds.get_or_create_owned(&e),
             oldest_unsent: self.oldest_unsent.get_or_create_owned(&e),
         }
+    }
+}
+
+impl WalMetrics {
+    /// Removes every series of endpoint `name` (it left the config).
+    pub(super) fn remove_endpoint(&self, name: &str) {
+        let e = EndpointLabel {
+            endpoint: name.to_owned(),
+        };
+        for reason in LOST_REASONS {
+            self.lost.remove(&ReasonLabel {
+                endpoint: name.to_owned(),
+                reason: reason.to_owned(),
+            });
+        }
+        self.replayed.remove(&e);
+        self.lag_bytes.remove(&e);
+        self.lag_seconds.remove(&e);
+        self.oldest_unsent.remove(&e);
     }
 }
 

@@ -17,8 +17,12 @@
 //!    a crash is at most one request per shard, each repeating (per series) only the
 //!    receiver's latest sample, and is counted (`scrapelet_remote_samples_resent_total`).
 //! 3. An endpoint without a cursor file (new in the config) starts at this process's first
-//!    segment ("now"), and its cursor file is written before anything is read; a cursor file
-//!    of an endpoint no longer configured is deleted and its hold released.
+//!    segment ("now"), or at the log's end when a reload adds it, and its cursor file is
+//!    written (and its hold registered) before anything is read; a cursor file of an endpoint
+//!    no longer configured is deleted and its hold released: at start-up, or when a reload
+//!    removes it, after its cursor store has finished (never racing its last write).
+//! 6. A reload restarting an endpoint (its configuration changed) resumes it from the
+//!    cursors its previous store held last, with the same cursor file and hold throughout.
 //! 4. Endpoints are independent: each has its own reader and cursors; one that falls behind
 //!    only holds segments until the size cap deletes them (its loss is counted, the others
 //!    lose nothing).
@@ -26,8 +30,14 @@
 //!
 //! Start-up: open the buffer (recovery seals what a crash left) -> read the cursor files ->
 //! register every endpoint's hold -> start this process's segment -> start readers and
-//! stores as remote write asks for them. Shutdown: close the appender (seals the segment) ->
-//! readers drain to the end -> queues flush and save their cursors.
+//! stores as remote write asks for them. Reload: remote write stops a removed or changed
+//! endpoint's queue (which saves its cursors), then retires it here (its store finishes;
+//! a removed one's file is deleted and hold released), then starts changed and added ones.
+//! Shutdown: close the appender (seals the segment) -> readers drain to the end -> queues
+//! flush and save their cursors.
+//!
+//! Lock: `Wal::endpoints` covers the saved cursors not yet claimed and the running stores;
+//! nothing is awaited under it.
 
 mod appender;
 mod codec;
@@ -43,8 +53,9 @@ pub use metrics::{WalMetrics, drop_reason};
 pub use source::{CHANNEL_BATCHES, WalSource};
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use prometheus_client::registry::Registry;
 
@@ -54,7 +65,7 @@ use self::source::{ReaderSetup, spawn_reader};
 use crate::append::Appender;
 use crate::buffer::{self, Log, Options};
 use crate::config::{BufferConfig, RemoteWriteConfig};
-use crate::remote::{Cursors, EndpointInput, Position};
+use crate::remote::{Cursors, EndpointInput, Position, Start};
 use crate::telemetry::error_chain;
 
 /// The write-ahead log could not be opened.
@@ -70,21 +81,26 @@ pub enum Error {
     Cursors(#[source] CursorError),
 }
 
-/// An open write-ahead log, handing out one input per endpoint (`remote::Input`).
+/// An open write-ahead log, handing out one input per endpoint (`remote::Input`), at
+/// start-up and whenever a reload adds or restarts one.
 pub struct Wal {
     log: Log,
     appender: Arc<WalAppender>,
     metrics: WalMetrics,
     cursors_dir: PathBuf,
-    /// Cursors saved by the previous run, per configured endpoint.
-    saved: HashMap<String, Cursors>,
-    /// Where new endpoints start: this process's first segment.
+    /// Where endpoints configured at start-up without cursors start: this process's first
+    /// segment.
     start: buffer::Position,
+    endpoints: Mutex<Endpoints>,
 }
 
-/// The running write-ahead log behind remote write.
-struct Handle {
-    appender: Arc<WalAppender>,
+/// Covered by `Wal::endpoints`.
+#[derive(Default)]
+struct Endpoints {
+    /// Cursors saved by the previous run, per configured endpoint, until it starts.
+    saved: HashMap<String, Cursors>,
+    /// The stores of the running endpoints.
+    stores: HashMap<String, Arc<FileStore>>,
 }
 
 impl Wal {
@@ -171,11 +187,14 @@ impl Wal {
             appender,
             metrics,
             cursors_dir,
-            saved,
             start: buffer::Position {
                 segment: first.segment,
                 offset: 0,
             },
+            endpoints: Mutex::new(Endpoints {
+                saved,
+                stores: HashMap::new(),
+            }),
         })
     }
 
@@ -192,6 +211,28 @@ impl Wal {
     /// Seals the buffer (tools that write a buffer without running the agent).
     pub fn close(self) {
         self.appender.close();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Endpoints> {
+        // Single-step map edits; a poisoned lock still guards a consistent state.
+        self.endpoints.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new endpoint `name` starting at `at`: its hold, then its first cursor file, before
+    /// anything is read (invariant 3).
+    fn fresh(&self, name: &str, path: &Path, at: buffer::Position) -> Cursors {
+        let fresh = Cursors {
+            shards: Vec::new(),
+            routed: Position(at.to_u64()),
+        };
+        self.log.hold(name, at);
+        // A crash before the first delivery must not make this endpoint look new again (it
+        // would skip what was appended meanwhile).
+        if let Err(e) = cursors::write(path, &fresh, false) {
+            self.metrics.cursor_write_failures.inc();
+            tracing::error!(endpoint = %name, error = %error_chain(&e), "cannot save the endpoint's first cursor");
+        }
+        fresh
     }
 }
 
@@ -210,33 +251,30 @@ impl crate::remote::Input for Wal {
     type Source = WalSource;
 
     fn endpoint(
-        &mut self,
+        &self,
         cfg: &RemoteWriteConfig,
         _remote: &crate::remote::EndpointMetrics,
+        start: Start,
     ) -> EndpointInput<WalSource> {
         let name = cfg.name.clone();
         let path = cursor_path(&self.cursors_dir, &name);
-        let resume = match self.saved.remove(&name) {
-            // Shard cursors: the previous runs wrote (so routed) nothing after this process's
-            // first segment, which bounds what they may have sent.
-            Some(c) if !c.shards.is_empty() => Cursors {
-                routed: Position(self.start.to_u64()),
-                ..c
-            },
-            // No shard cursors yet: `routed` is where the endpoint starts.
-            Some(c) => c,
-            None => {
-                let fresh = Cursors {
-                    shards: Vec::new(),
-                    routed: Position(self.start.to_u64()),
-                };
-                // Invariant 3: a crash before the first delivery must not make this endpoint
-                // look new again (it would skip what was appended meanwhile).
-                if let Err(e) = cursors::write(&path, &fresh, false) {
-                    self.metrics.cursor_write_failures.inc();
-                    tracing::error!(endpoint = %name, error = %error_chain(&e), "cannot save the endpoint's first cursor");
+        let resume = match start {
+            // Invariant 6: the hold and the file stay as the previous store left them.
+            Start::Resume(c) => c,
+            Start::Now => self.fresh(&name, &path, self.log.end()),
+            Start::Configured => {
+                let saved = self.lock().saved.remove(&name);
+                match saved {
+                    // Shard cursors: the previous runs wrote (so routed) nothing after this
+                    // process's first segment, which bounds what they may have sent.
+                    Some(c) if !c.shards.is_empty() => Cursors {
+                        routed: Position(self.start.to_u64()),
+                        ..c
+                    },
+                    // No shard cursors yet: `routed` is where the endpoint starts.
+                    Some(c) => c,
+                    None => self.fresh(&name, &path, self.start),
                 }
-                fresh
             }
         };
         let from = buffer::Position::from_u64(resume.min_position().0);
@@ -253,7 +291,7 @@ impl crate::remote::Input for Wal {
             },
         );
         let store = FileStore::spawn(StoreSetup {
-            name,
+            name: name.clone(),
             path,
             log: self.log.clone(),
             in_flight,
@@ -262,6 +300,7 @@ impl crate::remote::Input for Wal {
             newest_appended: self.appender.newest_ts.clone(),
             start: resume.clone(),
         });
+        self.lock().stores.insert(name, store.clone());
         EndpointInput {
             source,
             resume: Some(resume),
@@ -269,12 +308,14 @@ impl crate::remote::Input for Wal {
         }
     }
 
-    fn debug(&mut self) -> WalSource {
+    fn debug(&self) -> WalSource {
+        // From the end: what was appended before it started is not of interest (at start-up
+        // the end is this process's first segment).
         spawn_reader(
             self.log.clone(),
             ReaderSetup {
                 name: "debug".into(),
-                from: self.start,
+                from: self.log.end().max(self.start),
                 own_segment: self.start.segment,
                 metrics: None,
                 in_flight: None,
@@ -282,14 +323,36 @@ impl crate::remote::Input for Wal {
         )
     }
 
-    fn finish(self) -> Arc<dyn crate::remote::InputHandle> {
-        Arc::new(Handle {
-            appender: self.appender,
-        })
+    fn retire(
+        self: &Arc<Self>,
+        name: &str,
+        forget: bool,
+    ) -> impl Future<Output = Option<Cursors>> + Send + 'static {
+        let store = self.lock().stores.remove(name);
+        let wal = self.clone();
+        let name = name.to_owned();
+        async move {
+            let cursors = match store {
+                Some(store) => store.finish().await,
+                None => None,
+            };
+            if forget {
+                // Invariant 3: the store has finished, so nothing rewrites the file or moves
+                // the hold after this.
+                wal.lock().saved.remove(&name);
+                let path = cursor_path(&wal.cursors_dir, &name);
+                if let Err(e) = std::fs::remove_file(&path)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!(endpoint = %name, path = %path.display(), error = %e, "cannot delete the removed endpoint's buffer cursor");
+                }
+                wal.log.release(&name);
+                wal.metrics.remove_endpoint(&name);
+            }
+            cursors
+        }
     }
-}
 
-impl crate::remote::InputHandle for Handle {
     fn appender(self: Arc<Self>) -> Arc<dyn Appender> {
         self.appender.clone()
     }

@@ -78,6 +78,8 @@ pub struct ReceivedSample {
 }
 
 struct Shared {
+    /// Connections accepted so far.
+    connections: std::sync::atomic::AtomicUsize,
     state: Mutex<State>,
     /// Bumped after every request is recorded; waiters watch it.
     changed: watch::Sender<u64>,
@@ -167,6 +169,7 @@ impl Receiver {
             .local_addr()
             .unwrap_or_else(|e| panic!("no local address: {e}"));
         let shared = Arc::new(Shared {
+            connections: std::sync::atomic::AtomicUsize::new(0),
             state: Mutex::new(State {
                 script: VecDeque::new(),
                 default: Reply::ok(),
@@ -210,6 +213,13 @@ impl Receiver {
     /// Samples of requests answered 2xx, in arrival order.
     pub fn accepted(&self) -> Vec<ReceivedSample> {
         self.shared.lock().accepted.clone()
+    }
+
+    /// Connections accepted so far (a sender that keeps its connection opens one).
+    pub fn connections(&self) -> usize {
+        self.shared
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Number of accepted samples.
@@ -286,6 +296,9 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        shared
+            .connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let shared = shared.clone();
         connections.spawn(async move {
             let service = service_fn(move |req| handle(shared.clone(), req));

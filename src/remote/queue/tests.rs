@@ -330,7 +330,7 @@ async fn a_hard_stop_counts_everything_unsent_as_dropped() {
     let fake = Fake::default();
     fake.script([Step::Hang]);
     let cfg = config(1, 3);
-    let mut fanout = Fanout::new();
+    let fanout = Fanout::new();
     let source = fanout.add_output(1000, Counter::default(), Counter::default());
     let metrics = EndpointMetrics::unregistered();
     let handle = spawn_queue(
@@ -378,7 +378,7 @@ async fn a_hard_stop_counts_everything_unsent_as_dropped() {
 async fn progress_reaches_the_end_once_everything_is_sent() {
     let fake = Fake::default();
     let cfg = config(3, 4);
-    let mut fanout = Fanout::new();
+    let fanout = Fanout::new();
     let source = fanout.add_output(1000, Counter::default(), Counter::default());
     let handle = spawn_queue(
         &cfg,
@@ -689,11 +689,105 @@ async fn resuming_skips_what_each_shard_delivered_and_counts_what_is_resent() {
 }
 
 #[tokio::test]
+async fn resuming_after_a_routing_change_decides_delivery_with_the_previous_routing() {
+    let cfg = config(1, 4);
+    let all: Vec<u64> = (1..=6).collect();
+    // Saved by a previous run with 2 shards and no external labels (as in the test above).
+    let saved = Cursors {
+        shards: vec![
+            ShardCursor {
+                position: Position(2),
+                skip: 1,
+            },
+            ShardCursor {
+                position: Position(4),
+                skip: 0,
+            },
+        ],
+        routed: Position(5),
+    };
+    let previous = Routing::new(&cfg, &Labels::empty());
+    // This run adds an external label: every series has other wire labels, so other shards.
+    let external = Labels::from_pairs([("zone", "b")]);
+    let fake = Fake::default();
+    let mut r = reader(&cfg, &external, &fake);
+    r.resume_from(Some(saved.clone()), Some(Arc::new(Recorded::default())));
+    r.resume_with_previous(previous.clone());
+    assert!(
+        r.resume.as_ref().is_some_and(|r| r.previous.is_some()),
+        "the routing differs"
+    );
+    for ts in 2..8 {
+        let define = if ts == 2 { all.as_slice() } else { &[] };
+        r.route(Position(ts), &batch(define, &all, ts as i64, &[]))
+            .await;
+    }
+    assert!(r.resume.is_none(), "past every saved cursor");
+    // What the previous run delivered, in its terms: its shard and index per series.
+    let mut index_in_shard = [0u32; 2];
+    let mut expected: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut moved = 0;
+    for id in &all {
+        let hash = previous.prepare(&labels(*id)).map_or(0, |p| p.shard_hash);
+        let shard = (hash % 2) as usize;
+        let now = r.series.get(&SeriesRef(*id)).and_then(|p| p.as_ref());
+        if now.is_some_and(|p| (p.shard_hash % 2) as usize != shard) {
+            moved += 1;
+        }
+        let index = index_in_shard[shard];
+        index_in_shard[shard] += 1;
+        let ts: Vec<i64> = (2..8)
+            .filter(|p| {
+                ShardCursor {
+                    position: Position(*p as u64),
+                    skip: index,
+                } >= saved.shards[shard]
+            })
+            .collect();
+        expected.insert(format!("__name__=m,id={id},zone=b"), ts);
+    }
+    assert!(
+        moved > 0,
+        "some series changed shards (else the test proves nothing)"
+    );
+    r.stop_shards().await;
+    assert_eq!(fake.by_series(), expected);
+}
+
+#[tokio::test]
+async fn uniform_cursors_at_the_routed_position_resume_with_nothing_in_doubt() {
+    let cfg = config(3, 4);
+    let at = ShardCursor {
+        position: Position(7),
+        skip: 0,
+    };
+    let fake = Fake::default();
+    let mut r = reader(&cfg, &Labels::empty(), &fake);
+    r.resume_from(
+        Some(Cursors {
+            shards: vec![at; 5],
+            routed: Position(7),
+        }),
+        Some(Arc::new(Recorded::default())),
+    );
+    assert_eq!(
+        r.shards.len(),
+        3,
+        "min_shards: the saved layout is not kept"
+    );
+    assert!(r.resume.is_none() && r.doubt.is_none());
+    r.route(Position(7), &batch(&[1, 2], &[1, 2], 7, &[])).await;
+    r.stop_shards().await;
+    assert_eq!(fake.received_samples(), 2);
+    assert_eq!(r.sender.metrics.samples_resent.get(), 0);
+}
+
+#[tokio::test]
 async fn a_hard_stop_with_a_store_keeps_unsent_samples_for_the_next_run() {
     let fake = Fake::default();
     fake.script([Step::Hang]);
     let cfg = config(1, 3);
-    let mut fanout = Fanout::new();
+    let fanout = Fanout::new();
     let source = fanout.add_output(1000, Counter::default(), Counter::default());
     let metrics = EndpointMetrics::unregistered();
     let store = Arc::new(Recorded::default());
