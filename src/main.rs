@@ -47,6 +47,11 @@ struct Cli {
     #[arg(long, default_value = "25s", value_parser = parse_seconds, value_name = "DURATION")]
     shutdown_grace: Duration,
 
+    /// How often the config file is checked for changes (a change reloads it, as SIGHUP and
+    /// `POST /-/reload` do); 0s turns it off.
+    #[arg(long, visible_alias = "config.watch-interval", default_value = "10s", value_parser = parse_seconds, value_name = "DURATION")]
+    config_watch_interval: Duration,
+
     /// This node's name: Kubernetes discovery watches only its pods.
     #[arg(long, env = "NODE_NAME", value_name = "NAME")]
     node_name: Option<String>,
@@ -129,6 +134,16 @@ async fn run(cli: Cli, path: PathBuf) -> ExitCode {
         debug_output: cli.debug_output,
         shutdown_grace: cli.shutdown_grace,
         node_name: cli.node_name.filter(|n| !n.is_empty()),
+        config_file: Some(path),
+        config_watch_interval: cli.config_watch_interval,
+    };
+    // Installed before the agent starts: a signal during start-up is handled once it runs.
+    let mut signals = match Signals::new() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
     };
     let agent = match Agent::start(config, options).await {
         Ok(a) => a,
@@ -137,30 +152,63 @@ async fn run(cli: Cli, path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let signal = wait_for_signal().await;
+    let signal = loop {
+        match signals.next().await {
+            Signal::Reload => {
+                // The outcome is logged by the agent; a refused config keeps the running one.
+                let _ = agent.reload().await;
+            }
+            Signal::Stop(name) => break name,
+        }
+    };
     tracing::info!(signal, "shutting down; a second signal exits at once");
     tokio::select! {
         _ = agent.shutdown() => ExitCode::SUCCESS,
-        second = wait_for_signal() => {
+        second = signals.next_stop() => {
             tracing::warn!(signal = second, "second signal; exiting without finishing shutdown");
             ExitCode::from(130)
         }
     }
 }
 
-/// Waits for SIGTERM or SIGINT; returns its name.
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers the process can only be killed; never return early.
-        std::future::pending::<()>().await;
-        return "none";
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+/// The process's signals, installed once so that none is missed between waits.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+enum Signal {
+    /// SIGHUP.
+    Reload,
+    /// SIGTERM or SIGINT, by name.
+    Stop(&'static str),
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.term.recv() => Signal::Stop("SIGTERM"),
+            _ = self.int.recv() => Signal::Stop("SIGINT"),
+            _ = self.hup.recv() => Signal::Reload,
+        }
+    }
+
+    /// The next SIGTERM or SIGINT (SIGHUP ignored).
+    async fn next_stop(&mut self) -> &'static str {
+        loop {
+            if let Signal::Stop(name) = self.next().await {
+                return name;
+            }
+        }
     }
 }

@@ -266,12 +266,21 @@ fn every_value_set_renders_a_valid_agent_config() {
         "two Secrets of remote write, one extra volume"
     );
 
-    // Live reload: no checksum; emptyDir buffer: no chown init container.
+    // Restart on change (reloadOnChange false): a checksum, and the agent does not watch;
+    // emptyDir buffer: no chown init container.
     let template = &manifest(&manifests, "DaemonSet", "")["spec"]["template"];
+    let checksum = &template["metadata"]["annotations"]["checksum/config"];
+    assert_eq!(checksum.as_str().map(str::len), Some(64), "{checksum}");
+    let changed = render(&["-f", ALL_VALUES, "--set", "scrape.interval=1m"]);
+    let changed = &manifest(&changed, "DaemonSet", "")["spec"]["template"]["metadata"]["annotations"]
+        ["checksum/config"];
+    assert_ne!(checksum, changed);
     assert!(
-        template["metadata"]["annotations"]
-            .get("checksum/config")
-            .is_none()
+        spec["containers"][0]["args"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x == "--config-watch-interval=0s")),
+        "{:#}",
+        spec["containers"][0]["args"]
     );
     assert!(spec.get("initContainers").is_none());
     let buffer = spec["volumes"]
@@ -387,13 +396,12 @@ fn the_pod_spec_is_least_privilege_on_every_node() {
         "terminationGracePeriodSeconds {period} <= --shutdown-grace {grace}"
     );
 
-    // A config change restarts the pods (until live reload is switched on).
-    let checksum = &daemonset["spec"]["template"]["metadata"]["annotations"]["checksum/config"];
-    assert_eq!(checksum.as_str().map(str::len), Some(64), "{checksum}");
-    let changed = render(&["--set", "scrape.interval=1m"]);
-    let changed = &manifest(&changed, "DaemonSet", "")["spec"]["template"]["metadata"]["annotations"]
-        ["checksum/config"];
-    assert_ne!(checksum, changed);
+    // Live reload by default: the agent re-reads the ConfigMap file; no checksum restarts.
+    assert!(
+        daemonset["spec"]["template"]["metadata"]["annotations"]
+            .get("checksum/config")
+            .is_none()
+    );
 
     // The dashboard for Grafana's sidecar, byte for byte.
     let dashboards = manifest(&manifests, "ConfigMap", "-dashboards");

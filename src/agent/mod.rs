@@ -2,11 +2,16 @@
 //! until shut down.
 //!
 //! Start-up order: registry, the write-ahead buffer under `--data-dir` (recovery, cursors),
-//! delivery (so the appender exists), scrape manager, discovery, web server; ready once the
-//! config is applied. Shutdown order is the reverse data path: stop discovery and scraping
+//! delivery (so the appender exists), scrape manager, discovery, web server, then the control
+//! loop (`control`), which owns the running parts, feeds discovery updates to scraping and
+//! applies reloads (SIGHUP via [`Agent::reload`], `POST /-/reload`, the config file changing on
+//! disk: `watch`); ready once the config is applied. Shutdown order is the reverse data path: stop discovery and scraping
 //! first (nothing new is appended), then seal the buffer and let delivery flush within the
 //! grace period (what is not sent stays in the buffer for the next run), then close the web
 //! server (it serves `/metrics` to the end).
+
+mod control;
+mod watch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,10 +20,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use self::control::{Command, Control, Parts, ReloadMetrics};
 use crate::append::SeriesRefs;
 use crate::config::Config;
 use crate::discovery;
@@ -41,16 +47,32 @@ pub struct Options {
     pub shutdown_grace: Duration,
     /// The node whose pods Kubernetes discovery watches (`--node-name` / `NODE_NAME`).
     pub node_name: Option<String>,
+    /// The config file, re-read by reloads (SIGHUP, `POST /-/reload`, changes on disk).
+    /// `None`: the agent runs the config it was given and cannot reload from a file.
+    pub config_file: Option<PathBuf>,
+    /// How often the config file is checked for changes; zero turns watching off.
+    pub config_watch_interval: Duration,
 }
 
 /// A running agent.
 pub struct Agent {
     web: web::Server,
-    runner: JoinHandle<scrape::Manager>,
-    remote: RemoteWrite,
+    runner: JoinHandle<Parts>,
+    commands: mpsc::Sender<Command>,
     stop: CancellationToken,
     targets: TargetsView,
     grace: Duration,
+}
+
+/// A reload could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The new config was refused (the running one stays); the message says why.
+    #[error("{0}")]
+    Refused(String),
+    /// The agent is shutting down.
+    #[error("the agent is shutting down")]
+    Stopped,
 }
 
 /// The agent could not start.
@@ -88,6 +110,8 @@ impl Default for Options {
             debug_output: false,
             shutdown_grace: Duration::from_secs(25),
             node_name: None,
+            config_file: None,
+            config_watch_interval: Duration::from_secs(10),
         }
     }
 }
@@ -101,6 +125,7 @@ impl Agent {
         })?;
         let mut registry = Registry::default();
         registry.register_collector(Box::new(telemetry::process::ProcessCollector::new()));
+        let reload_metrics = ReloadMetrics::register(&mut registry);
         let debug_output = options.debug_output || config.agent.debug_output;
         let names: Vec<&str> = config
             .remote_write
@@ -133,27 +158,63 @@ impl Agent {
 
         let ready = Arc::new(AtomicBool::new(false));
         let targets = manager.targets();
+        let (commands, commands_rx) = mpsc::channel(8);
         let web = web::Server::start(
             options.listen_address,
             web::State {
                 registry: Arc::new(registry),
                 targets: targets.clone(),
                 ready: ready.clone(),
+                reload: Some(reloader(commands.clone())),
             },
         )
         .await?;
-        let stop = CancellationToken::new();
-        let runner = tokio::spawn(run(manager, discovery, updates_rx, stop.clone()));
-        ready.store(true, Ordering::Relaxed);
         log_start(&config, &options, web.local_addr());
+        let stop = CancellationToken::new();
+        if let Some(path) = &options.config_file
+            && !options.config_watch_interval.is_zero()
+        {
+            watch::spawn(
+                path.clone(),
+                options.config_watch_interval,
+                commands.clone(),
+                stop.clone(),
+            );
+        }
+        let control = Control {
+            parts: Parts {
+                manager,
+                discovery,
+                remote,
+            },
+            updates: updates_rx,
+            commands: commands_rx,
+            config_file: options.config_file.clone(),
+            config,
+            debug_output: options.debug_output,
+            metrics: reload_metrics,
+        };
+        let runner = tokio::spawn(control.run(stop.clone()));
+        ready.store(true, Ordering::Relaxed);
         Ok(Agent {
             web,
             runner,
-            remote,
+            commands,
             stop,
             targets,
             grace: options.shutdown_grace,
         })
+    }
+
+    /// Reloads the config file (what SIGHUP, `POST /-/reload` and a change on disk do).
+    /// Returns a summary of what changed.
+    pub async fn reload(&self) -> Result<String, ReloadError> {
+        reload_via(&self.commands, None).await
+    }
+
+    /// Reloads with `config` instead of the file (tests, embedding).
+    pub async fn reload_with(&self, config: Config) -> Result<String, ReloadError> {
+        reload_via(&self.commands, Some(Box::new(config))).await
     }
 
     /// The web server's address.
@@ -166,37 +227,46 @@ impl Agent {
         self.targets.clone()
     }
 
-    /// Stops scraping, flushes delivery within the grace period, stops the web server.
+    /// Stops discovery and scraping, flushes delivery within the grace period (what is not
+    /// sent stays in the buffer), stops the web server.
     pub async fn shutdown(self) {
         self.stop.cancel();
-        if let Ok(manager) = self.runner.await {
-            manager.shutdown().await;
+        match self.runner.await {
+            Ok(parts) => {
+                drop(parts.discovery);
+                parts.manager.shutdown().await;
+                parts.remote.shutdown(self.grace).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the control loop failed; shutting down without flushing")
+            }
         }
-        self.remote.shutdown(self.grace).await;
         self.web.shutdown().await;
         tracing::info!("scrapelet stopped");
     }
 }
 
-/// Feeds discovery updates to the scrape manager until stopped; returns the manager so that
-/// shutdown can stop its loops.
-async fn run(
-    mut manager: scrape::Manager,
-    discovery: discovery::Manager,
-    mut updates: mpsc::UnboundedReceiver<discovery::Update>,
-    stop: CancellationToken,
-) -> scrape::Manager {
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            update = updates.recv() => match update {
-                Some(u) => manager.sync(u),
-                None => break,
-            },
-        }
-    }
-    drop(discovery);
-    manager
+async fn reload_via(
+    commands: &mpsc::Sender<Command>,
+    config: Option<Box<Config>>,
+) -> Result<String, ReloadError> {
+    let (reply, outcome) = oneshot::channel();
+    commands
+        .send(Command::Reload { config, reply })
+        .await
+        .map_err(|_| ReloadError::Stopped)?;
+    outcome
+        .await
+        .map_err(|_| ReloadError::Stopped)?
+        .map_err(ReloadError::Refused)
+}
+
+/// `POST /-/reload` for the web server.
+fn reloader(commands: mpsc::Sender<Command>) -> web::Reloader {
+    Arc::new(move || {
+        let commands = commands.clone();
+        Box::pin(async move { reload_via(&commands, None).await.map_err(|e| e.to_string()) })
+    })
 }
 
 fn log_start(config: &Config, options: &Options, addr: SocketAddr) {

@@ -69,6 +69,16 @@ pub struct ReloadSummary {
     pub removed: usize,
 }
 
+impl std::fmt::Display for ReloadSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "kept={} started={} restarted={} removed={}",
+            self.kept, self.started, self.restarted, self.removed
+        )
+    }
+}
+
 /// How long a reload lets an endpoint whose configuration changed send what it holds before
 /// stopping it hard (what it did not send is then sent again by its successor).
 pub const RELOAD_FLUSH_DEADLINE: Duration = Duration::from_secs(5);

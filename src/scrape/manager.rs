@@ -190,26 +190,7 @@ impl Manager {
     /// Every new or changed job's HTTP client is built first: when one cannot be, nothing
     /// changes and the error is returned (a reload keeps the running config).
     pub fn apply_config(&mut self, configs: &[ScrapeConfig]) -> Result<ApplySummary, JobError> {
-        let mut plans = Vec::with_capacity(configs.len());
-        for cfg in configs {
-            let fingerprints = Fingerprints::of(cfg);
-            let plan = match self.pools.get(&cfg.job_name) {
-                Some(p) if p.fingerprints == fingerprints => Plan::Keep,
-                Some(p) if p.fingerprints.settings == fingerprints.settings => Plan::Retarget,
-                existing => {
-                    let client = HttpClient::new(&cfg.http).map_err(|source| JobError {
-                        job: cfg.job_name.clone(),
-                        source,
-                    })?;
-                    if existing.is_some() {
-                        Plan::Restart(client)
-                    } else {
-                        Plan::Start(client)
-                    }
-                }
-            };
-            plans.push((cfg, fingerprints, plan));
-        }
+        let plans = self.plan(configs)?;
         let mut summary = ApplySummary::default();
         let wanted: HashMap<&str, &ScrapeConfig> =
             configs.iter().map(|c| (c.job_name.as_str(), c)).collect();
@@ -284,6 +265,39 @@ impl Manager {
             });
         }
         Ok(summary)
+    }
+
+    /// Checks what [`Manager::apply_config`] would need (every new or changed job's HTTP
+    /// client) without changing anything: what a reload does before it touches anything.
+    pub fn check(&self, configs: &[ScrapeConfig]) -> Result<(), JobError> {
+        self.plan(configs).map(|_| ())
+    }
+
+    fn plan<'a>(
+        &self,
+        configs: &'a [ScrapeConfig],
+    ) -> Result<Vec<(&'a ScrapeConfig, Fingerprints, Plan)>, JobError> {
+        let mut plans = Vec::with_capacity(configs.len());
+        for cfg in configs {
+            let fingerprints = Fingerprints::of(cfg);
+            let plan = match self.pools.get(&cfg.job_name) {
+                Some(p) if p.fingerprints == fingerprints => Plan::Keep,
+                Some(p) if p.fingerprints.settings == fingerprints.settings => Plan::Retarget,
+                existing => {
+                    let client = HttpClient::new(&cfg.http).map_err(|source| JobError {
+                        job: cfg.job_name.clone(),
+                        source,
+                    })?;
+                    if existing.is_some() {
+                        Plan::Restart(client)
+                    } else {
+                        Plan::Start(client)
+                    }
+                }
+            };
+            plans.push((cfg, fingerprints, plan));
+        }
+        Ok(plans)
     }
 
     /// Applies discovery's current groups for one job: starts loops for new targets, stops

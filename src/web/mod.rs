@@ -1,5 +1,5 @@
 //! The agent's own HTTP server: `/metrics`, `/-/healthy`, `/-/ready`, `/api/v1/targets`,
-//! `/targets`.
+//! `/targets`, and `POST /-/reload`.
 //!
 //! Invariants:
 //! 1. Nothing served here ever contains a secret (configs are never rendered; target URLs
@@ -10,7 +10,9 @@ mod api;
 mod page;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -34,7 +36,14 @@ pub struct State {
     pub targets: TargetsView,
     /// Set once the agent has applied its config and started scraping.
     pub ready: Arc<AtomicBool>,
+    /// Reloads the config for `POST /-/reload`; `None` answers 503.
+    pub reload: Option<Reloader>,
 }
+
+/// Reloads the config: `Ok` with a summary, or `Err` with why the new config was refused
+/// (the running one is kept).
+pub type Reloader =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> + Send + Sync>;
 
 /// A running server.
 pub struct Server {
@@ -102,7 +111,7 @@ async fn accept_loop(listener: TcpListener, state: State, shutdown: Cancellation
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, req)) }
+                async move { Ok::<_, Infallible>(route(&state, req).await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection(TokioIo::new(stream), service);
@@ -114,7 +123,7 @@ async fn accept_loop(listener: TcpListener, state: State, shutdown: Cancellation
     }
 }
 
-fn route(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     let query = req.uri().query().unwrap_or("");
     match (req.method(), path) {
@@ -129,6 +138,23 @@ fn route(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 text(StatusCode::SERVICE_UNAVAILABLE, "scrapelet is not ready.\n")
             }
         }
+        (&Method::POST | &Method::PUT, "/-/reload") => match &state.reload {
+            // As Prometheus: 200 when applied, 500 with the reason when refused.
+            Some(reload) => match reload().await {
+                Ok(summary) => respond(
+                    StatusCode::OK,
+                    "text/plain; charset=utf-8",
+                    format!("{summary}\n").into(),
+                ),
+                Err(reason) => respond(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain; charset=utf-8",
+                    format!("failed to reload config: {reason}\n").into(),
+                ),
+            },
+            None => text(StatusCode::SERVICE_UNAVAILABLE, "reload is not available\n"),
+        },
+        (_, "/-/reload") => text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n"),
         (&Method::GET, "/api/v1/targets") => api::targets(&state.targets, query),
         (&Method::GET, "/targets") => respond(
             StatusCode::OK,

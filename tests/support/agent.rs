@@ -51,6 +51,46 @@ impl TestAgent {
         TestAgent { agent, dir }
     }
 
+    /// Starts the agent from the config file at `path`, which reloads re-read; the file is
+    /// checked for changes every `watch` (zero: never).
+    pub async fn start_file(path: &std::path::Path, watch: Duration) -> TestAgent {
+        let config = scrapelet::config::load(path).unwrap_or_else(|e| panic!("test config: {e}"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = Options {
+            listen_address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: dir.path().join("data"),
+            shutdown_grace: Duration::from_secs(5),
+            config_file: Some(path.to_owned()),
+            config_watch_interval: watch,
+            ..Options::default()
+        };
+        let agent = Agent::start(config, options)
+            .await
+            .unwrap_or_else(|e| panic!("agent start: {e}"));
+        TestAgent { agent, dir }
+    }
+
+    /// POSTs to `path` on the agent: (status, body).
+    pub async fn post(&self, path: &str) -> (u16, String) {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+        let url = format!("{}{path}", self.base());
+        let request = http::Request::post(url.as_str())
+            .body(Empty::new())
+            .expect("request");
+        let response = tokio::time::timeout(Duration::from_secs(30), client.request(request))
+            .await
+            .unwrap_or_else(|_| panic!("POST {url} timed out"))
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
     /// `http://127.0.0.1:port`.
     pub fn base(&self) -> String {
         format!("http://{}", self.agent.local_addr())

@@ -35,16 +35,32 @@ impl Process {
     /// Starts the binary with `config` (a file path) and `data_dir`, extra environment `env`;
     /// waits until it logs that it started (or exits).
     pub fn start(config: &Path, data_dir: &Path, env: &[(&str, &str)]) -> Process {
+        Self::start_args(config, data_dir, env, &[])
+    }
+
+    /// [`Process::start`] with extra command-line arguments.
+    pub fn start_args(
+        config: &Path,
+        data_dir: &Path,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Process {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_scrapelet"));
         cmd.arg("--config")
             .arg(config)
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--listen-address", "127.0.0.1:0", "--log-format", "logfmt"])
-            .args(["--log-level", "info", "--shutdown-grace", "5s"])
+            .args(["--shutdown-grace", "5s"])
+            .args(if args.contains(&"--log-level") {
+                &[][..]
+            } else {
+                &["--log-level", "info"][..]
+            })
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
+            .args(args)
             .env_remove("SCRAPELET_FAILPOINT");
         for (k, v) in env {
             cmd.env(k, v);
@@ -70,6 +86,15 @@ impl Process {
         }
         let addr = rx.recv_timeout(Duration::from_secs(20)).ok().flatten();
         Process { child, addr, logs }
+    }
+
+    /// Sends `signal` (a name for kill(1), e.g. `HUP`).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args(["-s", signal, &self.child.id().to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
+        assert!(status.success(), "kill -s {signal} failed");
     }
 
     /// `http://addr`.
