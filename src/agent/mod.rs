@@ -30,7 +30,7 @@ use crate::config::Config;
 use crate::discovery;
 use crate::remote::{self, RemoteWrite};
 use crate::scrape::{self, TargetsView};
-use crate::telemetry;
+use crate::telemetry::{self, redact_url};
 use crate::wal::{self, Wal};
 use crate::web;
 
@@ -292,31 +292,4 @@ fn log_start(config: &Config, options: &Options, addr: SocketAddr) {
         endpoints = %if endpoints.is_empty() { "none (debug output)".to_owned() } else { endpoints.join(",") },
         "scrapelet started"
     );
-}
-
-/// A URL without user info (`https://user:pass@host/` -> `https://host/`).
-fn redact_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-            format!("{scheme}://{host}{path}")
-        }
-        None => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_lose_their_user_info() {
-        assert_eq!(
-            redact_url("https://u:p@h:1/api/v1/write"),
-            "https://h:1/api/v1/write"
-        );
-        assert_eq!(redact_url("http://h/x@y"), "http://h/x@y");
-        assert_eq!(redact_url("http://h"), "http://h");
-    }
 }

@@ -41,8 +41,9 @@ use super::queue::{QueueHandle, QueueTuning, Routing, spawn_queue_after};
 use super::source::{BatchSource, Cursors, EndpointInput, Fanout, MemoryQueue};
 use super::write_client::{HttpWriteClient, WriteClient};
 use crate::append::Appender;
-use crate::config::{Config, HttpClientConfig, RemoteWriteConfig};
+use crate::config::{Config, RemoteWriteConfig};
 use crate::labels::Labels;
+use crate::telemetry::redact_url;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 
@@ -645,18 +646,6 @@ impl Input for Fanout {
     }
 }
 
-/// A URL without user info (`https://user:pass@host/` -> `https://host/`), for logs.
-fn redact_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-            format!("{scheme}://{host}{path}")
-        }
-        None => url.to_owned(),
-    }
-}
-
 /// A stable hash of what defines an endpoint: its configuration (secrets included, never
 /// shown) and the external labels.
 pub fn endpoint_key(cfg: &RemoteWriteConfig, external_labels: &Labels) -> u64 {
@@ -664,21 +653,11 @@ pub fn endpoint_key(cfg: &RemoteWriteConfig, external_labels: &Labels) -> u64 {
     // `Debug` of the config shows every field but secrets, which are added separately.
     h.update(format!("{cfg:?}").as_bytes());
     h.update(format!("{external_labels:?}").as_bytes());
-    for secret in secrets(&cfg.http) {
+    for secret in cfg.http.secrets() {
         h.update(&[0xff]);
         h.update(secret.as_bytes());
     }
     h.digest()
-}
-
-fn secrets(http: &HttpClientConfig) -> impl Iterator<Item = &str> {
-    let basic = http.basic_auth.as_ref().and_then(|b| b.password.as_ref());
-    let auth = http
-        .authorization
-        .as_ref()
-        .and_then(|a| a.credentials.as_ref());
-    let key = http.tls_config.key.as_ref();
-    [basic, auth, key].into_iter().flatten().map(|s| s.expose())
 }
 
 #[cfg(test)]

@@ -511,11 +511,11 @@ impl ScrapeLoop {
         }
         let changed = previous != health && (previous, health) != (Health::Unknown, Health::Up);
         if changed {
-            // The loop's span carries job and target. A flapping target gets one line per
-            // limiter interval, which says how many were held back.
-            let Some(suppressed) = self
-                .log_limiter
-                .check(self.log_key, std::time::Instant::now())
+            // The loop's span carries job and target. Each direction is limited on its own,
+            // so a recovery is logged after a failure; a flapping target gets one line per
+            // direction per limiter interval, which says how many were held back.
+            let key = self.log_key ^ u64::from(health == Health::Down);
+            let Some(suppressed) = self.log_limiter.check(key, std::time::Instant::now())
             else {
                 return;
             };

@@ -25,3 +25,30 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 pub use log::{Error as LogError, LogFormat, LogLimiter, init as init_logging};
+
+/// A URL without user info (`https://user:pass@host/` -> `https://host/`), for logs and pages.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            format!("{scheme}://{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn urls_lose_their_user_info() {
+        assert_eq!(
+            redact_url("https://u:p@h:1/api/v1/write"),
+            "https://h:1/api/v1/write"
+        );
+        assert_eq!(redact_url("http://h/x@y"), "http://h/x@y");
+        assert_eq!(redact_url("http://h"), "http://h");
+    }
+}
