@@ -41,7 +41,9 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use http_support::{Sink, get_text, serve_text};
-use procs::{Killed, cpu_seconds, free_port, log_tail, on_path, peak_rss_kib, rss_kib, spawn};
+use procs::{
+    Cpu, Killed, anon_rss_kib, cpu, free_port, log_tail, on_path, peak_rss_kib, rss_kib, spawn,
+};
 
 /// Below this share of the expected samples, a run is flagged.
 const LOW_DELIVERY: f64 = 0.75;
@@ -106,9 +108,11 @@ struct Measured {
     expected: u64,
     requests: u64,
     window: Duration,
-    cpu_seconds: f64,
+    cpu: Cpu,
     peak_kib: u64,
     avg_kib: u64,
+    /// Average of `RssAnon`: RSS without file pages (mapped segments, binary text).
+    avg_anon_kib: u64,
 }
 
 fn main() {
@@ -150,10 +154,12 @@ async fn run(args: &Args) {
         match measure(agent, &program, &workload, args).await {
             Ok(m) => {
                 println!(
-                    "{agent:?}: {} samples in {:.1} s, {:.2} CPU s, peak RSS {} MiB",
+                    "{agent:?}: {} samples in {:.1} s, {:.2} CPU s ({:.2} user, {:.2} system), peak RSS {} MiB",
                     m.samples,
                     m.window.as_secs_f64(),
-                    m.cpu_seconds,
+                    m.cpu.total(),
+                    m.cpu.user,
+                    m.cpu.system,
                     m.peak_kib / 1024
                 );
                 results.push(m);
@@ -240,11 +246,7 @@ fn program(agent: Agent) -> Option<PathBuf> {
 fn config(workload: &Workload, remote_write: Option<&str>) -> String {
     let interval = workload.interval.max(1);
     let timeout_ms = interval * 800;
-    let targets: Vec<String> = workload
-        .targets
-        .iter()
-        .map(|a| format!("'{a}'"))
-        .collect();
+    let targets: Vec<String> = workload.targets.iter().map(|a| format!("'{a}'")).collect();
     let mut out = format!(
         "global:\n  scrape_interval: {interval}s\n  scrape_timeout: {timeout_ms}ms\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: [{}]\n",
         targets.join(", ")
@@ -303,11 +305,7 @@ async fn measure(
     let mut child = spawn(&mut cmd, &log);
     let pid = child.pid();
     let failed = |child: &mut Killed, what: &str| {
-        let state = if child.running() {
-            "running"
-        } else {
-            "exited"
-        };
+        let state = if child.running() { "running" } else { "exited" };
         format!("{what} ({state}); log tail:\n{}", log_tail(&log, 15))
     };
 
@@ -321,28 +319,36 @@ async fn measure(
     }
     tokio::time::sleep(Duration::from_secs(args.warmup * args.interval)).await;
 
-    let cpu0 = cpu_seconds(pid).ok_or_else(|| failed(&mut child, "gone before the window"))?;
+    let cpu0 = cpu(pid).ok_or_else(|| failed(&mut child, "gone before the window"))?;
     let samples0 = sink.counts.samples();
     let requests0 = sink.counts.requests();
-    let undecodable0 = sink.counts.undecodable.load(std::sync::atomic::Ordering::Relaxed);
+    let undecodable0 = sink
+        .counts
+        .undecodable
+        .load(std::sync::atomic::Ordering::Relaxed);
     let began = Instant::now();
     let end = began + Duration::from_secs(args.window);
-    let (mut rss_sum, mut rss_n) = (0u64, 0u64);
+    let (mut rss_sum, mut anon_sum, mut rss_n) = (0u64, 0u64, 0u64);
     while Instant::now() < end {
         if !child.running() {
             return Err(failed(&mut child, "exited during the window"));
         }
         rss_sum += rss_kib(pid);
+        anon_sum += anon_rss_kib(pid);
         rss_n += 1;
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let cpu1 = cpu_seconds(pid).ok_or_else(|| failed(&mut child, "gone in the window"))?;
+    let cpu1 = cpu(pid).ok_or_else(|| failed(&mut child, "gone in the window"))?;
     let window = began.elapsed();
     let samples = sink.counts.samples() - samples0;
     let requests = sink.counts.requests() - requests0;
-    let undecodable = sink.counts.undecodable.load(std::sync::atomic::Ordering::Relaxed) - undecodable0;
+    let undecodable = sink
+        .counts
+        .undecodable
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - undecodable0;
     let peak_kib = peak_rss_kib(pid);
-    let version = version(port).await;
+    let version = version(agent, program);
     drop(child);
 
     let expected =
@@ -363,65 +369,78 @@ async fn measure(
         expected,
         requests,
         window,
-        cpu_seconds: cpu1 - cpu0,
+        cpu: cpu1.since(cpu0),
         peak_kib,
         avg_kib: rss_sum / rss_n.max(1),
+        avg_anon_kib: anon_sum / rss_n.max(1),
     })
 }
 
-/// The version an agent reports on its /metrics (`*_build_info` or `vm_app_version`).
-async fn version(port: u16) -> String {
-    let text = get_text(port, "/metrics").await.unwrap_or_default();
-    text.lines()
-        .filter(|l| l.contains("build_info{") || l.starts_with("vm_app_version{"))
-        .find_map(|l| {
-            let rest = l.split("version=\"").nth(1)?;
-            Some(rest.split('"').next()?.to_owned())
-        })
-        .unwrap_or_else(|| "?".to_owned())
+/// The version the agent's binary prints (`--version`, vmagent's `-version`); Debian's vmagent
+/// is built without one.
+fn version(agent: Agent, program: &Path) -> String {
+    let flag = if agent == Agent::Vmagent {
+        "-version"
+    } else {
+        "--version"
+    };
+    let out = Command::new(program)
+        .arg(flag)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let first = out.lines().next().unwrap_or_default();
+    // "prometheus, version 2.42.0+ds (branch: ...)", "scrapelet 0.1.0".
+    let version = match first.split_once("version ") {
+        Some((_, rest)) => rest.split_whitespace().next(),
+        None => first.split_whitespace().last(),
+    };
+    version.unwrap_or("unknown").to_owned()
 }
 
 /// The figures as two markdown tables: per agent, and each peer over scrapelet.
 fn table(results: &[Measured]) -> String {
     let mut out = String::new();
-    out.push_str("| agent | version | samples delivered (expected) | requests | CPU s | CPU s / M samples | peak RSS MiB | avg RSS MiB |\n");
-    out.push_str("|---|---|---|---|---|---|---|---|\n");
+    out.push_str("| agent | version | samples delivered (expected) | requests | CPU s | CPU s / M samples | peak RSS MiB | avg RSS MiB | avg anon RSS MiB |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|\n");
     for m in results {
         let _ = writeln!(
             out,
-            "| {:?} | {} | {} ({}) | {} | {:.2} | {:.2} | {:.1} | {:.1} |",
+            "| {:?} | {} | {} ({}) | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} |",
             m.agent,
             m.version,
             m.samples,
             m.expected,
             m.requests,
-            m.cpu_seconds,
+            m.cpu.total(),
             per_million(m),
             m.peak_kib as f64 / 1024.0,
             m.avg_kib as f64 / 1024.0,
+            m.avg_anon_kib as f64 / 1024.0,
         );
     }
     let Some(base) = results.iter().find(|m| m.agent == Agent::Scrapelet) else {
         return out;
     };
-    out.push_str("\n| peer / scrapelet | samples | CPU s | CPU s / M samples | peak RSS | avg RSS |\n");
-    out.push_str("|---|---|---|---|---|---|\n");
+    out.push_str("\n| peer / scrapelet | samples | CPU s | CPU s / M samples | peak RSS | avg RSS | avg anon RSS |\n");
+    out.push_str("|---|---|---|---|---|---|---|\n");
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
     for m in results.iter().filter(|m| m.agent != Agent::Scrapelet) {
         let _ = writeln!(
             out,
-            "| {:?} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            "| {:?} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
             m.agent,
             ratio(m.samples as f64, base.samples as f64),
-            ratio(m.cpu_seconds, base.cpu_seconds),
+            ratio(m.cpu.total(), base.cpu.total()),
             ratio(per_million(m), per_million(base)),
             ratio(m.peak_kib as f64, base.peak_kib as f64),
             ratio(m.avg_kib as f64, base.avg_kib as f64),
+            ratio(m.avg_anon_kib as f64, base.avg_anon_kib as f64),
         );
     }
     out
 }
 
 fn per_million(m: &Measured) -> f64 {
-    m.cpu_seconds / (m.samples as f64 / 1e6).max(1e-9)
+    m.cpu.total() / (m.samples as f64 / 1e6).max(1e-9)
 }

@@ -73,7 +73,11 @@ async fn logs_follow_state_changes_not_requests() {
     target.wait_for_requests(seen + 10, DEADLINE).await;
     let down_again = lines_with(&process.logs(), "target down").len();
     assert_eq!(down_again, 1, "{}", process.logs());
-    assert!(down[0].contains("500"), "the reason names the status: {}", down[0]);
+    assert!(
+        down[0].contains("500"),
+        "the reason names the status: {}",
+        down[0]
+    );
     assert!(down[0].contains(&target.address()), "{}", down[0]);
     assert!(down[0].contains("job=app"), "{}", down[0]);
     target.set(Exposition::text("m 1\n"));
@@ -93,7 +97,11 @@ async fn logs_follow_state_changes_not_requests() {
         "{logs}"
     );
     assert!(retrying[0].contains("status=503"), "{}", retrying[0]);
-    assert!(retrying[0].contains("ingester overloaded"), "{}", retrying[0]);
+    assert!(
+        retrying[0].contains("ingester overloaded"),
+        "{}",
+        retrying[0]
+    );
     assert!(retrying[0].contains("primary"), "{}", retrying[0]);
     rx.set_default(Reply::ok());
     logged(&process, "remote write recovered").await;

@@ -31,7 +31,12 @@ const LE_MICROS: [u64; 12] = [
     3_000, 8_000, 20_000, 40_000, 80_000, 200_000, 400_000, 800_000, 2_000_000, 4_000_000,
     8_000_000, 15_000_000,
 ];
-const REQUESTS: [(&str, &str); 4] = [("GET", "200"), ("GET", "404"), ("POST", "201"), ("POST", "500")];
+const REQUESTS: [(&str, &str); 4] = [
+    ("GET", "200"),
+    ("GET", "404"),
+    ("POST", "201"),
+    ("POST", "500"),
+];
 
 /// One replica's metrics.
 pub struct App {

@@ -67,6 +67,12 @@ pub fn rss_kib(pid: u32) -> u64 {
     status_kib(pid, "VmRSS:")
 }
 
+/// Anonymous resident memory of `pid` in KiB (`RssAnon`: heap and stacks, not file pages a
+/// reader maps); 0 when it is gone.
+pub fn anon_rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "RssAnon:")
+}
+
 /// Peak resident memory of `pid` in KiB (`VmHWM`); 0 when it is gone.
 pub fn peak_rss_kib(pid: u32) -> u64 {
     status_kib(pid, "VmHWM:")
@@ -83,9 +89,30 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// CPU time `pid` has used so far, all threads, user plus system (`utime + stime` of
-/// /proc/PID/stat), in seconds; `None` when it is gone.
-pub fn cpu_seconds(pid: u32) -> Option<f64> {
+/// CPU time a process has used, all threads, in seconds.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cpu {
+    pub user: f64,
+    pub system: f64,
+}
+
+impl Cpu {
+    pub fn total(self) -> f64 {
+        self.user + self.system
+    }
+
+    /// The time used since `earlier`.
+    pub fn since(self, earlier: Cpu) -> Cpu {
+        Cpu {
+            user: self.user - earlier.user,
+            system: self.system - earlier.system,
+        }
+    }
+}
+
+/// CPU time `pid` has used so far, all threads (`utime` and `stime` of /proc/PID/stat);
+/// `None` when it is gone.
+pub fn cpu(pid: u32) -> Option<Cpu> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
     // After it come field 3 (state) onwards; utime and stime are fields 14 and 15.
@@ -93,7 +120,11 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let mut fields = rest.split_whitespace().skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some((utime + stime) as f64 / clock_ticks() as f64)
+    let ticks = clock_ticks() as f64;
+    Some(Cpu {
+        user: utime as f64 / ticks,
+        system: stime as f64 / ticks,
+    })
 }
 
 /// Clock ticks a second (`getconf CLK_TCK`; 100 when that fails, Linux's usual value).

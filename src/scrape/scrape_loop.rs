@@ -515,8 +515,7 @@ impl ScrapeLoop {
             // so a recovery is logged after a failure; a flapping target gets one line per
             // direction per limiter interval, which says how many were held back.
             let key = self.log_key ^ u64::from(health == Health::Down);
-            let Some(suppressed) = self.log_limiter.check(key, std::time::Instant::now())
-            else {
+            let Some(suppressed) = self.log_limiter.check(key, std::time::Instant::now()) else {
                 return;
             };
             if health == Health::Down {
