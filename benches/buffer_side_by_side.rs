@@ -23,6 +23,8 @@
 mod http_support;
 #[path = "support/procs.rs"]
 mod procs;
+#[path = "support/rng.rs"]
+mod rng;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -30,8 +32,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use http_support::{Sink, get_text, metric, serve_text};
-use procs::{free_port, on_path, rss_kib, spawn};
+use procs::{free_port, on_path, prometheus_agent, rss_kib, scrapelet, spawn};
 use prometheus_client::registry::Registry;
+use rng::XorShift;
 use scrapelet::append::{Batch, Sample, SeriesRef};
 use scrapelet::config::BufferConfig;
 use scrapelet::labels::Labels;
@@ -101,7 +104,7 @@ async fn synthetic_target(series: usize, mix: Mix) -> SocketAddr {
 /// constants.
 struct NodeLike {
     values: Vec<f64>,
-    rng: u64,
+    rng: XorShift,
     mix: Mix,
 }
 
@@ -109,16 +112,9 @@ impl NodeLike {
     fn new(series: usize, mix: Mix) -> Self {
         NodeLike {
             values: (0..series).map(|i| (i * 1000) as f64).collect(),
-            rng: 0x2545_F491_4F6C_DD1D,
+            rng: XorShift(0x2545_F491_4F6C_DD1D),
             mix,
         }
-    }
-
-    fn random(&mut self) -> u64 {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        self.rng
     }
 
     fn step(&mut self) {
@@ -126,7 +122,7 @@ impl NodeLike {
             return self.step_typical();
         }
         for i in 0..self.values.len() {
-            let r = self.random();
+            let r = self.rng.next();
             let v = &mut self.values[i];
             match i % 6 {
                 0 => *v += (r % 1000) as f64,
@@ -144,7 +140,7 @@ impl NodeLike {
     /// now and then (bytes, in pages), 2 constants.
     fn step_typical(&mut self) {
         for i in 0..self.values.len() {
-            let r = self.random();
+            let r = self.rng.next();
             let v = &mut self.values[i];
             match i % 10 {
                 0..=3 => *v += ((r % 8).saturating_sub(4)) as f64,
@@ -250,23 +246,18 @@ async fn disk(seconds: u64, mix: Mix) {
     let prom_port = free_port();
     let prom_data = dir.path().join("prometheus");
     let _prometheus = spawn(
-        Command::new("prometheus")
-            .arg("--enable-feature=agent")
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!("--storage.agent.path={}", prom_data.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}")),
+        &mut prometheus_agent(&config_path, &prom_data, prom_port),
         &dir.path().join("prometheus.log"),
     );
     let sl_port = free_port();
     let sl_data = dir.path().join("scrapelet");
     let _scrapelet = spawn(
-        Command::new(env!("CARGO_BIN_EXE_scrapelet"))
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--data-dir")
-            .arg(&sl_data)
-            .arg("--listen-address")
-            .arg(format!("127.0.0.1:{sl_port}")),
+        &mut scrapelet(
+            Path::new(env!("CARGO_BIN_EXE_scrapelet")),
+            &config_path,
+            &sl_data,
+            sl_port,
+        ),
         &dir.path().join("scrapelet.log"),
     );
     // Warm-up: both have seen every series (definitions written) and run steadily.
@@ -386,13 +377,12 @@ async fn run_replay(
     std::fs::write(&config_path, config).expect("config");
     let port = free_port();
     let child = spawn(
-        Command::new(env!("CARGO_BIN_EXE_scrapelet"))
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--listen-address")
-            .arg(format!("127.0.0.1:{port}")),
+        &mut scrapelet(
+            Path::new(env!("CARGO_BIN_EXE_scrapelet")),
+            &config_path,
+            &data,
+            port,
+        ),
         &dir.path().join("scrapelet.log"),
     );
     let pid = child.0.id();

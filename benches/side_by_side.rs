@@ -32,6 +32,8 @@ mod app;
 mod http_support;
 #[path = "support/procs.rs"]
 mod procs;
+#[path = "support/rng.rs"]
+mod rng;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -42,7 +44,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use http_support::{Sink, get_text, serve_text};
 use procs::{
-    Cpu, Killed, anon_rss_kib, cpu, free_port, log_tail, on_path, peak_rss_kib, rss_kib, spawn,
+    Cpu, Killed, anon_rss_kib, cpu, free_port, log_tail, on_path, peak_rss_kib, prometheus_agent,
+    rss_kib, scrapelet, spawn,
 };
 
 /// Below this share of the expected samples, a run is flagged.
@@ -281,25 +284,17 @@ async fn measure(
     let remote_write = (agent != Agent::Vmagent).then(|| sink.url());
     std::fs::write(&config_path, config(workload, remote_write.as_deref()))
         .map_err(|e| format!("config: {e}"))?;
-    let mut cmd = Command::new(program);
-    match agent {
-        Agent::Scrapelet => cmd
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--listen-address")
-            .arg(format!("127.0.0.1:{port}")),
-        Agent::Prometheus => cmd
-            .arg("--enable-feature=agent")
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!("--storage.agent.path={}", data.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}")),
-        Agent::Vmagent => cmd
-            .arg(format!("-promscrape.config={}", config_path.display()))
-            .arg(format!("-remoteWrite.url={}", sink.url()))
-            .arg(format!("-remoteWrite.tmpDataPath={}", data.display()))
-            .arg(format!("-httpListenAddr=127.0.0.1:{port}")),
+    let mut cmd = match agent {
+        Agent::Scrapelet => scrapelet(program, &config_path, &data, port),
+        Agent::Prometheus => prometheus_agent(&config_path, &data, port),
+        Agent::Vmagent => {
+            let mut cmd = Command::new(program);
+            cmd.arg(format!("-promscrape.config={}", config_path.display()))
+                .arg(format!("-remoteWrite.url={}", sink.url()))
+                .arg(format!("-remoteWrite.tmpDataPath={}", data.display()))
+                .arg(format!("-httpListenAddr=127.0.0.1:{port}"));
+            cmd
+        }
     };
     let log = dir.path().join("agent.log");
     let mut child = spawn(&mut cmd, &log);

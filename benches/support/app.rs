@@ -13,11 +13,13 @@
 //! with the same label sets, grouped by family under `# HELP` and `# TYPE`; counters and
 //! buckets never decrease; the same seed gives the same bodies.
 //!
-//! Include with `#[path = "support/app.rs"] mod app;`.
+//! Include with `#[path = "support/app.rs"] mod app;` next to `#[path = "support/rng.rs"] mod rng;`.
 
 #![allow(dead_code)]
 
 use std::fmt::Write;
+
+use super::rng::XorShift;
 
 /// Series of one handler.
 pub const SERIES_PER_UNIT: usize = 20;
@@ -41,7 +43,7 @@ const REQUESTS: [(&str, &str); 4] = [
 /// One replica's metrics.
 pub struct App {
     units: Vec<Unit>,
-    rng: u64,
+    rng: XorShift,
 }
 
 struct Unit {
@@ -67,7 +69,7 @@ impl App {
                     cache_bytes: 64 << 20,
                 })
                 .collect(),
-            rng: seed | 1,
+            rng: XorShift(seed | 1),
         }
     }
 
@@ -82,36 +84,29 @@ impl App {
         self.render()
     }
 
-    fn random(&mut self) -> u64 {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        self.rng
-    }
-
     fn step(&mut self) {
         for u in 0..self.units.len() {
-            let r = self.random();
+            let r = self.rng.next();
             let observations = r % 40;
             let mut picks = [0u64; 12];
             for _ in 0..observations {
                 // The lower of two draws: most requests are fast.
-                let a = self.random() % 12;
-                let b = self.random() % 12;
+                let a = self.rng.next() % 12;
+                let b = self.rng.next() % 12;
                 picks[a.min(b) as usize] += 1;
             }
             let unit = &mut self.units[u];
             unit.requests[0] += r % 300;
             unit.requests[1] += (r >> 16) % 5;
             unit.requests[2] += (r >> 24) % 20;
-            unit.requests[3] += u64::from((r >> 32) % 16 == 0);
+            unit.requests[3] += u64::from((r >> 32).is_multiple_of(16));
             for (i, n) in picks.iter().enumerate() {
                 unit.buckets[i] += n;
                 unit.sum_micros += n * LE_MICROS[i];
             }
             let step = (r >> 40) % 3;
             unit.queue = (unit.queue + step).saturating_sub(1);
-            if (r >> 48) % 4 == 0 {
+            if (r >> 48).is_multiple_of(4) {
                 unit.cache_bytes = (32 << 20) + ((r >> 50) % 8192) * 4096;
             }
         }
@@ -148,24 +143,28 @@ impl App {
                 "{name}_count{{handler=\"/api/v1/resource{u}\"}} {cumulative}"
             );
         }
-        out.push_str("# HELP app_queue_depth Requests waiting for a worker.\n");
-        out.push_str("# TYPE app_queue_depth gauge\n");
-        for (u, unit) in self.units.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "app_queue_depth{{handler=\"/api/v1/resource{u}\"}} {}",
-                unit.queue
-            );
-        }
-        out.push_str("# HELP app_cache_bytes Bytes held by the response cache.\n");
-        out.push_str("# TYPE app_cache_bytes gauge\n");
-        for (u, unit) in self.units.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "app_cache_bytes{{handler=\"/api/v1/resource{u}\"}} {}",
-                unit.cache_bytes
-            );
-        }
+        let queue = self.units.iter().map(|u| u.queue);
+        gauge(
+            &mut out,
+            "app_queue_depth",
+            "Requests waiting for a worker.",
+            queue,
+        );
+        let cache = self.units.iter().map(|u| u.cache_bytes);
+        gauge(
+            &mut out,
+            "app_cache_bytes",
+            "Bytes held by the response cache.",
+            cache,
+        );
         out
+    }
+}
+
+/// A gauge family with one series a unit.
+fn gauge(out: &mut String, name: &str, help: &str, values: impl Iterator<Item = u64>) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for (u, v) in values.enumerate() {
+        let _ = writeln!(out, "{name}{{handler=\"/api/v1/resource{u}\"}} {v}");
     }
 }

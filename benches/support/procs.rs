@@ -45,6 +45,30 @@ pub fn spawn(cmd: &mut Command, log: &Path) -> Killed {
     )
 }
 
+/// The scrapelet binary at `program` with `config`, its data in `data`, listening on
+/// 127.0.0.1:`port`.
+pub fn scrapelet(program: &Path, config: &Path, data: &Path, port: u16) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--listen-address")
+        .arg(format!("127.0.0.1:{port}"));
+    cmd
+}
+
+/// `prometheus` (2.x) in agent mode with `config`, its WAL in `data`, listening on
+/// 127.0.0.1:`port`.
+pub fn prometheus_agent(config: &Path, data: &Path, port: u16) -> Command {
+    let mut cmd = Command::new("prometheus");
+    cmd.arg("--enable-feature=agent")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.agent.path={}", data.display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+    cmd
+}
+
 /// A port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
