@@ -44,8 +44,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use http_support::{Sink, get_text, serve_text};
 use procs::{
-    Cpu, Killed, anon_rss_kib, cpu, free_port, log_tail, on_path, peak_rss_kib, prometheus_agent,
-    rss_kib, scrapelet, spawn,
+    Cpu, Killed, anon_rss_kib, cpu, free_port, load_average, log_tail, on_path, peak_rss_kib,
+    prometheus_agent, rss_kib, scrapelet, spawn,
 };
 
 /// Below this share of the expected samples, a run is flagged.
@@ -114,6 +114,8 @@ struct Measured {
     cpu: Cpu,
     peak_kib: u64,
     avg_kib: u64,
+    /// The machine's load average at the end of the window (other work competing).
+    load: f64,
     /// Average of `RssAnon`: RSS without file pages (mapped segments, binary text).
     avg_anon_kib: u64,
 }
@@ -157,13 +159,14 @@ async fn run(args: &Args) {
         match measure(agent, &program, &workload, args).await {
             Ok(m) => {
                 println!(
-                    "{agent:?}: {} samples in {:.1} s, {:.2} CPU s ({:.2} user, {:.2} system), peak RSS {} MiB",
+                    "{agent:?}: {} samples in {:.1} s, {:.2} CPU s ({:.2} user, {:.2} system), peak RSS {} MiB, machine load {:.2}",
                     m.samples,
                     m.window.as_secs_f64(),
                     m.cpu.total(),
                     m.cpu.user,
                     m.cpu.system,
-                    m.peak_kib / 1024
+                    m.peak_kib / 1024,
+                    m.load
                 );
                 results.push(m);
             }
@@ -343,6 +346,7 @@ async fn measure(
         .load(std::sync::atomic::Ordering::Relaxed)
         - undecodable0;
     let peak_kib = peak_rss_kib(pid);
+    let load = load_average();
     let version = version(agent, program);
     drop(child);
 
@@ -367,6 +371,7 @@ async fn measure(
         cpu: cpu1.since(cpu0),
         peak_kib,
         avg_kib: rss_sum / rss_n.max(1),
+        load,
         avg_anon_kib: anon_sum / rss_n.max(1),
     })
 }

@@ -165,6 +165,14 @@ fn clock_ticks() -> u64 {
     })
 }
 
+/// The machine's 1-minute load average (/proc/loadavg), to tell a quiet run from a busy one.
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
 /// The last `lines` lines of a log file, to show why a child failed.
 pub fn log_tail(log: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
