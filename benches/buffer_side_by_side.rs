@@ -19,25 +19,27 @@
 //! Needs `prometheus` and `prometheus-node-exporter` on PATH for `disk` (it says so and
 //! skips otherwise); everything listens on 127.0.0.1 and lives in temporary directories.
 
-use std::convert::Infallible;
+#[path = "support/http.rs"]
+mod http_support;
+#[path = "support/procs.rs"]
+mod procs;
+#[path = "support/rng.rs"]
+mod rng;
+
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http_support::{Sink, get_text, metric, serve_text};
+use procs::{free_port, on_path, prometheus_agent, rss_kib, scrapelet, spawn};
 use prometheus_client::registry::Registry;
+use rng::XorShift;
 use scrapelet::append::{Batch, Sample, SeriesRef};
 use scrapelet::config::BufferConfig;
 use scrapelet::labels::Labels;
 use scrapelet::remote::{Cursors, Position};
 use scrapelet::wal::{Wal, save_cursors};
-use tokio::net::TcpListener;
 
 /// Series of the synthetic target.
 const SYNTHETIC_SERIES: usize = 5000;
@@ -73,38 +75,6 @@ fn main() {
     }
 }
 
-/// A receiver that accepts everything at once (204), counting requests.
-async fn sink() -> (SocketAddr, Arc<AtomicU64>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
-    let addr = listener.local_addr().expect("addr");
-    let count = Arc::new(AtomicU64::new(0));
-    let c = count.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let c = c.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let c = c.clone();
-                    async move {
-                        let _ = req.into_body().collect().await;
-                        c.fetch_add(1, Ordering::Relaxed);
-                        let mut resp = http::Response::new(Full::new(Bytes::new()));
-                        *resp.status_mut() = http::StatusCode::NO_CONTENT;
-                        Ok::<_, Infallible>(resp)
-                    }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (addr, count)
-}
-
 /// What the synthetic target's values look like.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mix {
@@ -126,41 +96,15 @@ impl Mix {
 
 /// A synthetic target whose values move on every scrape.
 async fn synthetic_target(series: usize, mix: Mix) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind target");
-    let addr = listener.local_addr().expect("addr");
-    let state = Arc::new(std::sync::Mutex::new(NodeLike::new(series, mix)));
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let state = state.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |_req: http::Request<hyper::body::Incoming>| {
-                    let body = state.lock().map(|mut s| s.exposition()).unwrap_or_default();
-                    async move {
-                        let mut resp = http::Response::new(Full::new(Bytes::from(body)));
-                        resp.headers_mut().insert(
-                            http::header::CONTENT_TYPE,
-                            http::HeaderValue::from_static("text/plain; version=0.0.4"),
-                        );
-                        Ok::<_, Infallible>(resp)
-                    }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
+    let mut state = NodeLike::new(series, mix);
+    serve_text(move || state.exposition()).await
 }
 
 /// Values shaped like node exporter's: counters in small steps, gauges that move a little,
 /// constants.
 struct NodeLike {
     values: Vec<f64>,
-    rng: u64,
+    rng: XorShift,
     mix: Mix,
 }
 
@@ -168,16 +112,9 @@ impl NodeLike {
     fn new(series: usize, mix: Mix) -> Self {
         NodeLike {
             values: (0..series).map(|i| (i * 1000) as f64).collect(),
-            rng: 0x2545_F491_4F6C_DD1D,
+            rng: XorShift(0x2545_F491_4F6C_DD1D),
             mix,
         }
-    }
-
-    fn random(&mut self) -> u64 {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        self.rng
     }
 
     fn step(&mut self) {
@@ -185,7 +122,7 @@ impl NodeLike {
             return self.step_typical();
         }
         for i in 0..self.values.len() {
-            let r = self.random();
+            let r = self.rng.next();
             let v = &mut self.values[i];
             match i % 6 {
                 0 => *v += (r % 1000) as f64,
@@ -203,7 +140,7 @@ impl NodeLike {
     /// now and then (bytes, in pages), 2 constants.
     fn step_typical(&mut self) {
         for i in 0..self.values.len() {
-            let r = self.random();
+            let r = self.rng.next();
             let v = &mut self.values[i];
             match i % 10 {
                 0..=3 => *v += ((r % 8).saturating_sub(4)) as f64,
@@ -264,42 +201,6 @@ impl NodeLike {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn on_path(program: &str) -> bool {
-    Command::new("which")
-        .arg(program)
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Kills the child when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(cmd: &mut Command, log: &Path) -> Killed {
-    let out = std::fs::File::create(log).expect("log file");
-    let err = out.try_clone().expect("log file");
-    Killed(
-        cmd.stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}")),
-    )
-}
-
 /// The sum of the sizes of the files under `dir`.
 fn dir_bytes(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -318,54 +219,13 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-/// GETs a path; the body as text.
-async fn get_text(port: u16, path: &str) -> Option<String> {
-    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .build_http::<http_body_util::Empty<Bytes>>();
-    let uri: http::Uri = format!("http://127.0.0.1:{port}{path}").parse().ok()?;
-    let resp = tokio::time::timeout(Duration::from_secs(5), client.get(uri))
-        .await
-        .ok()?
-        .ok()?;
-    let body = resp.into_body().collect().await.ok()?.to_bytes();
-    Some(String::from_utf8_lossy(&body).into_owned())
-}
-
-async fn metric(port: u16, name: &str) -> Option<f64> {
-    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .build_http::<http_body_util::Empty<Bytes>>();
-    let uri: http::Uri = format!("http://127.0.0.1:{port}/metrics").parse().ok()?;
-    let resp = tokio::time::timeout(Duration::from_secs(5), client.get(uri))
-        .await
-        .ok()?
-        .ok()?;
-    let body = resp.into_body().collect().await.ok()?.to_bytes();
-    let text = String::from_utf8_lossy(&body);
-    text.lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .reduce(|a, b| a + b)
-}
-
-/// Resident memory of `pid` in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 async fn disk(seconds: u64, mix: Mix) {
     if !on_path("prometheus") || !on_path("prometheus-node-exporter") {
         println!("disk: skipped (prometheus and prometheus-node-exporter must be on PATH)");
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let (sink_addr, _) = sink().await;
+    let sink_addr = Sink::start(false).await.addr;
     let synthetic = synthetic_target(SYNTHETIC_SERIES, mix).await;
     let ne_port = free_port();
     let _node_exporter = spawn(
@@ -386,23 +246,18 @@ async fn disk(seconds: u64, mix: Mix) {
     let prom_port = free_port();
     let prom_data = dir.path().join("prometheus");
     let _prometheus = spawn(
-        Command::new("prometheus")
-            .arg("--enable-feature=agent")
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!("--storage.agent.path={}", prom_data.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}")),
+        &mut prometheus_agent(&config_path, &prom_data, prom_port),
         &dir.path().join("prometheus.log"),
     );
     let sl_port = free_port();
     let sl_data = dir.path().join("scrapelet");
     let _scrapelet = spawn(
-        Command::new(env!("CARGO_BIN_EXE_scrapelet"))
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--data-dir")
-            .arg(&sl_data)
-            .arg("--listen-address")
-            .arg(format!("127.0.0.1:{sl_port}")),
+        &mut scrapelet(
+            Path::new(env!("CARGO_BIN_EXE_scrapelet")),
+            &config_path,
+            &sl_data,
+            sl_port,
+        ),
         &dir.path().join("scrapelet.log"),
     );
     // Warm-up: both have seen every series (definitions written) and run steadily.
@@ -459,16 +314,16 @@ async fn disk(seconds: u64, mix: Mix) {
 }
 
 async fn replay(sizes: &[u64]) {
-    let (sink_addr, requests) = sink().await;
+    let sink_addr = Sink::start(false).await.addr;
     let series = 10_000usize;
     let target = synthetic_target(series, Mix::Typical).await;
-    let steady = run_replay(0, series, sink_addr, target, &requests).await;
+    let steady = run_replay(0, series, sink_addr, target).await;
     println!(
         "replay: steady state (no backlog, {series} live series): peak RSS {} MiB",
         steady.0 / 1024
     );
     for &size in sizes {
-        let (peak, took, bytes) = run_replay(size, series, sink_addr, target, &requests).await;
+        let (peak, took, bytes) = run_replay(size, series, sink_addr, target).await;
         println!(
             "replay: backlog of {size} samples ({} MiB on disk): peak RSS {} MiB, replayed in {:.1} s ({:.2} M samples/s)",
             bytes >> 20,
@@ -486,7 +341,6 @@ async fn run_replay(
     series: usize,
     sink: SocketAddr,
     target: SocketAddr,
-    _requests: &AtomicU64,
 ) -> (u64, Duration, u64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
@@ -523,13 +377,12 @@ async fn run_replay(
     std::fs::write(&config_path, config).expect("config");
     let port = free_port();
     let child = spawn(
-        Command::new(env!("CARGO_BIN_EXE_scrapelet"))
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--listen-address")
-            .arg(format!("127.0.0.1:{port}")),
+        &mut scrapelet(
+            Path::new(env!("CARGO_BIN_EXE_scrapelet")),
+            &config_path,
+            &data,
+            port,
+        ),
         &dir.path().join("scrapelet.log"),
     );
     let pid = child.0.id();

@@ -1,0 +1,446 @@
+//! Side by side: CPU and memory per delivered sample of scrapelet, Prometheus in agent mode
+//! and vmagent on the same workload, from one run. Prints figures; asserts nothing.
+//!
+//! `cargo bench --bench side_by_side [-- --targets 50 --series 2000 --interval 5 --warmup 2
+//! --window 60 --node-exporter --agents scrapelet,prometheus,vmagent]`
+//!
+//! The bench serves `--targets` synthetic targets on 127.0.0.1, each one replica of a web
+//! service with `--series` series whose values move on every scrape (benches/support/app.rs),
+//! plus, with `--node-exporter`, the real `prometheus-node-exporter`. Then, one agent at a
+//! time (so they never compete for the cores), it starts the agent with its own temporary
+//! data directory and its own fast remote-write receiver (which decodes every request and
+//! counts its samples), waits for the first delivery, lets it warm up for `--warmup` scrape
+//! intervals, and measures a window of `--window` seconds:
+//! - samples the receiver got in the window;
+//! - CPU seconds of the whole process (utime + stime of /proc/PID/stat, end minus start);
+//! - CPU seconds per million delivered samples;
+//! - peak RSS (VmHWM at the end: the process's whole life) and average RSS (VmRSS every
+//!   250 ms in the window).
+//!
+//! All agents scrape with the same interval and timeout. scrapelet and Prometheus read the
+//! same config file, whose `queue_config` spells out today's Prometheus defaults (10000
+//! capacity, 50 shards, 2000 samples a request, 5 s deadline) since 2.42's are older; vmagent
+//! reads the same scrape configs and runs on its own queue defaults. The scrapelet binary is
+//! `$SCRAPELET_BIN` or the one cargo builds with the bench; the peers are `prometheus`
+//! (2.x, `--enable-feature=agent`) and `vmagent` from PATH, skipped (with a line saying so)
+//! when missing. Everything listens on 127.0.0.1; every child is killed when its run ends,
+//! when the bench panics or on Ctrl-C.
+
+#[path = "support/app.rs"]
+mod app;
+#[path = "support/http.rs"]
+mod http_support;
+#[path = "support/procs.rs"]
+mod procs;
+#[path = "support/rng.rs"]
+mod rng;
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use http_support::{Sink, get_text, serve_text};
+use procs::{
+    Cpu, Killed, anon_rss_kib, cpu, free_port, load_average, log_tail, on_path, peak_rss_kib,
+    prometheus_agent, rss_kib, scrapelet, spawn,
+};
+
+/// Below this share of the expected samples, a run is flagged.
+const LOW_DELIVERY: f64 = 0.75;
+/// How long an agent may take to deliver its first samples.
+const FIRST_DELIVERY_WAIT: Duration = Duration::from_secs(90);
+/// Series every scrape adds per target (`up`, `scrape_duration_seconds`,
+/// `scrape_samples_scraped`, `scrape_samples_post_metric_relabeling`, `scrape_series_added`).
+const AUTO_SERIES: u64 = 5;
+
+#[derive(Parser, Debug)]
+#[command(about = "scrapelet, Prometheus agent and vmagent side by side")]
+struct Args {
+    /// Synthetic targets.
+    #[arg(long, default_value_t = 50)]
+    targets: usize,
+    /// Series a synthetic target serves (rounded up to a multiple of 20).
+    #[arg(long, default_value_t = 2000)]
+    series: usize,
+    /// Scrape interval in seconds (the timeout is four fifths of it).
+    #[arg(long, default_value_t = 5)]
+    interval: u64,
+    /// Scrape intervals of warm-up after the first delivery, not measured.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Seconds measured per agent.
+    #[arg(long, default_value_t = 60)]
+    window: u64,
+    /// Also scrape a real prometheus-node-exporter.
+    #[arg(long)]
+    node_exporter: bool,
+    /// Agents to run, in order.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Agent::Scrapelet, Agent::Prometheus, Agent::Vmagent])]
+    agents: Vec<Agent>,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Agent {
+    Scrapelet,
+    Prometheus,
+    Vmagent,
+}
+
+/// What every agent scrapes.
+struct Workload {
+    targets: Vec<SocketAddr>,
+    /// Node exporter's port and process (its temporary directory lives in `_dir`).
+    node_exporter: Option<(u16, Killed)>,
+    /// Samples one round of scrapes yields, the agents' own series included.
+    samples_per_round: u64,
+    interval: u64,
+    _dir: tempfile::TempDir,
+}
+
+/// One agent's figures.
+struct Measured {
+    agent: Agent,
+    version: String,
+    samples: u64,
+    expected: u64,
+    requests: u64,
+    window: Duration,
+    cpu: Cpu,
+    peak_kib: u64,
+    avg_kib: u64,
+    /// The machine's load average at the end of the window (other work competing).
+    load: f64,
+    /// Average of `RssAnon`: RSS without file pages (mapped segments, binary text).
+    avg_anon_kib: u64,
+}
+
+fn main() {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        tokio::select! {
+            () = run(&args) => {}
+            _ = tokio::signal::ctrl_c() => eprintln!("interrupted; stopping the children"),
+        }
+    });
+}
+
+async fn run(args: &Args) {
+    let workload = workload(args).await;
+    println!(
+        "workload: {} targets x {} series{}, scrape every {} s; per agent: first delivery, {} s warm-up, {} s measured; {} samples a round expected",
+        args.targets,
+        args.series.div_ceil(app::SERIES_PER_UNIT) * app::SERIES_PER_UNIT,
+        if workload.node_exporter.is_some() {
+            " + node exporter"
+        } else {
+            ""
+        },
+        args.interval,
+        args.warmup * args.interval,
+        args.window,
+        workload.samples_per_round,
+    );
+    let mut results = Vec::new();
+    for &agent in &args.agents {
+        let Some(program) = program(agent) else {
+            println!("{agent:?}: skipped (binary not found on PATH / SCRAPELET_BIN)");
+            continue;
+        };
+        match measure(agent, &program, &workload, args).await {
+            Ok(m) => {
+                println!(
+                    "{agent:?}: {} samples in {:.1} s, {:.2} CPU s ({:.2} user, {:.2} system), peak RSS {} MiB, machine load {:.2}",
+                    m.samples,
+                    m.window.as_secs_f64(),
+                    m.cpu.total(),
+                    m.cpu.user,
+                    m.cpu.system,
+                    m.peak_kib / 1024,
+                    m.load
+                );
+                results.push(m);
+            }
+            Err(why) => println!("{agent:?}: failed: {why}"),
+        }
+    }
+    println!();
+    print!("{}", table(&results));
+}
+
+/// Starts the targets (and node exporter) every agent will scrape.
+async fn workload(args: &Args) -> Workload {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut targets = Vec::with_capacity(args.targets);
+    let mut samples_per_round = 0;
+    for t in 0..args.targets {
+        let mut replica = app::App::new(args.series, 0x9e37_79b9_7f4a_7c15 ^ (t as u64) << 20);
+        samples_per_round += replica.series() as u64 + AUTO_SERIES;
+        targets.push(serve_text(move || replica.scrape()).await);
+    }
+    let mut node_exporter = None;
+    if args.node_exporter {
+        if on_path("prometheus-node-exporter") {
+            let textfiles = dir.path().join("textfile");
+            std::fs::create_dir_all(&textfiles).expect("textfile dir");
+            let port = free_port();
+            let child = spawn(
+                Command::new("prometheus-node-exporter")
+                    .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                    .arg(format!(
+                        "--collector.textfile.directory={}",
+                        textfiles.display()
+                    )),
+                &dir.path().join("node-exporter.log"),
+            );
+            let series = node_exporter_series(port).await;
+            println!("node exporter: {series} series");
+            samples_per_round += series + AUTO_SERIES;
+            node_exporter = Some((port, child));
+        } else {
+            println!("node exporter: skipped (prometheus-node-exporter not on PATH)");
+        }
+    }
+    Workload {
+        targets,
+        node_exporter,
+        samples_per_round,
+        interval: args.interval,
+        _dir: dir,
+    }
+}
+
+/// Sample lines node exporter serves, once it answers (0 if it never does within 10 s).
+async fn node_exporter_series(port: u16) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Some(text) = get_text(port, "/metrics").await {
+            return text
+                .lines()
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .count() as u64;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    0
+}
+
+/// The agent's binary, if there is one.
+fn program(agent: Agent) -> Option<PathBuf> {
+    match agent {
+        Agent::Scrapelet => {
+            let path = std::env::var_os("SCRAPELET_BIN")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_scrapelet")));
+            path.is_file().then_some(path)
+        }
+        Agent::Prometheus => on_path("prometheus").then(|| PathBuf::from("prometheus")),
+        Agent::Vmagent => on_path("vmagent").then(|| PathBuf::from("vmagent")),
+    }
+}
+
+/// The scrape configs every agent reads; with `remote_write`, the remote-write section too.
+fn config(workload: &Workload, remote_write: Option<&str>) -> String {
+    let interval = workload.interval.max(1);
+    let timeout_ms = interval * 800;
+    let targets: Vec<String> = workload.targets.iter().map(|a| format!("'{a}'")).collect();
+    let mut out = format!(
+        "global:\n  scrape_interval: {interval}s\n  scrape_timeout: {timeout_ms}ms\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: [{}]\n",
+        targets.join(", ")
+    );
+    if let Some((port, _)) = &workload.node_exporter {
+        let _ = write!(
+            out,
+            "  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+        );
+    }
+    if let Some(url) = remote_write {
+        let _ = write!(
+            out,
+            "remote_write:\n  - url: {url}\n    name: sink\n    queue_config:\n      capacity: 10000\n      max_shards: 50\n      max_samples_per_send: 2000\n      batch_send_deadline: 5s\n"
+        );
+    }
+    out
+}
+
+/// Runs one agent against the workload and measures it.
+async fn measure(
+    agent: Agent,
+    program: &Path,
+    workload: &Workload,
+    args: &Args,
+) -> Result<Measured, String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
+    let sink = Sink::start(true).await;
+    let port = free_port();
+    let data = dir.path().join("data");
+    let config_path = dir.path().join("config.yml");
+    let remote_write = (agent != Agent::Vmagent).then(|| sink.url());
+    std::fs::write(&config_path, config(workload, remote_write.as_deref()))
+        .map_err(|e| format!("config: {e}"))?;
+    let mut cmd = match agent {
+        Agent::Scrapelet => scrapelet(program, &config_path, &data, port),
+        Agent::Prometheus => prometheus_agent(&config_path, &data, port),
+        Agent::Vmagent => {
+            let mut cmd = Command::new(program);
+            cmd.arg(format!("-promscrape.config={}", config_path.display()))
+                .arg(format!("-remoteWrite.url={}", sink.url()))
+                .arg(format!("-remoteWrite.tmpDataPath={}", data.display()))
+                .arg(format!("-httpListenAddr=127.0.0.1:{port}"));
+            cmd
+        }
+    };
+    let log = dir.path().join("agent.log");
+    let mut child = spawn(&mut cmd, &log);
+    let pid = child.pid();
+    let failed = |child: &mut Killed, what: &str| {
+        let state = if child.running() { "running" } else { "exited" };
+        format!("{what} ({state}); log tail:\n{}", log_tail(&log, 15))
+    };
+
+    // Up and delivering, then warm: every series seen, queues sized, caches full.
+    let deadline = Instant::now() + FIRST_DELIVERY_WAIT;
+    while sink.counts.samples() == 0 {
+        if Instant::now() > deadline || !child.running() {
+            return Err(failed(&mut child, "no samples delivered"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(args.warmup * args.interval)).await;
+
+    let cpu0 = cpu(pid).ok_or_else(|| failed(&mut child, "gone before the window"))?;
+    let samples0 = sink.counts.samples();
+    let requests0 = sink.counts.requests();
+    let undecodable0 = sink
+        .counts
+        .undecodable
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let began = Instant::now();
+    let end = began + Duration::from_secs(args.window);
+    let (mut rss_sum, mut anon_sum, mut rss_n) = (0u64, 0u64, 0u64);
+    while Instant::now() < end {
+        if !child.running() {
+            return Err(failed(&mut child, "exited during the window"));
+        }
+        rss_sum += rss_kib(pid);
+        anon_sum += anon_rss_kib(pid);
+        rss_n += 1;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let cpu1 = cpu(pid).ok_or_else(|| failed(&mut child, "gone in the window"))?;
+    let window = began.elapsed();
+    let samples = sink.counts.samples() - samples0;
+    let requests = sink.counts.requests() - requests0;
+    let undecodable = sink
+        .counts
+        .undecodable
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - undecodable0;
+    let peak_kib = peak_rss_kib(pid);
+    let load = load_average();
+    let version = version(agent, program);
+    drop(child);
+
+    let expected =
+        (workload.samples_per_round as f64 * window.as_secs_f64() / args.interval as f64) as u64;
+    if (samples as f64) < LOW_DELIVERY * expected as f64 {
+        println!(
+            "warning: {agent:?} delivered {samples} samples, {:.0}% of the {expected} expected",
+            100.0 * samples as f64 / expected.max(1) as f64
+        );
+    }
+    if undecodable > 0 {
+        println!("warning: {agent:?} sent {undecodable} requests the receiver could not decode");
+    }
+    Ok(Measured {
+        agent,
+        version,
+        samples,
+        expected,
+        requests,
+        window,
+        cpu: cpu1.since(cpu0),
+        peak_kib,
+        avg_kib: rss_sum / rss_n.max(1),
+        load,
+        avg_anon_kib: anon_sum / rss_n.max(1),
+    })
+}
+
+/// The version the agent's binary prints (`--version`, vmagent's `-version`); Debian's vmagent
+/// is built without one.
+fn version(agent: Agent, program: &Path) -> String {
+    let flag = if agent == Agent::Vmagent {
+        "-version"
+    } else {
+        "--version"
+    };
+    let out = Command::new(program)
+        .arg(flag)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let first = out.lines().next().unwrap_or_default();
+    // "prometheus, version 2.42.0+ds (branch: ...)", "scrapelet 0.1.0".
+    let version = match first.split_once("version ") {
+        Some((_, rest)) => rest.split_whitespace().next(),
+        None => first.split_whitespace().last(),
+    };
+    version.unwrap_or("unknown").to_owned()
+}
+
+/// The figures as two markdown tables: per agent, and each peer over scrapelet.
+fn table(results: &[Measured]) -> String {
+    let mut out = String::new();
+    out.push_str("| agent | version | samples delivered (expected) | requests | CPU s | CPU s / M samples | peak RSS MiB | avg RSS MiB | avg anon RSS MiB |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|\n");
+    for m in results {
+        let _ = writeln!(
+            out,
+            "| {:?} | {} | {} ({}) | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} |",
+            m.agent,
+            m.version,
+            m.samples,
+            m.expected,
+            m.requests,
+            m.cpu.total(),
+            per_million(m),
+            m.peak_kib as f64 / 1024.0,
+            m.avg_kib as f64 / 1024.0,
+            m.avg_anon_kib as f64 / 1024.0,
+        );
+    }
+    let Some(base) = results.iter().find(|m| m.agent == Agent::Scrapelet) else {
+        return out;
+    };
+    out.push_str("\n| peer / scrapelet | samples | CPU s | CPU s / M samples | peak RSS | avg RSS | avg anon RSS |\n");
+    out.push_str("|---|---|---|---|---|---|---|\n");
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+    for m in results.iter().filter(|m| m.agent != Agent::Scrapelet) {
+        let _ = writeln!(
+            out,
+            "| {:?} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            m.agent,
+            ratio(m.samples as f64, base.samples as f64),
+            ratio(m.cpu.total(), base.cpu.total()),
+            ratio(per_million(m), per_million(base)),
+            ratio(m.peak_kib as f64, base.peak_kib as f64),
+            ratio(m.avg_kib as f64, base.avg_kib as f64),
+            ratio(m.avg_anon_kib as f64, base.avg_anon_kib as f64),
+        );
+    }
+    out
+}
+
+fn per_million(m: &Measured) -> f64 {
+    m.cpu.total() / (m.samples as f64 / 1e6).max(1e-9)
+}
