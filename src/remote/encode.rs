@@ -362,8 +362,16 @@ mod tests {
                     family: format!("family_{i}"),
                     kind: *kind,
                     // Empty strings are left out, as proto3 does.
-                    help: if i % 2 == 0 { format!("Help é {i}.\n") } else { String::new() },
-                    unit: if i % 3 == 0 { "seconds".into() } else { String::new() },
+                    help: if i % 2 == 0 {
+                        format!("Help é {i}.\n")
+                    } else {
+                        String::new()
+                    },
+                    unit: if i % 3 == 0 {
+                        "seconds".into()
+                    } else {
+                        String::new()
+                    },
                 })
             })
             .collect();

@@ -151,14 +151,12 @@ pub(crate) fn spawn_queue_with<S: BatchSource, C: WriteClient>(
     let reader_progress = reader.progress.subscribe();
     let reader_hard_stop = reader.sender.hard_stop.clone();
     let drain = CancellationToken::new();
-    let metadata = metadata
-        .filter(|_| cfg.metadata_config.send)
-        .map(|view| {
-            let stop = drain.child_token();
-            let sender = reader.sender.clone();
-            let task = spawn_metadata(sender, cfg.metadata_config.clone(), view, stop.clone());
-            (stop, task)
-        });
+    let metadata = metadata.filter(|_| cfg.metadata_config.send).map(|view| {
+        let stop = drain.child_token();
+        let sender = reader.sender.clone();
+        let task = spawn_metadata(sender, cfg.metadata_config.clone(), view, stop.clone());
+        (stop, task)
+    });
     let metadata_stop = metadata.as_ref().map(|(stop, _)| stop.clone());
     let span = tracing::info_span!("remote_write", endpoint = %cfg.name);
     let update_every = tuning.shard_update_interval;
@@ -240,6 +238,12 @@ impl QueueHandle {
             return false;
         }
         clean
+    }
+
+    /// Whether the queue has a metadata task.
+    #[cfg(test)]
+    pub(super) fn sends_metadata(&self) -> bool {
+        self.metadata.is_some()
     }
 
     /// Waits until the queue has ended; its metadata task (if any) stops at once.
@@ -821,4 +825,4 @@ impl Hasher for RefHasher {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

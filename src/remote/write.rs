@@ -571,7 +571,10 @@ where
             move |external: &Labels, start: Start, previous: Option<Routing>| {
                 let m = metrics.endpoint(&cfg.name);
                 let source = input.endpoint(&cfg, &m, start);
-                let options = QueueOptions { previous, ..options };
+                let options = QueueOptions {
+                    previous,
+                    ..options
+                };
                 spawn_queue_with(&cfg, external, source, client, m, options)
             },
         ))

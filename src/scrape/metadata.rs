@@ -202,7 +202,12 @@ mod tests {
         let expected = rows(&[
             ("http_requests", MetricType::Counter, "Requests.", ""),
             ("size", MetricType::Unknown, "", "bytes"),
-            ("temp", MetricType::Unknown, "A \\ path\nand \\\"quotes\\\".", ""),
+            (
+                "temp",
+                MetricType::Unknown,
+                "A \\ path\nand \\\"quotes\\\".",
+                "",
+            ),
         ]);
         assert_eq!(scrape(&mut c, Format::PrometheusText, &body), expected);
         assert_eq!(scrape(&mut c, Format::PrometheusText, &body), None);
@@ -217,7 +222,12 @@ mod tests {
         let expected = rows(&[
             ("http_requests", MetricType::Counter, "All requests.", ""),
             ("size", MetricType::Unknown, "", "bytes"),
-            ("temp", MetricType::Gauge, "A \\ path\nand \\\"quotes\\\".", ""),
+            (
+                "temp",
+                MetricType::Gauge,
+                "A \\ path\nand \\\"quotes\\\".",
+                "",
+            ),
         ]);
         assert_eq!(scrape(&mut c, Format::PrometheusText, &changed), expected);
         assert_eq!(scrape(&mut c, Format::PrometheusText, &changed), None);
