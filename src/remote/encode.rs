@@ -268,16 +268,21 @@ mod tests {
         }
     }
 
+    /// The protobuf bytes of an encoder's result.
+    fn decompressed(body: Result<Vec<u8>, EncodeError>) -> Vec<u8> {
+        let body = body.unwrap_or_else(|e| panic!("encode failed: {e}"));
+        snap::raw::Decoder::new()
+            .decompress_vec(&body)
+            .unwrap_or_else(|e| panic!("not snappy block format: {e}"))
+    }
+
     /// Encodes with the fast encoder, checks the body decompresses to prost's bytes and decodes
     /// to the expected request; returns what was decoded.
     fn check(samples: &[(Labels, i64, f64)]) -> prompb::WriteRequest {
         let wire: Vec<_> = samples.iter().map(|(l, t, v)| wire(l, *t, *v)).collect();
         let mut enc = RequestEncoder::new();
         let body = enc.encode(&wire).map(<[u8]>::to_vec);
-        let body = body.unwrap_or_else(|e| panic!("encode failed: {e}"));
-        let raw = snap::raw::Decoder::new()
-            .decompress_vec(&body)
-            .unwrap_or_else(|e| panic!("not snappy block format: {e}"));
+        let raw = decompressed(body);
         let expected = reference(samples);
         assert_eq!(raw, expected.encode_to_vec(), "bytes differ from prost's");
         assert_eq!(raw, enc.uncompressed());
@@ -389,11 +394,7 @@ mod tests {
                 .collect(),
         };
         let mut enc = RequestEncoder::new();
-        let body = enc.encode_metadata(&ours).map(<[u8]>::to_vec);
-        let body = body.unwrap_or_else(|e| panic!("encode failed: {e}"));
-        let raw = snap::raw::Decoder::new()
-            .decompress_vec(&body)
-            .unwrap_or_else(|e| panic!("not snappy block format: {e}"));
+        let raw = decompressed(enc.encode_metadata(&ours).map(<[u8]>::to_vec));
         assert_eq!(raw, expected.encode_to_vec(), "bytes differ from prost's");
         assert_eq!(
             prompb::WriteRequest::decode(raw.as_slice()).ok(),

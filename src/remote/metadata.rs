@@ -86,14 +86,14 @@ async fn send_round<C: WriteClient>(
     per_request: usize,
     deadline: Instant,
 ) -> bool {
-    let counters = &sender.metrics.metadata;
+    let m = &sender.metrics;
     for (i, chunk) in metadata.chunks(per_request).enumerate() {
         let n = chunk.len() as u64;
         let body = match encoder.encode_metadata(chunk) {
             Ok(body) => Bytes::copy_from_slice(body),
             Err(e) => {
                 tracing::error!(metadata = n, error = %error_chain(&e), "cannot encode a metadata request; dropped");
-                counters.failed.encode.inc_by(n);
+                m.metadata_failed.encode.inc_by(n);
                 continue;
             }
         };
@@ -103,7 +103,7 @@ async fn send_round<C: WriteClient>(
             Ok(Outcome::Sent | Outcome::Failed) => {}
             Err(_) => {
                 let left = metadata.len() - i * per_request;
-                counters.expired.inc_by(left as u64);
+                m.metadata_expired.inc_by(left as u64);
                 tracing::debug!(
                     metadata = left,
                     "metadata not delivered within send_interval; the next round sends it again"

@@ -85,17 +85,13 @@ pub(crate) struct EndpointMetrics {
     pub(crate) queue_capacity: Gauge,
     /// The highest timestamp sent in ms, behind `highest_sent_timestamp` (which only rises).
     pub(crate) highest_sent_ms: std::sync::Arc<AtomicI64>,
-    pub(crate) metadata: MetadataCounters,
-}
-
-/// The `metadata_*` counters: metric metadata entries, not samples.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct MetadataCounters {
-    pub(crate) sent: Counter,
-    pub(crate) retried: Counter,
-    pub(crate) bytes_sent: Counter,
-    pub(crate) failed: FailCounters,
-    pub(crate) expired: Counter,
+    /// Metric metadata entries (not samples), and their requests' bytes.
+    pub(crate) metadata_sent: Counter,
+    pub(crate) metadata_retried: Counter,
+    pub(crate) metadata_bytes_sent: Counter,
+    /// `metadata_failed_total` per reason; `expired` is metadata's own.
+    pub(crate) metadata_failed: FailCounters,
+    pub(crate) metadata_expired: Counter,
 }
 
 /// `samples_dropped_total` per reason.
@@ -348,17 +344,15 @@ impl RemoteMetrics {
             highest_sent_timestamp: self.highest_sent_timestamp.get_or_create_owned(&e),
             queue_capacity: self.queue_capacity.get_or_create_owned(&e),
             highest_sent_ms: std::sync::Arc::new(AtomicI64::new(i64::MIN)),
-            metadata: MetadataCounters {
-                sent: self.metadata_sent.get_or_create_owned(&e),
-                retried: self.metadata_retried.get_or_create_owned(&e),
-                bytes_sent: self.metadata_bytes_sent.get_or_create_owned(&e),
-                failed: FailCounters {
-                    rejected: reason(&self.metadata_failed, fail_reason::REJECTED),
-                    rate_limited: reason(&self.metadata_failed, fail_reason::RATE_LIMITED),
-                    encode: reason(&self.metadata_failed, fail_reason::ENCODE),
-                },
-                expired: reason(&self.metadata_failed, fail_reason::EXPIRED),
+            metadata_sent: self.metadata_sent.get_or_create_owned(&e),
+            metadata_retried: self.metadata_retried.get_or_create_owned(&e),
+            metadata_bytes_sent: self.metadata_bytes_sent.get_or_create_owned(&e),
+            metadata_failed: FailCounters {
+                rejected: reason(&self.metadata_failed, fail_reason::REJECTED),
+                rate_limited: reason(&self.metadata_failed, fail_reason::RATE_LIMITED),
+                encode: reason(&self.metadata_failed, fail_reason::ENCODE),
             },
+            metadata_expired: reason(&self.metadata_failed, fail_reason::EXPIRED),
         }
     }
 }

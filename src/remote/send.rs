@@ -420,10 +420,10 @@ impl<C: WriteClient> Sender<C> {
                 failed: &m.failed,
             },
             Load::Metadata => LoadCounters {
-                sent: &m.metadata.sent,
-                retried: &m.metadata.retried,
-                bytes_sent: &m.metadata.bytes_sent,
-                failed: &m.metadata.failed,
+                sent: &m.metadata_sent,
+                retried: &m.metadata_retried,
+                bytes_sent: &m.metadata_bytes_sent,
+                failed: &m.metadata_failed,
             },
         }
     }

@@ -192,45 +192,42 @@ mod tests {
 
     #[test]
     fn collects_type_help_and_unit_and_reports_changes_only() {
-        let mut c = MetadataCache::new();
-        let body = [
-            ("http_requests", Line::Type(MetricType::Counter)),
+        use MetricType::{Counter, Gauge, Unknown};
+        let first = [
+            ("http_requests", Line::Type(Counter)),
             ("http_requests", Line::Help("Requests.")),
             ("temp", Line::Help("A \\\\ path\\nand \\\"quotes\\\".")),
             ("size", Line::Unit("bytes")),
         ];
-        let expected = rows(&[
-            ("http_requests", MetricType::Counter, "Requests.", ""),
-            ("size", MetricType::Unknown, "", "bytes"),
-            (
-                "temp",
-                MetricType::Unknown,
-                "A \\ path\nand \\\"quotes\\\".",
-                "",
-            ),
-        ]);
-        assert_eq!(scrape(&mut c, Format::PrometheusText, &body), expected);
-        assert_eq!(scrape(&mut c, Format::PrometheusText, &body), None);
-
-        // A changed help is an update; a vanished HELP line keeps the last help.
+        // A changed help and type are updates; a vanished HELP line keeps the last help.
         let changed = [
-            ("http_requests", Line::Type(MetricType::Counter)),
+            ("http_requests", Line::Type(Counter)),
             ("http_requests", Line::Help("All requests.")),
-            ("temp", Line::Type(MetricType::Gauge)),
+            ("temp", Line::Type(Gauge)),
             ("size", Line::Unit("bytes")),
         ];
-        let expected = rows(&[
-            ("http_requests", MetricType::Counter, "All requests.", ""),
-            ("size", MetricType::Unknown, "", "bytes"),
-            (
-                "temp",
-                MetricType::Gauge,
-                "A \\ path\nand \\\"quotes\\\".",
-                "",
-            ),
-        ]);
-        assert_eq!(scrape(&mut c, Format::PrometheusText, &changed), expected);
-        assert_eq!(scrape(&mut c, Format::PrometheusText, &changed), None);
+        let temp_help = "A \\ path\nand \\\"quotes\\\".";
+        let after_first: &[Row] = &[
+            ("http_requests", Counter, "Requests.", ""),
+            ("size", Unknown, "", "bytes"),
+            ("temp", Unknown, temp_help, ""),
+        ];
+        let after_changed: &[Row] = &[
+            ("http_requests", Counter, "All requests.", ""),
+            ("size", Unknown, "", "bytes"),
+            ("temp", Gauge, temp_help, ""),
+        ];
+        let mut c = MetadataCache::new();
+        let steps: [(&[(&str, Line<'_>)], Option<&[Row]>); 4] = [
+            (&first, Some(after_first)),
+            (&first, None),
+            (&changed, Some(after_changed)),
+            (&changed, None),
+        ];
+        for (i, (lines, expected)) in steps.into_iter().enumerate() {
+            let got = scrape(&mut c, Format::PrometheusText, lines);
+            assert_eq!(got, expected.and_then(rows), "scrape {i}");
+        }
     }
 
     #[test]

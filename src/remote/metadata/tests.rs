@@ -9,7 +9,7 @@ use crate::labels::Labels;
 use crate::remote::metrics::EndpointMetrics;
 use crate::remote::prompb;
 use crate::remote::queue::tests::{Fake, Step, config};
-use crate::remote::queue::{QueueHandle, QueueOptions, QueueTuning, spawn_queue_with};
+use crate::remote::queue::{QueueHandle, QueueOptions, spawn_queue_with};
 use crate::remote::source::{EndpointInput, Fanout};
 use crate::remote::write_client::SendError;
 
@@ -82,8 +82,8 @@ async fn a_round_is_cut_into_requests_of_at_most_max_samples_per_send() {
         (prompb::MetricType::Counter as i32, "Help 0.", "")
     );
     let m = &s.metrics;
-    assert_eq!(m.metadata.sent.get(), 5);
-    assert!(m.metadata.bytes_sent.get() > 0);
+    assert_eq!(m.metadata_sent.get(), 5);
+    assert!(m.metadata_bytes_sent.get() > 0);
     assert_eq!(m.requests.ok.get(), 3);
     // Samples' counters are untouched.
     assert_eq!((m.samples_sent.get(), m.bytes_sent.get()), (0, 0));
@@ -108,9 +108,12 @@ async fn failures_are_retried_and_refusals_counted_without_ending_the_round() {
         families(&fake),
         [vec!["family_2", "family_3"], vec!["family_4"]]
     );
-    let m = &s.metrics.metadata;
-    assert_eq!((m.sent.get(), m.retried.get()), (3, 4));
-    assert_eq!((m.failed.rejected.get(), m.expired.get()), (2, 0));
+    let m = &s.metrics;
+    assert_eq!((m.metadata_sent.get(), m.metadata_retried.get()), (3, 4));
+    assert_eq!(
+        (m.metadata_failed.rejected.get(), m.metadata_expired.get()),
+        (2, 0)
+    );
     assert_eq!(s.metrics.failed.rejected.get(), 0, "not counted as samples");
 }
 
@@ -122,14 +125,14 @@ async fn what_a_round_cannot_deliver_in_time_expires_and_the_next_round_sends_it
     let all = entries(5);
     let deadline = Instant::now() + Duration::from_millis(200);
     assert!(send_round(&s, &mut RequestEncoder::new(), &all, 2, deadline).await);
-    let m = &s.metrics.metadata;
-    assert_eq!((m.sent.get(), m.expired.get()), (0, 5));
-    assert!(m.retried.get() > 0);
+    let m = &s.metrics;
+    assert_eq!((m.metadata_sent.get(), m.metadata_expired.get()), (0, 5));
+    assert!(m.metadata_retried.get() > 0);
     assert!(!s.is_retrying(), "metadata is no retrying shard");
 
     fake.script_clear();
     assert!(send_round(&s, &mut RequestEncoder::new(), &all, 2, in_a_minute()).await);
-    assert_eq!(m.sent.get(), 5);
+    assert_eq!(m.metadata_sent.get(), 5);
 }
 
 #[tokio::test]
@@ -155,9 +158,13 @@ async fn a_hard_stop_ends_the_round() {
     assert!(hung.is_err());
     s.hard_stop.cancel();
     assert!(!round.await);
-    let m = &s.metrics.metadata;
+    let m = &s.metrics;
     assert_eq!(
-        (m.sent.get(), m.expired.get(), m.failed.rejected.get()),
+        (
+            m.metadata_sent.get(),
+            m.metadata_expired.get(),
+            m.metadata_failed.rejected.get()
+        ),
         (0, 0, 0)
     );
 }
@@ -166,22 +173,18 @@ async fn a_hard_stop_ends_the_round() {
 fn queue(cfg: &RemoteWriteConfig, fake: &Fake, view: &MetadataView) -> (Fanout, QueueHandle) {
     let fanout = Fanout::new();
     let source = fanout.add_output(10, Counter::default(), Counter::default());
-    let handle = spawn_queue_with(
-        cfg,
-        &Labels::empty(),
-        EndpointInput {
-            source,
-            resume: None,
-            store: None,
-        },
-        fake.clone(),
-        EndpointMetrics::unregistered(),
-        QueueOptions {
-            tuning: QueueTuning::default(),
-            previous: None,
-            metadata: Some(view.clone()),
-        },
-    );
+    let (resume, store) = (None, None);
+    let input = EndpointInput {
+        source,
+        resume,
+        store,
+    };
+    let options = QueueOptions {
+        metadata: Some(view.clone()),
+        ..QueueOptions::default()
+    };
+    let metrics = EndpointMetrics::unregistered();
+    let handle = spawn_queue_with(cfg, &Labels::empty(), input, fake.clone(), metrics, options);
     (fanout, handle)
 }
 
