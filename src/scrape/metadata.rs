@@ -154,6 +154,8 @@ mod tests {
     use super::*;
 
     type Row = (&'static str, MetricType, &'static str, &'static str);
+    /// One scrape's lines, and the update they make (`None`: nothing changed).
+    type Step<'a> = (&'a [(&'a str, Line<'a>)], Option<&'a [Row]>);
 
     /// Scrapes `lines` (family, line) as one successful scrape and returns the update.
     fn scrape(
@@ -218,7 +220,7 @@ mod tests {
             ("temp", Gauge, temp_help, ""),
         ];
         let mut c = MetadataCache::new();
-        let steps: [(&[(&str, Line<'_>)], Option<&[Row]>); 4] = [
+        let steps: [Step<'_>; 4] = [
             (&first, Some(after_first)),
             (&first, None),
             (&changed, Some(after_changed)),
