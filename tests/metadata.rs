@@ -208,7 +208,9 @@ async fn failed_metadata_is_retried_refused_metadata_counted_and_samples_unaffec
         Reply::status(400).with_body("metadata not accepted"),
     ]);
     let om = Target::start(Exposition::openmetrics(OPENMETRICS)).await;
-    let yaml = config(&[("rx", &rx.url(), EVERY_200MS)], &[("om", &om.address())]);
+    // A round long enough for two retries, so that the counts below are exact.
+    let every_second = "    metadata_config:\n      send_interval: 1s\n";
+    let yaml = config(&[("rx", &rx.url(), every_second)], &[("om", &om.address())]);
     let agent = TestAgent::start(&yaml).await;
     let four: Vec<_> = both()
         .into_iter()
