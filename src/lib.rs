@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! config -> discovery -> relabel -> scrape (exposition) -> append -> remote
+//!                                            \-> metadata -----------/
 //!                                                     web, telemetry watch it all
 //! ```
 
@@ -15,6 +16,7 @@ pub mod config;
 pub mod discovery;
 pub mod exposition;
 pub mod labels;
+pub mod metadata;
 pub mod relabel;
 pub mod remote;
 pub mod scrape;

@@ -708,6 +708,50 @@ async fn a_victoria_metrics_outage_holds_back_neither_prometheus_nor_its_catch_u
     terminate(scrapelet).await;
 }
 
+/// Real receivers take metadata-only requests (Prometheus 2.42 keeps none of it, both answer
+/// 2xx): metadata is counted sent and never failed, and samples flow beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_and_victoria_metrics_accept_metadata_only_requests() {
+    let prometheus = Prometheus::start().await;
+    let vm = VictoriaMetrics::start().await;
+    let target = Target::start(Exposition::text(
+        "# HELP e2e_meta_total Requests.\n# TYPE e2e_meta_total counter\ne2e_meta_total 1\n",
+    ))
+    .await;
+    let metadata = "    metadata_config:\n      send_interval: 300ms\n";
+    let scrapelet = Scrapelet::start(
+        &config_with_queue(
+            &[("prom", prometheus.write_url()), ("vm", vm.write_url())],
+            &[("meta", target.address())],
+            metadata,
+        ),
+        &[],
+    )
+    .await;
+    for endpoint in ["prom", "vm"] {
+        until(WAIT, "metadata accepted", || async {
+            scrapelet_sum(&scrapelet, "scrapelet_remote_metadata_sent_total", endpoint).await >= 2.0
+        })
+        .await;
+        let failed = scrapelet_sum(
+            &scrapelet,
+            "scrapelet_remote_metadata_failed_total",
+            endpoint,
+        )
+        .await;
+        assert_eq!(failed, 0.0, "{endpoint}");
+    }
+    until(WAIT, "samples in prometheus", || async {
+        !prometheus
+            .query_samples("e2e_meta_total{job=\"meta\"}[10m]")
+            .await
+            .is_empty()
+    })
+    .await;
+    prometheus.assert_clean().await;
+    terminate(scrapelet).await;
+}
+
 #[test]
 fn check_config_accepts_a_good_file_and_names_file_line_and_key_of_a_bad_one() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));

@@ -144,7 +144,8 @@ impl Agent {
             remote.appender(),
             Arc::new(SeriesRefs::default()),
             scrape_metrics,
-        );
+        )
+        .with_metadata(remote.metadata());
         manager.apply_config(&config.scrape_configs)?;
         let (updates_tx, updates_rx) = mpsc::unbounded_channel();
         let kubernetes = options.node_name.clone().map(|node| {

@@ -1,6 +1,9 @@
 //! What the parser yields: formats, metric types and entries.
 
+use std::borrow::Cow;
+
 use super::Sample;
+use super::sample::unescape;
 
 /// Which text format a body is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,7 +15,7 @@ pub enum Format {
 }
 
 /// A metric family's type as declared by `# TYPE`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum MetricType {
     Counter,
     Gauge,
@@ -64,6 +67,18 @@ impl Format {
             }
             _ => Format::PrometheusText,
         }
+    }
+}
+
+impl Format {
+    /// The text of a [`Entry::Help`] unescaped as Prometheus does for this format: `\\` and
+    /// `\n` in both, `\"` in OpenMetrics only; any other backslash stays. Borrows when there
+    /// is nothing to replace.
+    pub fn unescape_help(self, text: &str) -> Cow<'_, str> {
+        if !text.contains('\\') {
+            return Cow::Borrowed(text);
+        }
+        Cow::Owned(unescape(text, self == Format::OpenMetrics))
     }
 }
 

@@ -149,7 +149,7 @@ impl<'a> LabelIter<'a> {
             ));
         };
         let value = if escaped {
-            Cow::Owned(unescape(text))
+            Cow::Owned(unescape(text, true))
         } else {
             Cow::Borrowed(text)
         };
@@ -174,9 +174,9 @@ impl<'a> LabelIter<'a> {
     }
 }
 
-/// Replaces `\\`, `\"` and `\n`; any other backslash sequence stays as written (Prometheus's
-/// `lvalReplacer`).
-fn unescape(text: &str) -> String {
+/// Replaces `\\` and `\n`, and `\"` when `quotes`; any other backslash sequence stays as
+/// written (Prometheus's `lvalReplacer` with `quotes`, its `helpReplacer` without).
+pub(super) fn unescape(text: &str, quotes: bool) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(k) = rest.find('\\') {
@@ -184,7 +184,7 @@ fn unescape(text: &str) -> String {
         let mut after = rest[k + 1..].chars();
         match after.next() {
             Some('\\') => out.push('\\'),
-            Some('"') => out.push('"'),
+            Some('"') if quotes => out.push('"'),
             Some('n') => out.push('\n'),
             Some(other) => {
                 out.push('\\');

@@ -225,6 +225,19 @@ fn text_escapes() {
 }
 
 #[test]
+fn help_text_is_unescaped_per_format() {
+    let check = |format: Format, text: &str, expected: &str, borrowed: bool| {
+        let got = format.unescape_help(text);
+        assert_eq!(got, expected, "{format:?} {text:?}");
+        assert_eq!(matches!(got, Cow::Borrowed(_)), borrowed, "{text:?}");
+    };
+    check(TEXT, "plain \"text\"", "plain \"text\"", true);
+    check(TEXT, r#"a\\b\nc\"d\te"#, "a\\b\nc\\\"d\\te", false);
+    check(OM, r#"a\\b\nc\"d\te"#, "a\\b\nc\"d\\te", false);
+    check(TEXT, "trailing\\", "trailing\\", false);
+}
+
+#[test]
 fn labels_borrow_unless_escaped() {
     let body = b"m{plain=\"abc\",esc=\"a\\\"b\"} 1\n";
     let Some(Ok(Entry::Sample(s))) = Parser::new(body, TEXT).next() else {

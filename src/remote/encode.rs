@@ -11,12 +11,16 @@
 //!    (the staleness marker), is written as its exact bits.
 //! 3. Buffers (protobuf, compressed) and the snappy encoder are reused between requests; after
 //!    warm-up, encoding allocates nothing.
+//! 4. [`RequestEncoder::encode_metadata`] writes the bytes prost writes for a `WriteRequest`
+//!    that carries only `metadata` (no time series).
 
 use std::sync::Arc;
 
 use prost::encoding::{encode_varint, encoded_len_varint};
 
+use crate::exposition::MetricType;
 use crate::labels::Label;
+use crate::metadata::Metadata;
 
 /// A series' labels as the bytes of a `TimeSeries.labels` field. Cheap to clone.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -55,6 +59,11 @@ const TAG_LABEL_NAME: u8 = 0x0a; // Label.name = 1, length-delimited
 const TAG_LABEL_VALUE: u8 = 0x12; // Label.value = 2, length-delimited
 const TAG_SAMPLE_VALUE: u8 = 0x09; // Sample.value = 1, 64-bit
 const TAG_SAMPLE_TIMESTAMP: u8 = 0x10; // Sample.timestamp = 2, varint
+const TAG_METADATA: u8 = 0x1a; // WriteRequest.metadata = 3, length-delimited
+const TAG_METADATA_TYPE: u8 = 0x08; // MetricMetadata.type = 1, varint
+const TAG_METADATA_FAMILY: u8 = 0x12; // MetricMetadata.metric_family_name = 2, length-delimited
+const TAG_METADATA_HELP: u8 = 0x22; // MetricMetadata.help = 4, length-delimited
+const TAG_METADATA_UNIT: u8 = 0x2a; // MetricMetadata.unit = 5, length-delimited
 
 impl EncodedLabels {
     /// Encodes labels given in wire order (sorted by name). Empty names or values are skipped,
@@ -95,6 +104,38 @@ impl RequestEncoder {
     /// Encodes `samples` as one `WriteRequest` and compresses it; returns the request body.
     pub fn encode(&mut self, samples: &[WireSample]) -> Result<&[u8], EncodeError> {
         self.encode_uncompressed(samples);
+        self.compress()
+    }
+
+    /// Encodes `metadata` as one `WriteRequest` without time series and compresses it;
+    /// returns the request body.
+    pub fn encode_metadata(&mut self, metadata: &[Arc<Metadata>]) -> Result<&[u8], EncodeError> {
+        let out = &mut self.raw;
+        out.clear();
+        for m in metadata {
+            let kind = metric_type_number(m.kind);
+            let len = if kind != 0 {
+                1 + encoded_len_varint(kind)
+            } else {
+                0
+            } + str_field_len(&m.family)
+                + str_field_len(&m.help)
+                + str_field_len(&m.unit);
+            out.push(TAG_METADATA);
+            encode_varint(len as u64, out);
+            if kind != 0 {
+                out.push(TAG_METADATA_TYPE);
+                encode_varint(kind, out);
+            }
+            put_str_field(out, TAG_METADATA_FAMILY, &m.family);
+            put_str_field(out, TAG_METADATA_HELP, &m.help);
+            put_str_field(out, TAG_METADATA_UNIT, &m.unit);
+        }
+        self.compress()
+    }
+
+    /// Compresses the protobuf bytes in `raw`; returns the request body.
+    fn compress(&mut self) -> Result<&[u8], EncodeError> {
         let len = self.raw.len();
         let max = snap::raw::max_compress_len(len);
         if max == 0 && len > 0 {
@@ -157,6 +198,20 @@ impl Default for RequestEncoder {
     }
 }
 
+/// `prometheus.MetricMetadata.MetricType`'s number for `kind`.
+fn metric_type_number(kind: MetricType) -> u64 {
+    match kind {
+        MetricType::Unknown => 0,
+        MetricType::Counter => 1,
+        MetricType::Gauge => 2,
+        MetricType::Histogram => 3,
+        MetricType::GaugeHistogram => 4,
+        MetricType::Summary => 5,
+        MetricType::Info => 6,
+        MetricType::StateSet => 7,
+    }
+}
+
 fn str_field_len(s: &str) -> usize {
     if s.is_empty() {
         0
@@ -213,16 +268,21 @@ mod tests {
         }
     }
 
+    /// The protobuf bytes of an encoder's result.
+    fn decompressed(body: Result<Vec<u8>, EncodeError>) -> Vec<u8> {
+        let body = body.unwrap_or_else(|e| panic!("encode failed: {e}"));
+        snap::raw::Decoder::new()
+            .decompress_vec(&body)
+            .unwrap_or_else(|e| panic!("not snappy block format: {e}"))
+    }
+
     /// Encodes with the fast encoder, checks the body decompresses to prost's bytes and decodes
     /// to the expected request; returns what was decoded.
     fn check(samples: &[(Labels, i64, f64)]) -> prompb::WriteRequest {
         let wire: Vec<_> = samples.iter().map(|(l, t, v)| wire(l, *t, *v)).collect();
         let mut enc = RequestEncoder::new();
         let body = enc.encode(&wire).map(<[u8]>::to_vec);
-        let body = body.unwrap_or_else(|e| panic!("encode failed: {e}"));
-        let raw = snap::raw::Decoder::new()
-            .decompress_vec(&body)
-            .unwrap_or_else(|e| panic!("not snappy block format: {e}"));
+        let raw = decompressed(body);
         let expected = reference(samples);
         assert_eq!(raw, expected.encode_to_vec(), "bytes differ from prost's");
         assert_eq!(raw, enc.uncompressed());
@@ -282,6 +342,63 @@ mod tests {
         assert_eq!(
             (enc.raw.capacity(), enc.compressed.capacity()),
             (raw_cap, comp_cap)
+        );
+    }
+
+    #[test]
+    fn metadata_is_encoded_exactly_as_prost_encodes_it() {
+        use crate::exposition::MetricType as Kind;
+        use crate::metadata::Metadata;
+        let kinds = [
+            (Kind::Unknown, prompb::MetricType::Unknown),
+            (Kind::Counter, prompb::MetricType::Counter),
+            (Kind::Gauge, prompb::MetricType::Gauge),
+            (Kind::Histogram, prompb::MetricType::Histogram),
+            (Kind::GaugeHistogram, prompb::MetricType::GaugeHistogram),
+            (Kind::Summary, prompb::MetricType::Summary),
+            (Kind::Info, prompb::MetricType::Info),
+            (Kind::StateSet, prompb::MetricType::Stateset),
+        ];
+        let ours: Vec<Arc<Metadata>> = kinds
+            .iter()
+            .enumerate()
+            .map(|(i, (kind, _))| {
+                Arc::new(Metadata {
+                    family: format!("family_{i}"),
+                    kind: *kind,
+                    // Empty strings are left out, as proto3 does.
+                    help: if i % 2 == 0 {
+                        format!("Help é {i}.\n")
+                    } else {
+                        String::new()
+                    },
+                    unit: if i % 3 == 0 {
+                        "seconds".into()
+                    } else {
+                        String::new()
+                    },
+                })
+            })
+            .collect();
+        let expected = prompb::WriteRequest {
+            timeseries: vec![],
+            metadata: ours
+                .iter()
+                .zip(kinds)
+                .map(|(m, (_, kind))| prompb::MetricMetadata {
+                    r#type: kind as i32,
+                    metric_family_name: m.family.clone(),
+                    help: m.help.clone(),
+                    unit: m.unit.clone(),
+                })
+                .collect(),
+        };
+        let mut enc = RequestEncoder::new();
+        let raw = decompressed(enc.encode_metadata(&ours).map(<[u8]>::to_vec));
+        assert_eq!(raw, expected.encode_to_vec(), "bytes differ from prost's");
+        assert_eq!(
+            prompb::WriteRequest::decode(raw.as_slice()).ok(),
+            Some(expected)
         );
     }
 

@@ -31,6 +31,10 @@ pub struct RemoteMetrics {
     samples_pending: Family<EndpointLabel, Gauge>,
     highest_sent_timestamp: Family<EndpointLabel, Gauge<f64, AtomicU64>>,
     queue_capacity: Family<EndpointLabel, Gauge>,
+    metadata_sent: Family<EndpointLabel, Counter>,
+    metadata_retried: Family<EndpointLabel, Counter>,
+    metadata_failed: Family<ReasonLabel, Counter>,
+    metadata_bytes_sent: Family<EndpointLabel, Counter>,
 }
 
 /// Why samples were dropped before being sent (`reason` of `samples_dropped_total`).
@@ -55,6 +59,9 @@ pub mod fail_reason {
     pub const RATE_LIMITED: &str = "rate_limited";
     /// The request could not be built (never expected).
     pub const ENCODE: &str = "encode";
+    /// Metadata only: not delivered within its `send_interval` (the next round sends it
+    /// again, as it is then).
+    pub const EXPIRED: &str = "expired";
 }
 
 /// The handles of one endpoint.
@@ -78,6 +85,13 @@ pub(crate) struct EndpointMetrics {
     pub(crate) queue_capacity: Gauge,
     /// The highest timestamp sent in ms, behind `highest_sent_timestamp` (which only rises).
     pub(crate) highest_sent_ms: std::sync::Arc<AtomicI64>,
+    /// Metric metadata entries (not samples), and their requests' bytes.
+    pub(crate) metadata_sent: Counter,
+    pub(crate) metadata_retried: Counter,
+    pub(crate) metadata_bytes_sent: Counter,
+    /// `metadata_failed_total` per reason; `expired` is metadata's own.
+    pub(crate) metadata_failed: FailCounters,
+    pub(crate) metadata_expired: Counter,
 }
 
 /// `samples_dropped_total` per reason.
@@ -159,6 +173,10 @@ impl RemoteMetrics {
             samples_pending: Family::default(),
             highest_sent_timestamp: Family::default(),
             queue_capacity: Family::default(),
+            metadata_sent: Family::default(),
+            metadata_retried: Family::default(),
+            metadata_failed: Family::default(),
+            metadata_bytes_sent: Family::default(),
         };
         let r = registry;
         // Counters get their `_total` suffix from the encoder.
@@ -191,12 +209,13 @@ impl RemoteMetrics {
         );
         r.register(
             "scrapelet_remote_bytes_sent",
-            "Compressed request bytes the receiver accepted.",
+            "Compressed bytes of sample requests the receiver accepted.",
             m.bytes_sent.clone(),
         );
         r.register(
             "scrapelet_remote_requests",
-            "Write requests by answer: 2xx, 4xx, 429, 5xx, other, timeout, network.",
+            "Write requests (samples or metadata) by answer: 2xx, 4xx, 429, 5xx, other, timeout, \
+             network.",
             m.requests.clone(),
         );
         r.register(
@@ -243,6 +262,28 @@ impl RemoteMetrics {
             "scrapelet_remote_queue_capacity",
             "Samples the endpoint's input queue holds before it drops (reason queue_full).",
             m.queue_capacity.clone(),
+        );
+        r.register(
+            "scrapelet_remote_metadata_sent",
+            "Metric metadata entries the receiver accepted.",
+            m.metadata_sent.clone(),
+        );
+        r.register(
+            "scrapelet_remote_metadata_retried",
+            "Metric metadata entries in requests that failed and were retried (counted once per \
+             retry).",
+            m.metadata_retried.clone(),
+        );
+        r.register(
+            "scrapelet_remote_metadata_failed",
+            "Metric metadata entries not delivered, by reason: refused for good (rejected, \
+             rate_limited), or not delivered within send_interval (expired).",
+            m.metadata_failed.clone(),
+        );
+        r.register(
+            "scrapelet_remote_metadata_bytes_sent",
+            "Compressed bytes of metadata requests the receiver accepted.",
+            m.metadata_bytes_sent.clone(),
         );
         m
     }
@@ -303,6 +344,15 @@ impl RemoteMetrics {
             highest_sent_timestamp: self.highest_sent_timestamp.get_or_create_owned(&e),
             queue_capacity: self.queue_capacity.get_or_create_owned(&e),
             highest_sent_ms: std::sync::Arc::new(AtomicI64::new(i64::MIN)),
+            metadata_sent: self.metadata_sent.get_or_create_owned(&e),
+            metadata_retried: self.metadata_retried.get_or_create_owned(&e),
+            metadata_bytes_sent: self.metadata_bytes_sent.get_or_create_owned(&e),
+            metadata_failed: FailCounters {
+                rejected: reason(&self.metadata_failed, fail_reason::REJECTED),
+                rate_limited: reason(&self.metadata_failed, fail_reason::RATE_LIMITED),
+                encode: reason(&self.metadata_failed, fail_reason::ENCODE),
+            },
+            metadata_expired: reason(&self.metadata_failed, fail_reason::EXPIRED),
         }
     }
 }
@@ -320,6 +370,9 @@ impl RemoteMetrics {
             &self.samples_retried,
             &self.samples_resent,
             &self.bytes_sent,
+            &self.metadata_sent,
+            &self.metadata_retried,
+            &self.metadata_bytes_sent,
         ] {
             family.remove(&e);
         }
@@ -350,6 +403,15 @@ impl RemoteMetrics {
                 fail_reason::REJECTED,
                 fail_reason::RATE_LIMITED,
                 fail_reason::ENCODE,
+            ],
+        );
+        reasons(
+            &self.metadata_failed,
+            &[
+                fail_reason::REJECTED,
+                fail_reason::RATE_LIMITED,
+                fail_reason::ENCODE,
+                fail_reason::EXPIRED,
             ],
         );
         reasons(

@@ -11,6 +11,10 @@
 //!   -> shards                hash(wire labels) -> shard; batches cut by size or deadline
 //!   -> send + retry          encode once (encode), snappy, POST (write_client); retry 5xx,
 //!                            timeouts and network errors with backoff; 429 if configured
+//!
+//! MetadataView (scrape loops)
+//!   -> metadata              per endpoint, every send_interval: collect, cut into requests,
+//!                            send + retry as above (not buffered, beside the shards)
 //! ```
 //!
 //! Invariants that hold across the files (each file states its own):
@@ -35,6 +39,7 @@
 mod debug;
 mod encode;
 mod error;
+mod metadata;
 mod metrics;
 pub mod prompb;
 mod queue;

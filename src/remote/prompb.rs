@@ -10,7 +10,7 @@
 pub struct WriteRequest {
     #[prost(message, repeated, tag = "1")]
     pub timeseries: Vec<TimeSeries>,
-    /// Experimental in 1.0; scrapelet does not send it yet.
+    /// Experimental in 1.0; scrapelet sends it alone, in metadata-only requests.
     #[prost(message, repeated, tag = "3")]
     pub metadata: Vec<MetricMetadata>,
 }

@@ -37,6 +37,9 @@
 //!    after its deadline stops hard (requests in flight are abandoned: at most one per shard
 //!    is in doubt, as after a crash). Either way the final cursors are saved before the queue
 //!    ends.
+//! 10. Metric metadata (with `metadata_config.send`) is sent by a task of its own beside the
+//!     shards (`metadata`), sharing the sender; it stops when the queue drains, stops hard or
+//!     ends.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -49,6 +52,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::encode::{EncodedLabels, WireSample};
+use super::metadata::spawn_metadata;
 use super::metrics::EndpointMetrics;
 use super::send::{Sender, oldest_allowed_ms};
 use super::sharding::{self, Counters, Rates};
@@ -58,6 +62,7 @@ use super::write_client::WriteClient;
 use crate::append::{Batch, SeriesRef};
 use crate::config::RemoteWriteConfig;
 use crate::labels::{Label, Labels};
+use crate::metadata::MetadataView;
 use crate::relabel::Relabeler;
 
 /// A running queue (one endpoint). Dropping the handle does not stop the queue; it ends when
@@ -70,6 +75,19 @@ pub struct QueueHandle {
     hard_stop: CancellationToken,
     drain: CancellationToken,
     task: JoinHandle<()>,
+    /// The metadata task (with `metadata_config.send`) and what stops it: the drain, the
+    /// queue's end, or [`QueueHandle::join`].
+    metadata: Option<(CancellationToken, JoinHandle<()>)>,
+}
+
+/// What a queue starts with besides its endpoint, input, client and metrics.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct QueueOptions {
+    pub(crate) tuning: QueueTuning,
+    /// The routing of the queue whose saved cursors this one resumes from (invariant 8).
+    pub(crate) previous: Option<Routing>,
+    /// Where the metadata task collects metric metadata (with `metadata_config.send`).
+    pub(crate) metadata: Option<MetadataView>,
 }
 
 /// What turns a series' labels into wire labels, and so picks its shard: the external labels
@@ -97,20 +115,29 @@ pub(crate) fn spawn_queue<S: BatchSource, C: WriteClient>(
     metrics: EndpointMetrics,
     tuning: QueueTuning,
 ) -> QueueHandle {
-    spawn_queue_after(cfg, external_labels, input, client, metrics, tuning, None)
+    let options = QueueOptions {
+        tuning,
+        ..QueueOptions::default()
+    };
+    spawn_queue_with(cfg, external_labels, input, client, metrics, options)
 }
 
-/// Starts a queue (see `spawn_queue`) resuming from cursors saved by a queue that routed with
-/// `previous` (when it differs from this queue's routing: invariant 8).
-pub(crate) fn spawn_queue_after<S: BatchSource, C: WriteClient>(
+/// Starts a queue (see `spawn_queue`) with `options`: resuming from cursors saved by a queue
+/// that routed with `options.previous` (when it differs from this queue's routing: invariant
+/// 8), and sending metric metadata from `options.metadata` (see `metadata`).
+pub(crate) fn spawn_queue_with<S: BatchSource, C: WriteClient>(
     cfg: &RemoteWriteConfig,
     external_labels: &Labels,
     input: EndpointInput<S>,
     client: C,
     metrics: EndpointMetrics,
-    tuning: QueueTuning,
-    previous: Option<Routing>,
+    options: QueueOptions,
 ) -> QueueHandle {
+    let QueueOptions {
+        tuning,
+        previous,
+        metadata,
+    } = options;
     let mut reader = Reader::new(cfg, external_labels, client, metrics, tuning);
     let EndpointInput {
         source,
@@ -124,11 +151,24 @@ pub(crate) fn spawn_queue_after<S: BatchSource, C: WriteClient>(
     let reader_progress = reader.progress.subscribe();
     let reader_hard_stop = reader.sender.hard_stop.clone();
     let drain = CancellationToken::new();
+    let metadata = metadata.filter(|_| cfg.metadata_config.send).map(|view| {
+        let stop = drain.child_token();
+        let sender = reader.sender.clone();
+        let task = spawn_metadata(sender, cfg.metadata_config.clone(), view, stop.clone());
+        (stop, task)
+    });
+    let metadata_stop = metadata.as_ref().map(|(stop, _)| stop.clone());
     let span = tracing::info_span!("remote_write", endpoint = %cfg.name);
+    let update_every = tuning.shard_update_interval;
+    let reader_drain = drain.clone();
     let task = tokio::spawn(
-        reader
-            .run(source, tuning.shard_update_interval, drain.clone())
-            .instrument(span),
+        async move {
+            reader.run(source, update_every, reader_drain).await;
+            if let Some(stop) = metadata_stop {
+                stop.cancel();
+            }
+        }
+        .instrument(span),
     );
     QueueHandle {
         name: cfg.name.clone(),
@@ -136,6 +176,7 @@ pub(crate) fn spawn_queue_after<S: BatchSource, C: WriteClient>(
         hard_stop: reader_hard_stop,
         drain,
         task,
+        metadata,
     }
 }
 
@@ -180,6 +221,9 @@ impl QueueHandle {
         self.drain.cancel();
         let hard_stop = self.hard_stop.clone();
         let name = self.name.clone();
+        if let Some((_, metadata)) = self.metadata {
+            join_metadata(&name, metadata).await;
+        }
         let mut task = self.task;
         let (joined, clean) = match tokio::time::timeout(flush, &mut task).await {
             Ok(joined) => (joined, true),
@@ -196,11 +240,27 @@ impl QueueHandle {
         clean
     }
 
-    /// Waits until the queue has ended.
+    /// Whether the queue has a metadata task.
+    #[cfg(test)]
+    pub(super) fn sends_metadata(&self) -> bool {
+        self.metadata.is_some()
+    }
+
+    /// Waits until the queue has ended; its metadata task (if any) stops at once.
     pub async fn join(self) {
+        if let Some((stop, metadata)) = self.metadata {
+            stop.cancel();
+            join_metadata(&self.name, metadata).await;
+        }
         if let Err(e) = self.task.await {
             tracing::error!(endpoint = %self.name, error = %e, "remote write queue task failed");
         }
+    }
+}
+
+async fn join_metadata(name: &str, task: JoinHandle<()>) {
+    if let Err(e) = task.await {
+        tracing::error!(endpoint = %name, error = %e, "remote write metadata task failed");
     }
 }
 
@@ -765,4 +825,4 @@ impl Hasher for RefHasher {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

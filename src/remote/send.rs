@@ -1,5 +1,7 @@
 //! Sending one batch to one endpoint: encode once, then try until it is delivered, refused for
-//! good, or the queue is stopped hard.
+//! good, or the queue is stopped hard. Metadata requests (`metadata`) go through the same
+//! attempt/backoff/classification loop ([`Sender::deliver`]) with their own counters
+//! ([`Load`]).
 //!
 //! Invariants:
 //! 1. A batch is encoded once and the same bytes are sent on every attempt (unless the age
@@ -10,11 +12,14 @@
 //!    samples that grew too old while retrying are taken out before the next attempt (counted
 //!    as dropped, `too_old`), as Prometheus does; the rest is encoded again.
 //! 3. Each sample ends in exactly one of `samples_sent`, `samples_failed{reason}` or
-//!    `samples_dropped{reason="shutdown"}`.
+//!    `samples_dropped{reason="shutdown"}`. Metadata counts in `metadata_sent`,
+//!    `metadata_retried` and `metadata_failed` only, and never counts as a retrying shard.
 //! 4. Logs follow the endpoint's state, not requests: one line when it starts retrying (with
 //!    the status and the receiver's message), one when it recovers. Refusals (4xx) lose data
 //!    and are logged at error level, at most once per status per [`REJECT_LOG_INTERVAL`], with
 //!    a count of the ones held back. Lines carry the endpoint through the shard's span.
+//!    Metadata has its own pair of lines, which follow its state across rounds; its refusals
+//!    are warnings (the next round sends it again).
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,10 +27,11 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use prometheus_client::metrics::counter::Counter;
 use tokio_util::sync::CancellationToken;
 
 use super::encode::{RequestEncoder, WireSample};
-use super::metrics::EndpointMetrics;
+use super::metrics::{EndpointMetrics, FailCounters};
 use super::retry::Backoff;
 use super::sharding::Counters;
 use super::write_client::{SendError, WriteClient};
@@ -67,12 +73,42 @@ pub(super) enum Outcome {
     Cancelled,
 }
 
+/// What a request carries: picks its counters and its log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) enum Load {
+    /// A shard's batch of samples.
+    Samples,
+    /// A chunk of a metadata round (`metadata`).
+    Metadata,
+}
+
+/// What [`Sender::deliver`] does before a retry.
+pub(super) enum Refresh {
+    /// Send the same body again.
+    Same,
+    /// Send this body, carrying this many items, instead.
+    Replace(Bytes, u64),
+    /// Stop: nothing left is worth sending (what was taken out is counted).
+    GiveUp,
+}
+
+/// The counters of one [`Load`].
+struct LoadCounters<'a> {
+    sent: &'a Counter,
+    retried: &'a Counter,
+    bytes_sent: &'a Counter,
+    failed: &'a FailCounters,
+}
+
 /// The endpoint's state as logged. Covered by `Sender::health`.
 #[derive(Debug, Default)]
 struct Health {
     /// Shards currently retrying a batch; the endpoint is "retrying" while this is above 0.
     retrying_shards: usize,
     retrying_since: Option<Instant>,
+    /// Since when metadata has failed (rounds in between included); metadata never counts as
+    /// a retrying shard, so it does not hold back resharding.
+    metadata_failing_since: Option<Instant>,
 }
 
 impl<C: WriteClient> Sender<C> {
@@ -143,19 +179,43 @@ impl<C: WriteClient> Sender<C> {
         encoder: &mut RequestEncoder,
         samples: &[WireSample],
     ) -> Outcome {
-        let mut samples = Cow::Borrowed(samples);
-        let mut n = samples.len() as u64;
-        let Some(mut body) = self.encode(encoder, &samples) else {
+        let Some(body) = self.encode(encoder, samples) else {
             return Outcome::Failed;
         };
+        let mut samples = Cow::Borrowed(samples);
         let mut highest = samples.iter().map(|s| s.timestamp_ms).max();
+        let n = samples.len() as u64;
+        let outcome = self
+            .deliver(Load::Samples, body, n, || {
+                self.drop_too_old(encoder, &mut samples, &mut highest)
+            })
+            .await;
+        if outcome == Outcome::Sent
+            && let Some(ts) = highest
+        {
+            self.metrics.observe_sent_timestamp(ts);
+        }
+        outcome
+    }
+
+    /// Sends `body`, which carries `n` items of `load`, until it is delivered, refused for
+    /// good, or the hard stop comes (invariants 2-4). Before each retry (after the backoff),
+    /// `refresh` may replace the body or give up.
+    pub(super) async fn deliver(
+        &self,
+        load: Load,
+        mut body: Bytes,
+        mut n: u64,
+        mut refresh: impl FnMut() -> Refresh,
+    ) -> Outcome {
+        let counters = self.counters(load);
         let mut backoff = Backoff::new(self.cfg.min_backoff, self.cfg.max_backoff);
         let mut retrying = false;
         loop {
             let attempt = Instant::now();
             let result = tokio::select! {
                 biased;
-                _ = self.hard_stop.cancelled() => return self.cancelled(n, retrying),
+                _ = self.hard_stop.cancelled() => return self.cancelled(load, n, retrying),
                 r = self.client.store(body.clone()) => r,
             };
             self.metrics
@@ -164,13 +224,11 @@ impl<C: WriteClient> Sender<C> {
             self.count_request(&result);
             let error = match result {
                 Ok(()) => {
-                    self.metrics.samples_sent.inc_by(n);
-                    self.metrics.bytes_sent.inc_by(body.len() as u64);
-                    if let Some(ts) = highest {
-                        self.metrics.observe_sent_timestamp(ts);
-                    }
-                    if retrying {
-                        self.end_retry(true);
+                    counters.sent.inc_by(n);
+                    counters.bytes_sent.inc_by(body.len() as u64);
+                    // Metadata's failing state outlives a round given up at its deadline.
+                    if retrying || load == Load::Metadata {
+                        self.end_retry(load, true);
                     }
                     return Outcome::Sent;
                 }
@@ -178,16 +236,16 @@ impl<C: WriteClient> Sender<C> {
             };
             if !error.is_retryable(self.cfg.retry_on_http_429) {
                 if retrying {
-                    self.end_retry(false);
+                    self.end_retry(load, false);
                 }
-                self.refused(&error, n);
+                self.refused(load, &error, n);
                 return Outcome::Failed;
             }
             if retrying {
-                tracing::debug!(status = error.status().map(|s| s.as_u16()), reason = %error_chain(&error), "remote write failed again; retrying");
+                tracing::debug!(?load, status = error.status().map(|s| s.as_u16()), reason = %error_chain(&error), "remote write failed again; retrying");
             } else {
                 retrying = true;
-                self.start_retry(&error);
+                self.start_retry(load, &error);
             }
             let delay = match error.retry_after() {
                 Some(asked) => backoff.retry_after(asked),
@@ -195,32 +253,55 @@ impl<C: WriteClient> Sender<C> {
             };
             tokio::select! {
                 biased;
-                _ = self.hard_stop.cancelled() => return self.cancelled(n, retrying),
+                _ = self.hard_stop.cancelled() => return self.cancelled(load, n, retrying),
                 _ = tokio::time::sleep(delay) => {}
             }
-            if let Some(oldest) = oldest_allowed_ms(self.cfg.sample_age_limit)
-                && samples.iter().any(|s| s.timestamp_ms < oldest)
-            {
-                let kept: Vec<_> = samples
-                    .iter()
-                    .filter(|s| s.timestamp_ms >= oldest)
-                    .cloned()
-                    .collect();
-                self.metrics.dropped.too_old.inc_by(n - kept.len() as u64);
-                if kept.is_empty() {
-                    self.end_retry(false);
+            match refresh() {
+                Refresh::Same => {}
+                Refresh::Replace(again, count) => {
+                    body = again;
+                    n = count;
+                }
+                Refresh::GiveUp => {
+                    self.end_retry(load, false);
                     return Outcome::Failed;
                 }
-                samples = Cow::Owned(kept);
-                n = samples.len() as u64;
-                highest = samples.iter().map(|s| s.timestamp_ms).max();
-                let Some(again) = self.encode(encoder, &samples) else {
-                    self.end_retry(false);
-                    return Outcome::Failed;
-                };
-                body = again;
             }
-            self.metrics.samples_retried.inc_by(n);
+            counters.retried.inc_by(n);
+        }
+    }
+
+    /// With `sample_age_limit`, takes out of `samples` what grew too old while retrying
+    /// (counted as dropped, `too_old`) and encodes the rest again.
+    fn drop_too_old(
+        &self,
+        encoder: &mut RequestEncoder,
+        samples: &mut Cow<'_, [WireSample]>,
+        highest: &mut Option<i64>,
+    ) -> Refresh {
+        let Some(oldest) = oldest_allowed_ms(self.cfg.sample_age_limit) else {
+            return Refresh::Same;
+        };
+        if !samples.iter().any(|s| s.timestamp_ms < oldest) {
+            return Refresh::Same;
+        }
+        let kept: Vec<_> = samples
+            .iter()
+            .filter(|s| s.timestamp_ms >= oldest)
+            .cloned()
+            .collect();
+        self.metrics
+            .dropped
+            .too_old
+            .inc_by((samples.len() - kept.len()) as u64);
+        if kept.is_empty() {
+            return Refresh::GiveUp;
+        }
+        *samples = Cow::Owned(kept);
+        *highest = samples.iter().map(|s| s.timestamp_ms).max();
+        match self.encode(encoder, samples) {
+            Some(body) => Refresh::Replace(body, samples.len() as u64),
+            None => Refresh::GiveUp,
         }
     }
 
@@ -237,11 +318,12 @@ impl<C: WriteClient> Sender<C> {
         }
     }
 
-    fn cancelled(&self, n: u64, retrying: bool) -> Outcome {
+    fn cancelled(&self, load: Load, n: u64, retrying: bool) -> Outcome {
         if retrying {
-            self.end_retry(false);
+            self.end_retry(load, false);
         }
-        if !self.durable.load(Ordering::Relaxed) {
+        // Metadata is collected afresh every round: abandoning it loses nothing.
+        if load == Load::Samples && !self.durable.load(Ordering::Relaxed) {
             self.metrics.dropped.shutdown.inc_by(n);
         }
         Outcome::Cancelled
@@ -261,37 +343,88 @@ impl<C: WriteClient> Sender<C> {
         counter.inc();
     }
 
-    fn start_retry(&self, error: &SendError) {
+    fn start_retry(&self, load: Load, error: &SendError) {
+        let status = error.status().map(|s| s.as_u16());
         let mut h = self.health();
-        h.retrying_shards += 1;
-        if h.retrying_shards == 1 {
-            h.retrying_since = Some(Instant::now());
-            tracing::warn!(status = error.status().map(|s| s.as_u16()), reason = %error_chain(error), "remote write failed; retrying");
-        }
-    }
-
-    fn end_retry(&self, recovered: bool) {
-        let mut h = self.health();
-        h.retrying_shards = h.retrying_shards.saturating_sub(1);
-        if h.retrying_shards == 0 {
-            let since = h.retrying_since.take();
-            if recovered {
-                let failing_for = since.map(|s| s.elapsed()).unwrap_or_default();
-                tracing::info!(failing_for = ?failing_for, "remote write recovered");
+        match load {
+            Load::Samples => {
+                h.retrying_shards += 1;
+                if h.retrying_shards == 1 {
+                    h.retrying_since = Some(Instant::now());
+                    tracing::warn!(status, reason = %error_chain(error), "remote write failed; retrying");
+                }
+            }
+            Load::Metadata => {
+                if h.metadata_failing_since.is_none() {
+                    h.metadata_failing_since = Some(Instant::now());
+                    tracing::warn!(status, reason = %error_chain(error), "remote write of metadata failed; retrying");
+                }
             }
         }
     }
 
-    fn refused(&self, error: &SendError, n: u64) {
+    fn end_retry(&self, load: Load, recovered: bool) {
+        let mut h = self.health();
+        let since = match load {
+            Load::Samples => {
+                h.retrying_shards = h.retrying_shards.saturating_sub(1);
+                if h.retrying_shards > 0 {
+                    return;
+                }
+                h.retrying_since.take()
+            }
+            Load::Metadata => h.metadata_failing_since.take(),
+        };
+        if !recovered {
+            return;
+        }
+        let failing_for = since.map(|s| s.elapsed()).unwrap_or_default();
+        match load {
+            Load::Samples => tracing::info!(failing_for = ?failing_for, "remote write recovered"),
+            Load::Metadata if since.is_some() => {
+                tracing::info!(failing_for = ?failing_for, "remote write of metadata recovered");
+            }
+            Load::Metadata => {}
+        }
+    }
+
+    fn refused(&self, load: Load, error: &SendError, n: u64) {
+        let failed = &self.counters(load).failed;
         let counter = match error {
-            SendError::RateLimited { .. } => &self.metrics.failed.rate_limited,
-            _ => &self.metrics.failed.rejected,
+            SendError::RateLimited { .. } => &failed.rate_limited,
+            _ => &failed.rejected,
         };
         counter.inc_by(n);
         let status = error.status().map(|s| s.as_u16());
-        let key = LogLimiter::key(&status);
-        if let Some(held_back) = self.reject_log.check(key, Instant::now()) {
-            tracing::error!(status, samples = n, reason = %error_chain(error), similar_not_logged = held_back, "receiver refused a batch; samples dropped");
+        let key = LogLimiter::key(&(status, load));
+        let Some(held_back) = self.reject_log.check(key, Instant::now()) else {
+            return;
+        };
+        match load {
+            Load::Samples => {
+                tracing::error!(status, samples = n, reason = %error_chain(error), similar_not_logged = held_back, "receiver refused a batch; samples dropped");
+            }
+            Load::Metadata => {
+                tracing::warn!(status, metadata = n, reason = %error_chain(error), similar_not_logged = held_back, "receiver refused metric metadata; dropped until the next round");
+            }
+        }
+    }
+
+    fn counters(&self, load: Load) -> LoadCounters<'_> {
+        let m = &self.metrics;
+        match load {
+            Load::Samples => LoadCounters {
+                sent: &m.samples_sent,
+                retried: &m.samples_retried,
+                bytes_sent: &m.bytes_sent,
+                failed: &m.failed,
+            },
+            Load::Metadata => LoadCounters {
+                sent: &m.metadata_sent,
+                retried: &m.metadata_retried,
+                bytes_sent: &m.metadata_bytes_sent,
+                failed: &m.metadata_failed,
+            },
         }
     }
 

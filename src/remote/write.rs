@@ -37,12 +37,13 @@ use super::debug::{DEBUG_INTERVAL, spawn_debug_sink};
 use super::error::Error;
 use super::metrics::EndpointMetrics;
 use super::metrics::RemoteMetrics;
-use super::queue::{QueueHandle, QueueTuning, Routing, spawn_queue_after};
+use super::queue::{QueueHandle, QueueOptions, QueueTuning, Routing, spawn_queue_with};
 use super::source::{BatchSource, Cursors, EndpointInput, Fanout, MemoryQueue};
 use super::write_client::{HttpWriteClient, WriteClient};
 use crate::append::Appender;
 use crate::config::{Config, RemoteWriteConfig};
 use crate::labels::Labels;
+use crate::metadata::MetadataView;
 use crate::telemetry::redact_url;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
@@ -55,6 +56,8 @@ pub struct RemoteWrite {
     debug: Option<DebugOutput>,
     /// How long a reload lets a changed endpoint flush before stopping it hard.
     flush: Duration,
+    /// What endpoints with `metadata_config.send` collect metric metadata from.
+    metadata: MetadataView,
 }
 
 /// What a reload did with the endpoints (see [`RemoteWrite::reload`]).
@@ -190,6 +193,7 @@ struct Engine<I, C, F> {
     make_client: F,
     metrics: RemoteMetrics,
     tuning: QueueTuning,
+    metadata: MetadataView,
     _client: PhantomData<fn() -> C>,
 }
 
@@ -289,11 +293,13 @@ impl RemoteWrite {
         C: WriteClient,
         F: Fn(&RemoteWriteConfig) -> Result<C, Error> + Send + Sync + 'static,
     {
+        let metadata = MetadataView::default();
         let control: Arc<dyn Control> = Arc::new(Engine {
             input: Arc::new(input),
             make_client,
             metrics: metrics.clone(),
             tuning,
+            metadata: metadata.clone(),
             _client: PhantomData,
         });
         let external = &config.global.external_labels;
@@ -318,6 +324,7 @@ impl RemoteWrite {
             endpoints,
             debug: None,
             flush: RELOAD_FLUSH_DEADLINE,
+            metadata,
         };
         remote.start_debug(config, debug_output);
         Ok(remote)
@@ -326,6 +333,12 @@ impl RemoteWrite {
     /// The appender to give the scrape loops.
     pub fn appender(&self) -> Arc<dyn Appender> {
         self.control.appender()
+    }
+
+    /// The metadata view to give the scrape loops: endpoints with `metadata_config.send`
+    /// send what they publish there (see `metadata`).
+    pub fn metadata(&self) -> MetadataView {
+        self.metadata.clone()
     }
 
     /// The running endpoints with their keys (see [`endpoint_key`]), in configuration order.
@@ -549,12 +562,20 @@ where
         let cfg = cfg.clone();
         let input = self.input.clone();
         let metrics = self.metrics.clone();
-        let tuning = self.tuning;
+        let options = QueueOptions {
+            tuning: self.tuning,
+            previous: None,
+            metadata: Some(self.metadata.clone()),
+        };
         Ok(Box::new(
             move |external: &Labels, start: Start, previous: Option<Routing>| {
                 let m = metrics.endpoint(&cfg.name);
                 let source = input.endpoint(&cfg, &m, start);
-                spawn_queue_after(&cfg, external, source, client, m, tuning, previous)
+                let options = QueueOptions {
+                    previous,
+                    ..options
+                };
+                spawn_queue_with(&cfg, external, source, client, m, options)
             },
         ))
     }

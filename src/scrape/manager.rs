@@ -25,6 +25,7 @@ use crate::append::{Appender, SeriesRefs};
 use crate::client::HttpClient;
 use crate::config::ScrapeConfig;
 use crate::discovery::{TargetGroup, Update};
+use crate::metadata::MetadataView;
 use crate::relabel::Relabeler;
 use crate::telemetry::log::LogLimiter;
 
@@ -165,6 +166,7 @@ impl Manager {
                 refs,
                 metrics,
                 log_limiter: Arc::new(LogLimiter::new(TARGET_LOG_INTERVAL, 10_000)),
+                metadata: MetadataView::default(),
             },
             pools: HashMap::new(),
             stopping: HashMap::new(),
@@ -175,6 +177,20 @@ impl Manager {
     /// The live targets view.
     pub fn targets(&self) -> TargetsView {
         self.view.clone()
+    }
+
+    /// Makes loops publish their targets' metric metadata to `view` (by default, a view of
+    /// the manager's own; see [`Manager::metadata`]). Call before the first `apply_config`:
+    /// loops already running keep the view they started with.
+    pub fn with_metadata(mut self, view: MetadataView) -> Self {
+        self.deps.metadata = view;
+        self
+    }
+
+    /// The metric metadata of every running loop's target (`# TYPE`, `# HELP`, `# UNIT` of
+    /// each family, as last scraped), deduplicated across targets when collected.
+    pub fn metadata(&self) -> MetadataView {
+        self.deps.metadata.clone()
     }
 
     /// Makes the pools match `configs`, changing only what changed:

@@ -5,11 +5,14 @@
 //! - `scrape_loop`: the per-target loop (fetch -> parse -> cache -> append -> report).
 //! - `process`: body -> batch, the synchronous part of a scrape (public for tests and benches).
 //! - `cache`: the per-target series cache and staleness tracking.
+//! - `metadata`: the per-target metadata cache (`# TYPE`/`# HELP`/`# UNIT`), published to the
+//!   manager's [`crate::metadata::MetadataView`] when it changes.
 //! - `fetch`: the HTTP GET with deadline, gzip and size limit.
 
 mod cache;
 mod fetch;
 mod manager;
+mod metadata;
 mod metrics;
 mod process;
 mod scrape_loop;

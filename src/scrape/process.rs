@@ -5,14 +5,19 @@
 //! unknown texts have their labels parsed, target labels attached (`honor_labels`), metric
 //! relabeling applied, limits checked and a series created. A steady-state scrape therefore
 //! parses values only and allocates nothing per sample (tests/scrape_alloc.rs proves it).
+//!
+//! `# TYPE`, `# HELP` and `# UNIT` lines go to the target's metadata cache (see `metadata`),
+//! which allocates only when a family's metadata is new or changed.
 
 use std::sync::Arc;
 
 use super::cache::{Lookup, SeriesCache};
+use super::metadata::{Line, MetadataCache};
 use crate::append::{Batch, Sample, SeriesRefs};
 use crate::config::ScrapeConfig;
 use crate::exposition::{self, Entry, Format, ParseError, Parser};
 use crate::labels::{Labels, LabelsBuilder, METRIC_NAME};
+use crate::metadata::TargetMetadata;
 use crate::relabel::{Relabeler, is_valid_label_name};
 
 /// How a job's bodies are turned into series (the scrape config's parsing settings).
@@ -86,6 +91,7 @@ pub struct Processor {
     target_labels: Labels,
     refs: Arc<SeriesRefs>,
     cache: SeriesCache,
+    metadata: MetadataCache,
     scratch: LabelsBuilder,
 }
 
@@ -111,6 +117,7 @@ impl Processor {
             target_labels,
             refs,
             cache: SeriesCache::new(),
+            metadata: MetadataCache::new(),
             scratch: LabelsBuilder::new(),
         }
     }
@@ -125,13 +132,27 @@ impl Processor {
         batch: &mut Batch,
     ) -> Result<Counts, ProcessError> {
         self.cache.begin();
+        self.metadata.begin();
         let honor_ts = self.settings.honor_timestamps;
         let mut counts = Counts::default();
         let mut names: Vec<&str> = Vec::new();
         let series_before = batch.series.len();
-        for entry in Parser::new(body, Format::from_content_type(content_type)) {
-            let Entry::Sample(s) = entry? else {
-                continue;
+        let format = Format::from_content_type(content_type);
+        for entry in Parser::new(body, format) {
+            let s = match entry? {
+                Entry::Sample(s) => s,
+                Entry::Type { family, kind } => {
+                    self.metadata.line(family, Line::Type(kind), format);
+                    continue;
+                }
+                Entry::Help { family, text } => {
+                    self.metadata.line(family, Line::Help(text), format);
+                    continue;
+                }
+                Entry::Unit { family, unit } => {
+                    self.metadata.line(family, Line::Unit(unit), format);
+                    continue;
+                }
             };
             counts.scraped += 1;
             let (t, explicit) = match s.timestamp_ms {
@@ -178,7 +199,14 @@ impl Processor {
         }
         counts.added = batch.series.len() - series_before;
         self.cache.commit(ts, &mut batch.samples, &mut batch.gone);
+        self.metadata.commit();
         Ok(counts)
+    }
+
+    /// The target's metric metadata when it changed since the last call (a new family, a
+    /// changed type, help or unit, a family forgotten), else `None`.
+    pub fn take_metadata_update(&mut self) -> Option<TargetMetadata> {
+        self.metadata.take_update()
     }
 
     /// Ends a failed scrape: drops its partial result from `batch`, adds staleness markers

@@ -8,7 +8,9 @@
 //! 3. on success, series that vanished since the last scrape get staleness markers; on any
 //!    failure (fetch, parse, limit) the scrape's samples are discarded and every series of the
 //!    target gets a staleness marker;
-//! 4. the synthetic series (`up`, `scrape_duration_seconds`, `scrape_samples_scraped`,
+//! 4. metadata (`# TYPE`, `# HELP`, `# UNIT`) that changed is published to the loop's slot of
+//!    the metadata view; the slot, and so the target's metadata, goes when the loop ends;
+//! 5. the synthetic series (`up`, `scrape_duration_seconds`, `scrape_samples_scraped`,
 //!    `scrape_samples_post_metric_relabeling`, `scrape_series_added`) are added, and the whole
 //!    result goes to the appender as one batch.
 //!
@@ -34,6 +36,7 @@ use super::target::Target;
 use crate::append::{Appender, Batch, Sample, SeriesRef, SeriesRefs};
 use crate::client::HttpClient;
 use crate::labels::{Labels, METRIC_NAME};
+use crate::metadata::{MetadataSlot, MetadataView};
 use crate::telemetry::error_chain;
 use crate::telemetry::log::LogLimiter;
 
@@ -88,6 +91,8 @@ pub(super) struct Deps {
     pub metrics: Metrics,
     /// Holds back a flapping target's state-change lines (one per target per interval).
     pub log_limiter: Arc<LogLimiter>,
+    /// Where loops publish their targets' metric metadata.
+    pub metadata: MetadataView,
 }
 
 /// A running loop.
@@ -142,6 +147,8 @@ struct ScrapeLoop {
     settings: Arc<JobSettings>,
     fetcher: Result<Fetcher, String>,
     processor: Processor,
+    /// Removes the target's metadata from the view when the loop ends (it is dropped).
+    metadata: MetadataSlot,
     appender: Arc<dyn Appender>,
     /// The synthetic series' refs, and whether they were announced yet.
     report: [SeriesRef; 5],
@@ -284,6 +291,7 @@ impl LoopHandle {
                 target.labels.clone(),
                 deps.refs.clone(),
             ),
+            metadata: deps.metadata.slot(),
             appender: deps.appender.clone(),
             report,
             report_announced: false,
@@ -384,6 +392,9 @@ impl ScrapeLoop {
                 Counts::default()
             }
         };
+        if let Some(families) = self.processor.take_metadata_update() {
+            self.metadata.publish(families);
+        }
         self.m.scraped.inc_by(counts.scraped as u64);
         self.m.duplicates.inc_by(counts.duplicates as u64);
         self.m.out_of_order.inc_by(counts.out_of_order as u64);

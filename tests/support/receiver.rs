@@ -6,8 +6,13 @@
 //! initially `204 No Content`). A reply can carry a status, a body, headers and a delay.
 //!
 //! Samples count as accepted when their request was answered 2xx; [`Receiver::accepted`] lists
-//! them in arrival order. Waiting helpers take a timeout and panic with what they saw when it
-//! passes, so tests never sleep to synchronise.
+//! them in arrival order, [`Receiver::accepted_metadata`] the metric metadata likewise.
+//! Metadata-only requests (no time series) take their replies from a script of their own
+//! ([`Receiver::reply_next_metadata`]), then the default: a test that scripts replies for
+//! samples is not disturbed by them.
+//!
+//! Waiting helpers take a timeout and panic with what they saw when it passes, so tests never
+//! sleep to synchronise.
 //!
 //! ```ignore
 //! let rx = Receiver::start().await;
@@ -27,7 +32,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prost::Message;
-use scrapelet::remote::prompb::WriteRequest;
+use scrapelet::remote::prompb::{MetricMetadata, WriteRequest};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -87,9 +92,13 @@ struct Shared {
 
 struct State {
     script: VecDeque<Reply>,
+    /// For metadata-only requests, which never take `script`'s replies; when empty, they get
+    /// the default.
+    metadata_script: VecDeque<Reply>,
     default: Reply,
     requests: Vec<RecordedRequest>,
     accepted: Vec<ReceivedSample>,
+    accepted_metadata: Vec<MetricMetadata>,
 }
 
 impl Reply {
@@ -142,6 +151,16 @@ impl RecordedRequest {
     pub fn accepted(&self) -> bool {
         (200..300).contains(&self.status)
     }
+
+    /// Whether it carries metric metadata and no time series.
+    pub fn is_metadata_only(&self) -> bool {
+        metadata_only(&self.write)
+    }
+
+    /// The metric metadata it carries (decodable requests only).
+    pub fn metadata(&self) -> &[MetricMetadata] {
+        self.write.as_ref().map_or(&[], |w| w.metadata.as_slice())
+    }
 }
 
 impl ReceivedSample {
@@ -173,8 +192,10 @@ impl Receiver {
             state: Mutex::new(State {
                 script: VecDeque::new(),
                 default: Reply::ok(),
+                metadata_script: VecDeque::new(),
                 requests: Vec::new(),
                 accepted: Vec::new(),
+                accepted_metadata: Vec::new(),
             }),
             changed: watch::Sender::new(0),
         });
@@ -200,6 +221,11 @@ impl Receiver {
         self.shared.lock().script.extend(replies);
     }
 
+    /// Queues replies for the next metadata-only requests, one each, in order.
+    pub fn reply_next_metadata(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.shared.lock().metadata_script.extend(replies);
+    }
+
     /// The reply once the script is used up.
     pub fn set_default(&self, reply: Reply) {
         self.shared.lock().default = reply;
@@ -213,6 +239,21 @@ impl Receiver {
     /// Samples of requests answered 2xx, in arrival order.
     pub fn accepted(&self) -> Vec<ReceivedSample> {
         self.shared.lock().accepted.clone()
+    }
+
+    /// Metric metadata of requests answered 2xx, in arrival order.
+    pub fn accepted_metadata(&self) -> Vec<MetricMetadata> {
+        self.shared.lock().accepted_metadata.clone()
+    }
+
+    /// Every metadata-only request so far, in arrival order.
+    pub fn metadata_requests(&self) -> Vec<RecordedRequest> {
+        let st = self.shared.lock();
+        st.requests
+            .iter()
+            .filter(|r| r.is_metadata_only())
+            .cloned()
+            .collect()
     }
 
     /// Connections accepted so far (a sender that keeps its connection opens one).
@@ -326,13 +367,19 @@ async fn handle(
     };
     let reply = {
         let mut st = shared.lock();
-        let reply = match st.script.pop_front() {
+        let scripted = if metadata_only(&write) {
+            st.metadata_script.pop_front()
+        } else {
+            st.script.pop_front()
+        };
+        let reply = match scripted {
             Some(reply) => reply,
             None => st.default.clone(),
         };
         if (200..300).contains(&reply.status)
             && let Ok(w) = &write
         {
+            st.accepted_metadata.extend(w.metadata.iter().cloned());
             for ts in &w.timeseries {
                 let labels: Vec<_> = ts
                     .labels
@@ -374,6 +421,13 @@ async fn handle(
         }
     }
     Ok(resp)
+}
+
+/// Whether a decoded request carries metric metadata and no time series.
+fn metadata_only(write: &Result<WriteRequest, String>) -> bool {
+    write
+        .as_ref()
+        .is_ok_and(|w| w.timeseries.is_empty() && !w.metadata.is_empty())
 }
 
 /// Snappy block format, then protobuf.

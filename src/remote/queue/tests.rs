@@ -13,9 +13,10 @@ use crate::remote::prompb;
 use crate::remote::source::{CursorStore, Cursors, EndpointInput, Fanout, ShardCursor};
 use crate::remote::write_client::SendError;
 
-/// A write client that decodes and records what it is sent, and can be told to fail.
+/// A write client that decodes and records what it is sent, and can be told to fail. Also
+/// used by the metadata tests.
 #[derive(Clone, Default)]
-struct Fake {
+pub(in crate::remote) struct Fake {
     inner: Arc<FakeInner>,
 }
 
@@ -26,7 +27,7 @@ struct FakeInner {
     attempts: Mutex<usize>,
 }
 
-enum Step {
+pub(in crate::remote) enum Step {
     Fail(fn() -> SendError),
     /// Fail after this much (simulated) latency.
     FailAfter(Duration, fn() -> SendError),
@@ -74,7 +75,7 @@ impl WriteClient for Fake {
 }
 
 impl Fake {
-    fn script(&self, steps: impl IntoIterator<Item = Step>) {
+    pub(in crate::remote) fn script(&self, steps: impl IntoIterator<Item = Step>) {
         self.inner
             .script
             .lock()
@@ -82,7 +83,16 @@ impl Fake {
             .extend(steps);
     }
 
-    fn requests(&self) -> Vec<prompb::WriteRequest> {
+    /// Forgets the scripted steps not used yet.
+    pub(in crate::remote) fn script_clear(&self) {
+        self.inner
+            .script
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    pub(in crate::remote) fn requests(&self) -> Vec<prompb::WriteRequest> {
         self.inner
             .received
             .lock()
@@ -118,7 +128,10 @@ impl Fake {
     }
 }
 
-fn config(min_shards: usize, max_samples_per_send: usize) -> RemoteWriteConfig {
+pub(in crate::remote) fn config(
+    min_shards: usize,
+    max_samples_per_send: usize,
+) -> RemoteWriteConfig {
     RemoteWriteConfig {
         url: "http://127.0.0.1:1/write".into(),
         name: "test".into(),

@@ -304,3 +304,48 @@ fn removing_the_name_fails_the_scrape() {
     let err = r.scrape("m 1\n", 1).expect_err("no name");
     assert!(matches!(err, ProcessError::NoName { line: 1 }), "{err}");
 }
+
+/// `# TYPE`/`# HELP`/`# UNIT` lines reach the metadata cache by their family name as scraped,
+/// whatever metric relabeling does to the samples; a failed scrape keeps what it parsed.
+#[test]
+fn metadata_is_taken_from_the_body_and_reported_when_it_changes() {
+    use crate::exposition::MetricType;
+    let mut r = rig(|s| {
+        s.metric_relabel =
+            relabel("- regex: dropped.*\n  source_labels: [__name__]\n  action: drop\n")
+    });
+    let rows = |p: &mut Processor| -> Option<Vec<(String, MetricType, String)>> {
+        p.take_metadata_update().map(|list| {
+            let mut rows: Vec<_> = list
+                .iter()
+                .map(|m| (m.family.clone(), m.kind, m.help.clone()))
+                .collect();
+            rows.sort();
+            rows
+        })
+    };
+    let body = "# HELP dropped_total Gone by relabeling.\n# TYPE dropped_total counter\ndropped_total 1\n\
+                # TYPE temp gauge\n# HELP temp A \\\\ path.\ntemp 20\n";
+    r.scrape(body, 1).expect("scrape");
+    let expected = vec![
+        (
+            "dropped_total".to_owned(),
+            MetricType::Counter,
+            "Gone by relabeling.".to_owned(),
+        ),
+        (
+            "temp".to_owned(),
+            MetricType::Gauge,
+            "A \\ path.".to_owned(),
+        ),
+    ];
+    assert_eq!(rows(&mut r.p), Some(expected.clone()));
+    r.scrape(body, 2).expect("scrape");
+    assert_eq!(rows(&mut r.p), None, "nothing changed");
+
+    let failing = "# TYPE temp counter\ntemp 1\nnot valid {\n";
+    assert!(r.scrape(failing, 3).is_err());
+    let mut changed = expected;
+    changed[1].1 = MetricType::Counter;
+    assert_eq!(rows(&mut r.p), Some(changed));
+}
