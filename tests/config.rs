@@ -540,6 +540,19 @@ fn relative_file_paths_are_relative_to_the_config_file() {
         auth.credentials_file.as_deref(),
         Some(dir.join("secrets/token").as_path())
     );
+    let basic = c.remote_write[1]
+        .http
+        .basic_auth
+        .as_ref()
+        .expect("basic_auth");
+    assert_eq!(
+        basic.username_file.as_deref(),
+        Some(dir.join("secrets/user").as_path())
+    );
+    assert_eq!(
+        basic.password_file.as_deref(),
+        Some(Path::new("/etc/secrets/password"))
+    );
 
     // parse() knows no directory and keeps paths as written.
     let text = std::fs::read_to_string(&path).expect("read fixture");
@@ -1152,4 +1165,20 @@ proptest! {
     fn never_panics_on_arbitrary_text(text in "\\PC{0,200}") {
         let _ = config::parse(&text, "fuzz.yml");
     }
+}
+
+#[test]
+fn basic_auth_takes_a_username_or_a_username_file() {
+    let text = "scrape_configs:\n  - job_name: a\n    basic_auth:\n      username: u\n      username_file: /u\n";
+    let err = config::parse(text, "inline.yml").expect_err("both set");
+    let shown = err.to_string();
+    assert!(shown.contains("inline.yml:5"), "{shown}");
+    assert!(
+        shown.contains("scrape_configs[0].basic_auth.username_file"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("at most one of basic_auth username & username_file"),
+        "{shown}"
+    );
 }

@@ -106,7 +106,7 @@ type Stamp = Option<(Option<SystemTime>, u64, u64)>;
 /// How requests authenticate.
 enum Auth {
     Basic {
-        username: String,
+        username: Credential,
         password: Credential,
     },
     Header {
@@ -325,8 +325,9 @@ fn redirect_target(base: &Uri, response: &Response<Incoming>) -> Result<Uri, Err
 
 fn auth_from(cfg: &HttpClientConfig) -> Option<Auth> {
     if let Some(basic) = &cfg.basic_auth {
+        let username = Secret::new(basic.username.clone());
         return Some(Auth::Basic {
-            username: basic.username.clone(),
+            username: Credential::new(Some(&username), basic.username_file.as_deref()),
             password: Credential::new(basic.password.as_ref(), basic.password_file.as_deref()),
         });
     }
@@ -340,8 +341,13 @@ impl Auth {
     fn header_value(&self) -> Result<HeaderValue, Error> {
         let text = match self {
             Auth::Basic { username, password } => {
+                let username = username.current()?;
                 let password = password.current()?;
-                let raw = format!("{username}:{}", password.as_deref().unwrap_or(""));
+                let raw = format!(
+                    "{}:{}",
+                    username.as_deref().unwrap_or(""),
+                    password.as_deref().unwrap_or("")
+                );
                 format!("Basic {}", base64_encode(raw.as_bytes()))
             }
             Auth::Header { kind, credentials } => match credentials.current()? {
@@ -367,11 +373,15 @@ impl Credential {
         }
     }
 
-    /// The credential as of now (files re-read when changed).
+    /// The credential as of now (files re-read when changed, their content trimmed of
+    /// surrounding whitespace as Prometheus does: a trailing newline is not part of it).
     fn current(&self) -> Result<Option<Arc<str>>, Error> {
         match self {
             Credential::Inline(s) => Ok(Some(Arc::from(s.expose()))),
-            Credential::File(f) => f.read().map(Some),
+            Credential::File(f) => f.read().map(|s| match s.trim() {
+                t if t.len() == s.len() => Some(s),
+                t => Some(Arc::from(t)),
+            }),
             Credential::None => Ok(None),
         }
     }
@@ -476,6 +486,7 @@ mod tests {
         let cfg = HttpClientConfig {
             basic_auth: Some(BasicAuth {
                 username: "user".into(),
+                username_file: None,
                 password: Some(Secret::new("pass")),
                 password_file: None,
             }),
@@ -487,5 +498,31 @@ mod tests {
             .expect("value");
         assert_eq!(value, "Basic dXNlcjpwYXNz");
         assert!(value.is_sensitive());
+    }
+
+    #[test]
+    fn basic_auth_from_files_is_trimmed_and_follows_rotation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (user, pass) = (dir.path().join("user"), dir.path().join("pass"));
+        std::fs::write(&user, "user\n").expect("write");
+        std::fs::write(&pass, "pass\n").expect("write");
+        let cfg = HttpClientConfig {
+            basic_auth: Some(BasicAuth {
+                username: String::new(),
+                username_file: Some(user.clone()),
+                password: None,
+                password_file: Some(pass.clone()),
+            }),
+            ..Default::default()
+        };
+        let auth = auth_from(&cfg).expect("auth");
+        assert_eq!(auth.header_value().expect("value"), "Basic dXNlcjpwYXNz");
+        std::fs::write(&user, "admin").expect("write");
+        std::fs::write(&pass, " secret \n").expect("write");
+        // base64("admin:secret")
+        assert_eq!(
+            auth.header_value().expect("value"),
+            "Basic YWRtaW46c2VjcmV0"
+        );
     }
 }

@@ -217,10 +217,13 @@ pub struct HttpClientConfig {
     pub enable_http2: bool,
 }
 
-/// `basic_auth:`. Exactly one of `password` and `password_file` may be set.
+/// `basic_auth:`. At most one of `username` and `username_file`, and of `password` and
+/// `password_file`, is set.
 #[derive(Clone, Debug)]
 pub struct BasicAuth {
     pub username: String,
+    /// Re-read when it changes; surrounding whitespace is trimmed (as Prometheus).
+    pub username_file: Option<PathBuf>,
     pub password: Option<Secret>,
     /// Re-read when it changes.
     pub password_file: Option<PathBuf>,

@@ -1303,12 +1303,14 @@ fn http_client(
                 "at most one of basic_auth password & password_file must be configured",
             );
         }
-        // Rejected: credentials scrapelet would not send.
-        cx.only_empty(
-            &key("basic_auth.username_file"),
-            b.username_file.as_deref(),
-            "give the username inline",
-        );
+        let username_file = set(b.username_file.as_deref());
+        if b.username.as_deref().is_some_and(|u| !u.is_empty()) && username_file.is_some() {
+            cx.report(
+                &key("basic_auth.username_file"),
+                None,
+                "at most one of basic_auth username & username_file must be configured",
+            );
+        }
         cx.only_empty(
             &key("basic_auth.username_ref"),
             b.username_ref.as_deref(),
@@ -1321,6 +1323,7 @@ fn http_client(
         );
         BasicAuth {
             username: b.username.clone().unwrap_or_default(),
+            username_file: username_file.map(PathBuf::from),
             password: password.map(Secret::new),
             password_file: password_file.map(PathBuf::from),
         }
@@ -1559,6 +1562,7 @@ pub(super) fn set_directory(config: &mut Config, dir: &std::path::Path) {
         .chain(config.remote_write.iter_mut().map(|r| &mut r.http));
     for http in http_clients {
         if let Some(b) = &mut http.basic_auth {
+            b.username_file.as_mut().map(join);
             b.password_file.as_mut().map(join);
         }
         if let Some(a) = &mut http.authorization {

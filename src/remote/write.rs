@@ -709,6 +709,7 @@ mod tests {
             let mut c = base.clone();
             c.http.basic_auth = Some(BasicAuth {
                 username: "u".into(),
+                username_file: None,
                 password: Some(Secret::new(p)),
                 password_file: None,
             });

@@ -30,6 +30,7 @@ pub(super) fn connection_key(cfg: &KubernetesSdConfig) -> String {
     let http = &cfg.http;
     if let Some(b) = &http.basic_auth {
         put(&b.username);
+        put(&path_text(b.username_file.as_deref()));
         put(b.password.as_ref().map_or("", |p| p.expose()));
         put(&path_text(b.password_file.as_deref()));
     }
@@ -97,10 +98,13 @@ fn from_api_server(url: &str, http: &HttpClientConfig) -> Result<kube::Config, E
     let mut config = kube::Config::new(uri);
     let mut auth = AuthInfo::default();
     if let Some(b) = &http.basic_auth {
-        auth.username = Some(b.username.clone());
+        auth.username = Some(match &b.username_file {
+            Some(file) => read_text(file)?.trim().to_owned(),
+            None => b.username.clone(),
+        });
         let password = match (&b.password, &b.password_file) {
             (Some(p), _) => Some(p.expose().to_owned()),
-            (None, Some(file)) => Some(read_text(file)?.trim_end().to_owned()),
+            (None, Some(file)) => Some(read_text(file)?.trim().to_owned()),
             (None, None) => None,
         };
         auth.password = password.map(Into::into);
