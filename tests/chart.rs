@@ -227,6 +227,7 @@ fn every_value_set_renders_a_valid_agent_config() {
         if let Some(basic) = &rw.http.basic_auth {
             assert!(basic.password.is_none(), "{}: inline password", rw.name);
             files.push(basic.password_file.clone().expect("password_file"));
+            files.extend(basic.username_file.clone());
         }
         if let Some(auth) = &rw.http.authorization {
             assert!(
@@ -237,7 +238,7 @@ fn every_value_set_renders_a_valid_agent_config() {
             files.push(auth.credentials_file.clone().expect("credentials_file"));
         }
     }
-    assert_eq!(files.len(), 3);
+    assert_eq!(files.len(), 4);
     for file in &files {
         let dir = file.parent().and_then(Path::to_str).expect("a directory");
         let mount = agent["volumeMounts"]
@@ -262,8 +263,8 @@ fn every_value_set_renders_a_valid_agent_config() {
         .filter(|v| v.get("secret").is_some())
         .count();
     assert_eq!(
-        secret_volumes, 3,
-        "two Secrets of remote write, one extra volume"
+        secret_volumes, 4,
+        "three Secrets of remote write, one extra volume"
     );
 
     // Restart on change (reloadOnChange false): a checksum, and the agent does not watch;
@@ -502,6 +503,13 @@ fn bad_values_are_refused_with_the_reason() {
             "remoteWrite[0].url=http://a,remoteWrite[0].bearerTokenSecret.name=s,remoteWrite[0].bearerTokenSecret.key=t,remoteWrite[0].basicAuth.username=u,remoteWrite[0].basicAuth.passwordSecret.name=s,remoteWrite[0].basicAuth.passwordSecret.key=p",
         ],
         "basicAuth and bearerTokenSecret exclude each other",
+    );
+    check(
+        &[
+            "--set",
+            "remoteWrite[0].url=http://a,remoteWrite[0].basicAuth.username=u,remoteWrite[0].basicAuth.usernameSecret.name=s,remoteWrite[0].basicAuth.usernameSecret.key=k,remoteWrite[0].basicAuth.passwordSecret.name=s,remoteWrite[0].basicAuth.passwordSecret.key=p",
+        ],
+        "/remoteWrite/0/basicAuth",
     );
     check(&["--set", "buffer.maxSize=1gb"], "/buffer/maxSize");
     check(&["--set", "buffer.maxAge=6 hours"], "/buffer/maxAge");

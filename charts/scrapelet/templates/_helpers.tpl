@@ -55,7 +55,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "scrapelet.secretNames" -}}
 {{- $names := list }}
 {{- range .Values.remoteWrite }}
-{{- with .basicAuth }}{{ $names = append $names .passwordSecret.name }}{{ end }}
+{{- with .basicAuth }}{{ $names = append $names .passwordSecret.name }}{{ with .usernameSecret }}{{ $names = append $names .name }}{{ end }}{{ end }}
 {{- with .bearerTokenSecret }}{{ $names = append $names .name }}{{ end }}
 {{- end }}
 {{- toJson ($names | uniq | sortAlpha) }}
@@ -220,7 +220,14 @@ remote_write:
     {{- end }}
     {{- with .basicAuth }}
     basic_auth:
+      {{- if and .username .usernameSecret }}
+      {{- fail (printf "remoteWrite[%d] (%s): basicAuth.username and basicAuth.usernameSecret exclude each other" $i $rw.url) }}
+      {{- end }}
+      {{- with .usernameSecret }}
+      username_file: {{ printf "%s/%s" (include "scrapelet.secretDir" .name) .key | quote }}
+      {{- else }}
       username: {{ .username | quote }}
+      {{- end }}
       password_file: {{ printf "%s/%s" (include "scrapelet.secretDir" .passwordSecret.name) .passwordSecret.key | quote }}
     {{- end }}
     {{- with .bearerTokenSecret }}
