@@ -61,6 +61,8 @@ mod reader;
 mod writer;
 
 #[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
 mod tests;
 
 pub use error::{Error, Result};

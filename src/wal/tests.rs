@@ -1,67 +1,16 @@
 //! The appender under write errors: counted, never fatal, recovered from, and the series of a
 //! batch that could not be written still defined for the batches after it.
 
-use std::io;
-use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use prometheus_client::registry::Registry;
 
 use super::*;
 use crate::append::{Batch, Sample, SeriesRef};
-use crate::buffer::{Event, Fs, SegmentFile, StdFs};
+use crate::buffer::Event;
+use crate::buffer::testing::FlakyFs;
 use crate::labels::Labels;
-
-#[derive(Clone, Default)]
-struct FullDisk {
-    full: Arc<AtomicBool>,
-}
-
-struct FullFile {
-    inner: Arc<dyn SegmentFile>,
-    full: Arc<AtomicBool>,
-}
-
-fn enospc() -> io::Error {
-    io::Error::new(io::ErrorKind::StorageFull, "no space left on device")
-}
-
-impl Fs for FullDisk {
-    fn create_new(&self, path: &Path) -> io::Result<Arc<dyn SegmentFile>> {
-        if self.full.load(Ordering::SeqCst) {
-            return Err(enospc());
-        }
-        Ok(Arc::new(FullFile {
-            inner: StdFs.create_new(path)?,
-            full: self.full.clone(),
-        }))
-    }
-    fn open_append(&self, path: &Path) -> io::Result<Arc<dyn SegmentFile>> {
-        StdFs.open_append(path)
-    }
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        StdFs.remove(path)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        StdFs.sync_dir(dir)
-    }
-}
-
-impl SegmentFile for FullFile {
-    fn append(&self, buf: &[u8]) -> io::Result<()> {
-        if self.full.load(Ordering::SeqCst) {
-            return Err(enospc());
-        }
-        self.inner.append(buf)
-    }
-    fn sync(&self) -> io::Result<()> {
-        self.inner.sync()
-    }
-    fn truncate(&self, len: u64) -> io::Result<()> {
-        self.inner.truncate(len)
-    }
-}
 
 fn batch(define: &[u64], sample: &[u64], ts: i64) -> Batch {
     Batch {
@@ -98,7 +47,7 @@ fn metric(registry: &Registry, name: &str) -> f64 {
 #[test]
 fn write_errors_are_counted_and_recovered_from_and_definitions_survive_them() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let disk = FullDisk::default();
+    let disk = FlakyFs::default();
     let mut registry = Registry::default();
     let wal = Wal::open_with(
         dir.path(),
