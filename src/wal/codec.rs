@@ -104,8 +104,8 @@ struct State {
     /// Value states by slot; a slot is free when its series is gone.
     slots: Vec<Slot>,
     free: Vec<u32>,
-    /// Series ref -> slot.
-    index: hashbrown::HashMap<u64, u32>,
+    /// The live slots, found by their series ref ([`ref_hash`]).
+    index: hashbrown::HashTable<u32>,
     /// Ref lists by first ref.
     lists: hashbrown::HashMap<u64, List>,
     last_ts: i64,
@@ -125,14 +125,20 @@ struct List {
     slots: Vec<u32>,
 }
 
+/// Laid out in 24 bytes (a slot in 40): it is kept for every live series, twice (writer and
+/// each endpoint's reader).
 #[derive(Clone, Copy, Debug, Default)]
 struct ValueState {
     bits: u64,
-    leading: u32,
-    trailing: u32,
+    /// The previous value as a decimal, when it has one: scale k and mantissa n
+    /// (value = n / 10^k); see [`ValueState::scale`].
+    scale_n: i64,
+    scale_k: u8,
+    has_scale: bool,
+    /// The XOR window (leading and trailing zero bits), when `window`.
+    leading: u8,
+    trailing: u8,
     window: bool,
-    /// The previous value as a decimal: scale k and mantissa n (value = n / 10^k).
-    scale: Option<(u8, i64)>,
 }
 
 impl Encoder {
@@ -398,7 +404,9 @@ impl State {
 
     /// The slot of `series`, taken from the free ones (or added) when it has none.
     fn slot(&mut self, series: u64) -> u32 {
-        if let Some(&slot) = self.index.get(&series) {
+        let hash = ref_hash(series);
+        let State { index, slots, .. } = self;
+        if let Some(&slot) = index.find(hash, |&i| holds(slots, i, series)) {
             return slot;
         }
         let fresh = Slot {
@@ -418,23 +426,66 @@ impl State {
                 slot
             }
         };
-        self.index.insert(series, slot);
+        let State { index, slots, .. } = self;
+        index.insert_unique(hash, slot, |&i| {
+            slots.get(i as usize).map_or(0, |s| ref_hash(s.series))
+        });
         slot
     }
 
     /// Drops a gone series' value state and the ref list it heads (invariant 3).
     fn forget(&mut self, series: u64) {
-        if let Some(slot) = self.index.remove(&series)
-            && let Some(s) = self.slots.get_mut(slot as usize)
-        {
-            s.live = false;
-            self.free.push(slot);
+        let State { index, slots, .. } = self;
+        if let Ok(entry) = index.find_entry(ref_hash(series), |&i| holds(slots, i, series)) {
+            let (slot, _) = entry.remove();
+            if let Some(s) = slots.get_mut(slot as usize) {
+                s.live = false;
+                self.free.push(slot);
+            }
         }
         self.lists.remove(&series);
     }
 }
 
+/// Whether slot `i` is `series`' (the index holds live slots only).
+fn holds(slots: &[Slot], i: u32, series: u64) -> bool {
+    slots.get(i as usize).is_some_and(|s| s.series == series)
+}
+
+/// The index's hash of a series ref (SplitMix64's finaliser).
+fn ref_hash(series: u64) -> u64 {
+    let mut z = series;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 impl ValueState {
+    fn lead(&self) -> u32 {
+        u32::from(self.leading)
+    }
+
+    fn trail(&self) -> u32 {
+        u32::from(self.trailing)
+    }
+
+    /// Sets the window; `leading + trailing <= 64` (both callers check).
+    fn set_window(&mut self, leading: u32, trailing: u32) {
+        self.leading = leading.min(64) as u8;
+        self.trailing = trailing.min(64) as u8;
+    }
+
+    fn scale(&self) -> Option<(u8, i64)> {
+        self.has_scale.then_some((self.scale_k, self.scale_n))
+    }
+
+    fn set_scale(&mut self, scale: Option<(u8, i64)>) {
+        self.has_scale = scale.is_some();
+        let (k, n) = scale.unwrap_or_default();
+        self.scale_k = k;
+        self.scale_n = n;
+    }
+
     fn encode(&mut self, bits: u64, w: &mut BitWriter<'_>) {
         let xor = bits ^ self.bits;
         if xor == 0 {
@@ -444,16 +495,16 @@ impl ValueState {
         let value = f64::from_bits(bits);
         let leading = xor.leading_zeros().min(31);
         let trailing = xor.trailing_zeros();
-        let in_window = self.window && leading >= self.leading && trailing >= self.trailing;
+        let in_window = self.window && leading >= self.lead() && trailing >= self.trail();
         let window_cost = if in_window {
-            2 + 64 - self.leading - self.trailing
+            2 + 64 - self.lead() - self.trail()
         } else {
             u32::MAX
         };
         let width = 64 - leading - trailing;
         let new_window_cost = 3 + 5 + 6 + width;
         let decimal = self
-            .scale
+            .scale()
             .and_then(|(k, n0)| Some((k, at_scale(value, k)?, n0)))
             .map(|(k, n, n0)| (k, n, zigzag(n - n0)));
         let decimal_cost = decimal.map_or(u32::MAX, |(_, _, z)| 3 + delta_len(z));
@@ -461,19 +512,18 @@ impl ValueState {
             if let Some((k, n, z)) = decimal {
                 w.put(0b110, 3);
                 put_delta(w, z);
-                self.scale = Some((k, n));
+                self.set_scale(Some((k, n)));
             }
         } else if in_window {
             w.put(0b10, 2);
-            w.put(xor >> self.trailing, 64 - self.leading - self.trailing);
+            w.put(xor >> self.trail(), 64 - self.lead() - self.trail());
             self.rescale(value);
         } else {
             w.put(0b111, 3);
             w.put(u64::from(leading), 5);
             w.put(u64::from(width - 1), 6);
             w.put(xor >> trailing, width);
-            self.leading = leading;
-            self.trailing = trailing;
+            self.set_window(leading, trailing);
             self.window = true;
             self.rescale(value);
         }
@@ -488,19 +538,19 @@ impl ValueState {
             if !self.window {
                 return None;
             }
-            let width = 64 - self.leading - self.trailing;
-            self.bits ^= r.get(width)? << self.trailing;
+            let width = 64 - self.lead() - self.trail();
+            self.bits ^= r.get(width)? << self.trail();
             self.rescale(f64::from_bits(self.bits));
             return Some(self.bits);
         }
         if r.get(1)? == 0 {
-            let (k, n0) = self.scale?;
+            let (k, n0) = self.scale()?;
             let n = n0.checked_add(unzigzag(get_delta(r)?))?;
             if n.unsigned_abs() >= MAX_DECIMAL {
                 return None;
             }
             self.bits = (n as f64 / POW10[usize::from(k)]).to_bits();
-            self.scale = Some((k, n));
+            self.set_scale(Some((k, n)));
             return Some(self.bits);
         }
         let leading = r.get(5)? as u32;
@@ -509,8 +559,7 @@ impl ValueState {
             return None;
         }
         let trailing = 64 - leading - width;
-        self.leading = leading;
-        self.trailing = trailing;
+        self.set_window(leading, trailing);
         self.window = true;
         self.bits ^= r.get(width)? << trailing;
         self.rescale(f64::from_bits(self.bits));
@@ -520,10 +569,11 @@ impl ValueState {
     /// The decimal form of a value reached by XOR: at the current scale if it fits, else
     /// the smallest that does (encoder and decoder compute the same).
     fn rescale(&mut self, value: f64) {
-        self.scale = self
-            .scale
+        let scale = self
+            .scale()
             .and_then(|(k, _)| Some((k, at_scale(value, k)?)))
             .or_else(|| decimal(value));
+        self.set_scale(scale);
     }
 }
 
@@ -987,6 +1037,13 @@ mod tests {
                 "{bytes:?}"
             );
         }
+    }
+
+    #[test]
+    fn value_state_and_slot_stay_small() {
+        // Kept per live series, by the writer and by every endpoint's reader.
+        assert!(std::mem::size_of::<ValueState>() <= 24);
+        assert!(std::mem::size_of::<Slot>() <= 40);
     }
 
     proptest! {
