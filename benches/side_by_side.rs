@@ -80,6 +80,11 @@ struct Args {
     /// Agents to run, in order.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Agent::Scrapelet, Agent::Prometheus, Agent::Vmagent])]
     agents: Vec<Agent>,
+    /// Instead of measuring: serve the targets and one receiver, write scrapelet's config to
+    /// this file, print the receiver's counts every interval and wait for Ctrl-C, so that an
+    /// agent can be run by hand (under perf, heaptrack, massif) against the same workload.
+    #[arg(long, value_name = "CONFIG_FILE")]
+    hold: Option<PathBuf>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -136,6 +141,10 @@ fn main() {
 
 async fn run(args: &Args) {
     let workload = workload(args).await;
+    if let Some(path) = &args.hold {
+        hold(&workload, path).await;
+        return;
+    }
     println!(
         "workload: {} targets x {} series{}, scrape every {} s; per agent: first delivery, {} s warm-up, {} s measured; {} samples a round expected",
         args.targets,
@@ -175,6 +184,28 @@ async fn run(args: &Args) {
     }
     println!();
     print!("{}", table(&results));
+}
+
+/// Serves the workload and a receiver until interrupted, with the config for them in `path`.
+async fn hold(workload: &Workload, path: &Path) {
+    let sink = Sink::start(true).await;
+    std::fs::write(path, config(workload, Some(&sink.url()))).expect("config file");
+    println!(
+        "holding: config in {}; {} samples a round expected; Ctrl-C stops",
+        path.display(),
+        workload.samples_per_round
+    );
+    let mut last = (0, 0);
+    loop {
+        tokio::time::sleep(Duration::from_secs(workload.interval.max(1))).await;
+        let now = (sink.counts.samples(), sink.counts.requests());
+        println!(
+            "receiver: {} samples, {} requests since the last line",
+            now.0 - last.0,
+            now.1 - last.1
+        );
+        last = now;
+    }
 }
 
 /// Starts the targets (and node exporter) every agent will scrape.

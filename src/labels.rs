@@ -5,7 +5,9 @@
 //! - [`LabelsBuilder`]: mutable, used while a label set is being made (discovery, relabeling,
 //!   attaching target labels to a new series). Cheap to edit, not compact.
 //! - [`Labels`]: immutable and compact, what the agent keeps for every active series. One heap
-//!   allocation holding `len(name) name len(value) value ...` with LEB128 lengths.
+//!   allocation holding `len(name) name len(value) value ...` with LEB128 lengths, shared by
+//!   clones (a clone is a reference count: the scrape cache and the write-ahead buffer's series
+//!   map hold one label set, not two copies).
 //!
 //! Invariants of [`Labels`] (every constructor upholds them, tests prove them):
 //! 1. names are sorted in byte order and unique;
@@ -42,7 +44,7 @@ pub const INSTANCE: &str = "instance";
 /// An immutable, compact, sorted label set. See the module docs for its invariants.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
 pub struct Labels {
-    data: Box<[u8]>,
+    data: std::sync::Arc<[u8]>,
 }
 
 /// One label borrowed from a [`Labels`] or a [`LabelsBuilder`].
@@ -249,9 +251,7 @@ impl LabelsBuilder {
             put_str(&mut data, name);
             put_str(&mut data, value);
         }
-        Labels {
-            data: data.into_boxed_slice(),
-        }
+        Labels { data: data.into() }
     }
 }
 

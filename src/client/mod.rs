@@ -243,6 +243,13 @@ impl Transport {
     }
 }
 
+/// The most an HTTP/1 connection buffers (read and write). hyper's default (~400 KB) lets
+/// each kept-alive connection's read buffer grow to the size of the largest body it streamed
+/// and keeps it while idle: with one connection per target that was ~250 KB per target.
+/// Bodies stream through in pieces this large instead (a few
+/// more reads per scrape); a response head must fit in it.
+const HTTP1_MAX_BUF_SIZE: usize = 64 * 1024;
+
 /// A pool whose connections use the TLS settings `tls`.
 fn build_pool(tls: &TlsConfig, http2: bool) -> Result<Pool, Error> {
     let tls = tls::client_config(tls)?;
@@ -260,6 +267,7 @@ fn build_pool(tls: &TlsConfig, http2: bool) -> Result<Pool, Error> {
     };
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(std::time::Duration::from_secs(90))
+        .http1_max_buf_size(HTTP1_MAX_BUF_SIZE)
         .build(connector))
 }
 

@@ -167,6 +167,7 @@ impl Manager {
                 metrics,
                 log_limiter: Arc::new(LogLimiter::new(TARGET_LOG_INTERVAL, 10_000)),
                 metadata: MetadataView::default(),
+                buffers: Default::default(),
             },
             pools: HashMap::new(),
             stopping: HashMap::new(),

@@ -1,7 +1,8 @@
 //! One target's scrape loop: tick, fetch, process (see `process`), append, report.
 //!
 //! Sequence of one scrape (timestamp `ts` = the scrape's start, strictly increasing per loop):
-//! 1. fetch the body (deadline, gzip, size limit) into a buffer reused across scrapes;
+//! 1. fetch the body (deadline, gzip, size limit) into buffers lent for the scrape by a pool all
+//!    loops share ([`BodyBuffers`]);
 //! 2. parse it; each sample's raw series text is looked up in the series cache; only unknown
 //!    texts have their labels parsed, target labels attached (honor_labels), metric relabeling
 //!    applied, limits checked, and a series created;
@@ -93,6 +94,17 @@ pub(super) struct Deps {
     pub log_limiter: Arc<LogLimiter>,
     /// Where loops publish their targets' metric metadata.
     pub metadata: MetadataView,
+    /// Body buffers, lent to a loop for one scrape.
+    pub buffers: Arc<BodyBuffers>,
+}
+
+/// Body buffers (the body, and the compressed body) shared by every loop. A loop holds a pair
+/// only from its fetch until its batch is appended, so the agent keeps about as many pairs as
+/// scrapes run at once, not a pair per target (a ~200 KB body per target adds up). Taking and
+/// giving back allocate nothing once the pool is as large as the busiest moment needed.
+#[derive(Debug, Default)]
+pub(super) struct BodyBuffers {
+    free: Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
 /// A running loop.
@@ -154,8 +166,7 @@ struct ScrapeLoop {
     report: [SeriesRef; 5],
     report_announced: bool,
     last_ts: i64,
-    body: Vec<u8>,
-    scratch: Vec<u8>,
+    buffers: Arc<BodyBuffers>,
     last_sample_count: usize,
     /// What this loop last added to the job's active-series gauge.
     reported_series: usize,
@@ -296,8 +307,7 @@ impl LoopHandle {
             report,
             report_announced: false,
             last_ts: i64::MIN,
-            body: Vec::new(),
-            scratch: Vec::new(),
+            buffers: deps.buffers.clone(),
             last_sample_count: 0,
             reported_series: 0,
             m,
@@ -329,6 +339,29 @@ impl LoopHandle {
         self.mode.store(mode as u8, Ordering::Relaxed);
         self.cancel.cancel();
         self.join
+    }
+}
+
+impl BodyBuffers {
+    /// A pair of buffers (empty, with whatever capacity they had).
+    fn take(&self) -> (Vec<u8>, Vec<u8>) {
+        self.lock().pop().unwrap_or_default()
+    }
+
+    /// Gives a pair back, after giving back memory held for an unusually large body.
+    fn give(&self, mut body: Vec<u8>, mut scratch: Vec<u8>) {
+        const KEEP: usize = 1 << 20;
+        for buf in [&mut body, &mut scratch] {
+            if buf.capacity() > KEEP && buf.capacity() > 4 * buf.len() {
+                buf.shrink_to(buf.len().max(KEEP));
+            }
+        }
+        self.lock().push((body, scratch));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Vec<u8>, Vec<u8>)>> {
+        // Pushes and pops only: a poisoned lock still guards a consistent list.
+        self.free.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -364,9 +397,11 @@ impl ScrapeLoop {
     async fn scrape_once(&mut self) {
         let started = Instant::now();
         let ts = self.next_ts();
+        // Dropped, not given back, if the loop is stopped during the fetch.
+        let (mut body, mut scratch) = self.buffers.take();
         let fetched = match &self.fetcher {
             Ok(f) => f
-                .fetch(&mut self.body, &mut self.scratch)
+                .fetch(&mut body, &mut scratch)
                 .await
                 .map_err(ScrapeError::from),
             Err(url) => Err(ScrapeError::Fetch(FetchError::Url(url.clone()))),
@@ -382,7 +417,7 @@ impl ScrapeLoop {
         };
         let result = fetched.and_then(|content_type| {
             self.processor
-                .process(&self.body, content_type.as_deref(), ts, &mut batch)
+                .process(&body, content_type.as_deref(), ts, &mut batch)
                 .map_err(ScrapeError::from)
         });
         let counts = match &result {
@@ -408,7 +443,7 @@ impl ScrapeLoop {
         self.last_sample_count = batch.samples.len();
         self.m.appended.inc_by(batch.samples.len() as u64);
         self.appender.append(batch);
-        self.shrink_buffers();
+        self.buffers.give(body, scratch);
         self.update_status(result.err(), duration, counts.appended, series_now);
     }
 
@@ -470,16 +505,6 @@ impl ScrapeLoop {
             .unwrap_or(0);
         self.last_ts = now.max(self.last_ts.saturating_add(1));
         self.last_ts
-    }
-
-    /// Gives back memory after an unusually large body.
-    fn shrink_buffers(&mut self) {
-        const KEEP: usize = 1 << 20;
-        for buf in [&mut self.body, &mut self.scratch] {
-            if buf.capacity() > KEEP && buf.capacity() > 4 * buf.len() {
-                buf.shrink_to(buf.len().max(KEEP));
-            }
-        }
     }
 
     fn update_status(

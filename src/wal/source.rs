@@ -11,11 +11,16 @@
 //!    emitted.
 //! 3. Memory is bounded: the series table follows the live series, one record is decoded at a
 //!    time, and the channel to the queue holds [`CHANNEL_BATCHES`] batches. A backlog of any
-//!    size is streamed through that.
+//!    size is streamed through that. The table keeps a series' labels only until the first
+//!    batch emitted has announced them; after that a 128-bit hash of them is all it needs to
+//!    tell a redefinition (the queue keeps the labels it sends).
+//! 5. The sample lists of recent batches are kept with their local refs (`routes`), so that a
+//!    batch repeating a list (a steady scrape) is translated without a table probe per sample;
+//!    they are dropped whenever the table's mapping changes.
 //! 4. A record that does not decode ends its segment for this reader (counted as corrupt,
 //!    like damage the checksum caught); reading goes on at the next segment.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -73,13 +78,31 @@ pub(super) fn spawn_reader(log: Log, setup: ReaderSetup) -> WalSource {
     WalSource { rx }
 }
 
+/// What the reader knows of a live segment ref.
+struct Known {
+    local: u64,
+    /// [`label_id`] of its labels.
+    id: [u64; 2],
+    /// Its labels, kept only until the first batch emitted announces them (invariant 3).
+    labels: Option<Labels>,
+}
+
+/// A sample list and, in the same order, its local refs (0: not in the table).
+#[derive(Default)]
+struct Route {
+    seg: Vec<u64>,
+    local: Vec<u64>,
+}
+
 struct ReaderTask {
     reader: buffer::Reader,
     setup: ReaderSetup,
     decoder: Decoder,
     decoded: Decoded,
     /// Segment-scoped ref -> (local ref, labels) (invariant 1).
-    table: HashMap<u64, (u64, Labels)>,
+    table: hashbrown::HashMap<u64, Known>,
+    /// Invariant 5: first segment ref of a sample list -> the list and its local refs.
+    routes: hashbrown::HashMap<u64, Route>,
     next_local: u64,
     /// Invariant 2.
     announce_all: bool,
@@ -94,7 +117,8 @@ impl ReaderTask {
             setup,
             decoder: Decoder::default(),
             decoded: Decoded::default(),
-            table: HashMap::new(),
+            table: hashbrown::HashMap::new(),
+            routes: hashbrown::HashMap::new(),
             next_local: 1,
             announce_all: true,
             defs: Vec::new(),
@@ -220,18 +244,21 @@ impl ReaderTask {
     fn apply_snapshot(&mut self, series: Vec<(u64, Labels)>) {
         let mut old = std::mem::take(&mut self.table);
         for (seg_ref, labels) in series {
+            let id = label_id(&labels);
             let local = match old.remove(&seg_ref) {
-                Some((local, known)) if known == labels => local,
-                Some((local, _)) => {
-                    self.gone.push(SeriesRef(local));
+                Some(known) if known.id == id => known.local,
+                Some(known) => {
+                    self.gone.push(SeriesRef(known.local));
                     self.define(&labels)
                 }
                 None => self.define(&labels),
             };
-            self.table.insert(seg_ref, (local, labels));
+            let labels = self.announce_all.then_some(labels);
+            self.table.insert(seg_ref, Known { local, id, labels });
         }
         self.gone
-            .extend(old.into_values().map(|(local, _)| SeriesRef(local)));
+            .extend(old.into_values().map(|known| SeriesRef(known.local)));
+        self.routes.clear();
     }
 
     /// A new local ref for `labels`, queued as a definition.
@@ -247,19 +274,27 @@ impl ReaderTask {
     fn translate(&mut self, before_start: bool) -> Batch {
         let decoded = std::mem::take(&mut self.decoded);
         for (seg_ref, labels) in &decoded.series {
+            let id = label_id(labels);
             let local = match self.table.get(seg_ref) {
-                Some((local, known)) if known == labels => *local,
-                Some((local, _)) => {
-                    self.gone.push(SeriesRef(*local));
+                Some(known) if known.id == id => known.local,
+                Some(known) => {
+                    self.gone.push(SeriesRef(known.local));
+                    self.routes.clear();
                     self.define(labels)
                 }
-                None => self.define(labels),
+                None => {
+                    self.routes.clear();
+                    self.define(labels)
+                }
             };
-            self.table.insert(*seg_ref, (local, labels.clone()));
+            let labels = self.announce_all.then(|| labels.clone());
+            self.table.insert(*seg_ref, Known { local, id, labels });
         }
         if before_start {
             for g in &decoded.gone {
-                self.table.remove(g);
+                if self.table.remove(g).is_some() {
+                    self.routes.clear();
+                }
             }
             if self.announce_all {
                 // Everything still live is announced with the first batch emitted.
@@ -274,28 +309,18 @@ impl ReaderTask {
             self.announce_all = false;
             self.defs.clear();
             self.table
-                .values()
-                .map(|(l, labels)| (SeriesRef(*l), labels.clone()))
+                .values_mut()
+                .filter_map(|known| Some((SeriesRef(known.local), known.labels.take()?)))
                 .collect()
         } else {
             std::mem::take(&mut self.defs)
         };
-        let samples = decoded
-            .samples
-            .iter()
-            .filter_map(|&(r, t, v)| {
-                let (local, _) = self.table.get(&r)?;
-                Some(Sample {
-                    series: SeriesRef(*local),
-                    timestamp_ms: t,
-                    value: v,
-                })
-            })
-            .collect();
+        let samples = self.samples(&decoded.samples);
         let mut gone = std::mem::take(&mut self.gone);
         for g in &decoded.gone {
-            if let Some((local, _)) = self.table.remove(g) {
-                gone.push(SeriesRef(local));
+            if let Some(known) = self.table.remove(g) {
+                gone.push(SeriesRef(known.local));
+                self.routes.clear();
             }
         }
         self.decoded = decoded;
@@ -305,4 +330,59 @@ impl ReaderTask {
             gone,
         }
     }
+
+    /// Decoded samples in local refs; those of refs not in the table are left out.
+    fn samples(&mut self, decoded: &[(u64, i64, f64)]) -> Vec<Sample> {
+        let Some(&(first, _, _)) = decoded.first() else {
+            return Vec::new();
+        };
+        let cached = self.routes.get(&first).is_some_and(|route| {
+            route.seg.len() == decoded.len()
+                && route.seg.iter().zip(decoded).all(|(&r, s)| r == s.0)
+        });
+        if !cached {
+            // Lists come and go with definitions and gone refs, which clear the routes; this
+            // only guards the bound of invariant 3 against a stream that never does.
+            if self.routes.len() > self.table.len() {
+                self.routes.clear();
+            }
+            let route = self.routes.entry(first).or_default();
+            route.seg.clear();
+            route.local.clear();
+            for &(r, _, _) in decoded {
+                route.seg.push(r);
+                route
+                    .local
+                    .push(self.table.get(&r).map_or(0, |known| known.local));
+            }
+        }
+        let Some(route) = self.routes.get(&first) else {
+            return Vec::new();
+        };
+        decoded
+            .iter()
+            .zip(&route.local)
+            .filter(|(_, local)| **local != 0)
+            .map(|(&(_, t, v), &local)| Sample {
+                series: SeriesRef(local),
+                timestamp_ms: t,
+                value: v,
+            })
+            .collect()
+    }
+}
+
+/// A 128-bit hash of a label set: equal for equal sets, and different sets colliding is as
+/// likely as a random 128-bit collision. Names and values are UTF-8, so 0xff cannot occur in
+/// them and separates them unambiguously.
+fn label_id(labels: &Labels) -> [u64; 2] {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for l in labels.iter() {
+        h.update(l.name.as_bytes());
+        h.update(&[0xff]);
+        h.update(l.value.as_bytes());
+        h.update(&[0xff]);
+    }
+    let d = h.digest128();
+    [d as u64, (d >> 64) as u64]
 }
