@@ -51,6 +51,18 @@ async fn samples_when(
     rx.accepted()
 }
 
+/// The reload metrics: whether the last reload succeeded, and how many had `result`.
+async fn assert_reloads(agent: &TestAgent, last_ok: bool, result: &str, count: f64) {
+    let last = agent
+        .metric("scrapelet_config_last_reload_successful", &[])
+        .await;
+    assert_eq!(last, Some(if last_ok { 1.0 } else { 0.0 }));
+    let total = agent
+        .metric("scrapelet_config_reloads_total", &[("result", result)])
+        .await;
+    assert_eq!(total, Some(count), "reloads with result {result}");
+}
+
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
@@ -141,18 +153,7 @@ async fn post_reload_restarts_only_what_changed() {
             .all(|x| !is_stale_nan(x.value)),
         "a restarted job must not mark its series stale"
     );
-    assert_eq!(
-        agent
-            .metric("scrapelet_config_last_reload_successful", &[])
-            .await,
-        Some(1.0)
-    );
-    assert_eq!(
-        agent
-            .metric("scrapelet_config_reloads_total", &[("result", "success")])
-            .await,
-        Some(1.0)
-    );
+    assert_reloads(&agent, true, "success", 1.0).await;
     agent.agent.shutdown().await;
 }
 
@@ -185,7 +186,8 @@ async fn a_refused_config_keeps_the_running_one() {
         agent
             .metric("scrapelet_config_last_reload_successful", &[])
             .await,
-        Some(0.0)
+        Some(0.0),
+        "a refused reload is shown"
     );
 
     // A config that parses but cannot run (an unreadable CA) is refused as well.
@@ -204,18 +206,7 @@ async fn a_refused_config_keeps_the_running_one() {
 
     write(&path, &good);
     assert_eq!(agent.post("/-/reload").await.0, 200);
-    assert_eq!(
-        agent
-            .metric("scrapelet_config_last_reload_successful", &[])
-            .await,
-        Some(1.0)
-    );
-    assert_eq!(
-        agent
-            .metric("scrapelet_config_reloads_total", &[("result", "failure")])
-            .await,
-        Some(2.0)
-    );
+    assert_reloads(&agent, true, "failure", 2.0).await;
     agent.agent.shutdown().await;
 }
 

@@ -321,6 +321,20 @@ fn keep_appending(
 /// Checks what two receivers got of one endpoint that moved from the first to the second:
 /// per series, each got its samples in order, together every timestamp `1..=last`; returns
 /// the number of samples both got.
+/// Judges the move from `first` to `second` (see [`judge_move`]) and checks that every sample
+/// that reached both was counted as resent.
+fn assert_duplicates_were_in_doubt(h: &Harness, first: &Receiver, second: &Receiver, last: i64) {
+    let duplicates = judge_move(first, second, last);
+    let resent = h.metric(
+        "scrapelet_remote_samples_resent_total",
+        &[("endpoint", "a")],
+    );
+    assert!(
+        duplicates as f64 <= resent,
+        "{duplicates} samples reached both, but only {resent} were in doubt"
+    );
+}
+
 fn judge_move(first: &Receiver, second: &Receiver, last: i64) -> usize {
     let (one, two) = (by_series(&first.accepted()), by_series(&second.accepted()));
     let mut duplicates = 0;
@@ -387,15 +401,7 @@ async fn a_changed_endpoint_resumes_exactly_where_it_stopped() {
     second
         .wait_until(WAIT, "everything", |r| all_reached(r, last))
         .await;
-    let duplicates = judge_move(&first, &second, last);
-    let resent = h.metric(
-        "scrapelet_remote_samples_resent_total",
-        &[("endpoint", "a")],
-    );
-    assert!(
-        duplicates as f64 <= resent,
-        "{duplicates} samples reached both, but only {resent} were in doubt"
-    );
+    assert_duplicates_were_in_doubt(&h, &first, &second, last);
     assert!(h.remote.shutdown(Duration::from_secs(10)).await);
 }
 
@@ -453,15 +459,7 @@ async fn a_changed_endpoint_that_cannot_flush_is_stopped_hard_and_loses_nothing(
             .all(|s| s.label("cluster") == Some("two")),
         "the new external labels"
     );
-    let duplicates = judge_move(&first, &second, last);
-    let resent = h.metric(
-        "scrapelet_remote_samples_resent_total",
-        &[("endpoint", "a")],
-    );
-    assert!(
-        duplicates as f64 <= resent,
-        "{duplicates} samples reached both, but only {resent} were in doubt"
-    );
+    assert_duplicates_were_in_doubt(&h, &first, &second, last);
     assert!(h.remote.shutdown(Duration::from_secs(10)).await);
 }
 

@@ -72,23 +72,7 @@ impl TestAgent {
 
     /// POSTs to `path` on the agent: (status, body).
     pub async fn post(&self, path: &str) -> (u16, String) {
-        let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-        let url = format!("{}{path}", self.base());
-        let request = http::Request::post(url.as_str())
-            .body(Empty::new())
-            .expect("request");
-        let response = tokio::time::timeout(Duration::from_secs(30), client.request(request))
-            .await
-            .unwrap_or_else(|_| panic!("POST {url} timed out"))
-            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
-        let status = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        (status, String::from_utf8_lossy(&body).into_owned())
+        request(http::Method::POST, &format!("{}{path}", self.base())).await
     }
 
     /// `http://127.0.0.1:port`.
@@ -124,12 +108,21 @@ impl TestAgent {
 
 /// GETs `url`: (status, body).
 pub async fn get(url: &str) -> (u16, String) {
+    request(http::Method::GET, url).await
+}
+
+/// Sends a body-less `method` request to `url`: (status, body).
+async fn request(method: http::Method, url: &str) -> (u16, String) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let uri: http::Uri = url.parse().expect("url");
-    let response = tokio::time::timeout(Duration::from_secs(10), client.get(uri))
+    let request = http::Request::builder()
+        .method(method.clone())
+        .uri(url)
+        .body(Empty::new())
+        .expect("request");
+    let response = tokio::time::timeout(Duration::from_secs(30), client.request(request))
         .await
-        .unwrap_or_else(|_| panic!("GET {url} timed out"))
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        .unwrap_or_else(|_| panic!("{method} {url} timed out"))
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
     let status = response.status().as_u16();
     let body = response
         .into_body()
