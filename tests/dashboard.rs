@@ -401,7 +401,7 @@ impl World {
         for (name, url) in remote {
             yaml.push_str(&format!(
                 "  - url: {url}\n    name: {name}\n    queue_config:\n      batch_send_deadline: 200ms\n      \
-                 min_backoff: 50ms\n      max_backoff: 200ms\n"
+                 min_backoff: 50ms\n      max_backoff: 200ms\n    metadata_config:\n      send_interval: 1s\n"
             ));
         }
         yaml.push_str("scrape_configs:\n");
