@@ -822,30 +822,12 @@ mod tests {
         assert!(remote.shutdown(Duration::from_secs(10)).await);
     }
 
-    /// Collects formatted log output.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[tokio::test]
     async fn without_endpoints_the_debug_output_logs_what_would_be_sent() {
         use crate::append::{Batch, Sample, SeriesRef};
-        let captured = Captured::default();
-        let writer = captured.clone();
+        let captured = crate::telemetry::capture::Capture::default();
         let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
+            .with_writer(captured.clone())
             .with_ansi(false)
             .finish();
         // A current-thread runtime: the debug task runs on this thread, under this default.
@@ -871,8 +853,7 @@ mod tests {
         });
         // Shutdown ends the debug output, which logs its last summary.
         assert!(remote.shutdown(Duration::from_secs(10)).await);
-        let logs = String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|e| e.into_inner()))
-            .into_owned();
+        let logs = captured.text();
         let line = logs.lines().find(|l| l.contains("debug output"));
         let line = line.unwrap_or_else(|| panic!("no debug output line in:\n{logs}"));
         assert!(line.contains("samples=1"), "{line}");

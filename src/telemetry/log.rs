@@ -508,42 +508,8 @@ impl LogLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
+    use crate::telemetry::capture::Capture;
     use std::time::UNIX_EPOCH;
-
-    /// A `MakeWriter` that appends everything to a shared buffer.
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-
-    struct CaptureGuard(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for CaptureGuard {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Capture {
-        type Writer = CaptureGuard;
-        fn make_writer(&'a self) -> CaptureGuard {
-            CaptureGuard(self.0.clone())
-        }
-    }
-
-    impl Capture {
-        fn lines(&self) -> Vec<String> {
-            let bytes = self.0.lock().unwrap().clone();
-            String::from_utf8(bytes)
-                .unwrap()
-                .lines()
-                .map(str::to_owned)
-                .collect()
-        }
-    }
 
     /// 2026-11-21T23:55:12.345Z
     fn fixed_now() -> SystemTime {

@@ -4,6 +4,8 @@
 //!   event, span fields flattened) and [`LogLimiter`] for failures that repeat.
 //! - [`process`]: the `process_*` metrics (CPU, memory, file descriptors) from `/proc/self`.
 
+#[cfg(test)]
+pub(crate) mod capture;
 pub mod log;
 pub mod process;
 pub mod time;
