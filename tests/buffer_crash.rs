@@ -106,26 +106,40 @@ async fn check_after_restart(
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_with_the_receiver_down_loses_nothing_appended() {
+/// With the receiver answering 503: runs the binary until the target has served `scrapes`
+/// scrapes, kills it with SIGKILL, brings the receiver back, restarts the binary on the same
+/// data directory and checks that every scrape before the kill arrives
+/// ([`check_after_restart`]). Returns the receiver, the second run and the target with its
+/// stop flag (still serving).
+async fn kill_9_with_the_receiver_down_after(scrapes: usize) -> (Receiver, Process, Churning) {
     let rx = Receiver::start().await;
     rx.set_default(Reply::status(503));
     let (target, stop) = churning_target(SERIES).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = write_config(dir.path(), &config(&rx, &target));
     let data = dir.path().join("data");
-
     let first = Process::start(&cfg, &data, &[]);
     assert!(first.addr.is_some(), "{}", first.logs());
-    target.wait_for_requests(30, WAIT).await;
+    target.wait_for_requests(scrapes, WAIT).await;
     first.kill9();
     let scrapes = target.requests();
     let crash_ms = now_ms();
-
     rx.set_default(Reply::ok());
     let second = Process::start(&cfg, &data, &[]);
     assert!(second.addr.is_some(), "{}", second.logs());
     check_after_restart(&rx, scrapes, crash_ms, &second).await;
+    (rx, second, (target, stop))
+}
+
+/// A churning target and the flag that stops its churn.
+type Churning = (
+    std::sync::Arc<Target>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_with_the_receiver_down_loses_nothing_appended() {
+    let (rx, second, (_target, stop)) = kill_9_with_the_receiver_down_after(30).await;
     let dups = judge(&rx.accepted()).duplicates;
     assert_eq!(dups, 0, "the receiver was down: nothing was in doubt");
     stop.store(true, Ordering::Relaxed);
@@ -214,22 +228,7 @@ async fn an_abort_in_the_middle_of_a_cursor_write_resends_only_exact_duplicates(
 async fn kill_9_before_any_progress_was_saved_loses_nothing() {
     // Killed within the first scrapes: the endpoint's cursor file is still the one written at
     // start-up (no shard cursors yet); the next run must start there, not at its own "now".
-    let rx = Receiver::start().await;
-    rx.set_default(Reply::status(503));
-    let (target, stop) = churning_target(SERIES).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = write_config(dir.path(), &config(&rx, &target));
-    let data = dir.path().join("data");
-    let first = Process::start(&cfg, &data, &[]);
-    assert!(first.addr.is_some(), "{}", first.logs());
-    target.wait_for_requests(3, WAIT).await;
-    first.kill9();
-    let scrapes = target.requests();
-    let crash_ms = now_ms();
-    rx.set_default(Reply::ok());
-    let second = Process::start(&cfg, &data, &[]);
-    assert!(second.addr.is_some(), "{}", second.logs());
-    check_after_restart(&rx, scrapes, crash_ms, &second).await;
+    let (_rx, second, (_target, stop)) = kill_9_with_the_receiver_down_after(3).await;
     stop.store(true, Ordering::Relaxed);
     second.kill9();
 }

@@ -8,22 +8,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use support::agent::TestAgent;
-use support::binary::{churning_target, judge, now_ms, up_timestamps};
+use support::binary::{buffer_test_config, churning_target, judge, now_ms, up_timestamps};
 use support::receiver::{Receiver, Reply};
 
 const WAIT: Duration = Duration::from_secs(60);
 
 fn config(endpoints: &[(&str, &Receiver)], target: &str) -> scrapelet::Config {
-    let mut yaml = "global:\n  scrape_interval: 100ms\n  scrape_timeout: 90ms\nagent:\n  buffer:\n    max_size: 1MiB\nremote_write:\n".to_owned();
-    for (name, rx) in endpoints {
-        yaml.push_str(&format!(
-            "  - url: {}\n    name: {name}\n    queue_config:\n      batch_send_deadline: 50ms\n      min_backoff: 10ms\n      max_backoff: 100ms\n",
-            rx.url()
-        ));
-    }
-    yaml.push_str(&format!(
-        "scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{target}']\n"
-    ));
+    let yaml = buffer_test_config(endpoints, target, "1MiB");
     scrapelet::config::parse(&yaml, "test.yml").unwrap_or_else(|e| panic!("{e}"))
 }
 

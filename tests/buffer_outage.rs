@@ -6,36 +6,13 @@
 mod support;
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use support::agent::TestAgent;
-use support::binary::{churning_target, judge, up_timestamps};
+use support::binary::{buffer_test_config, churning_target, judge, now_ms, up_timestamps};
 use support::receiver::{Receiver, Reply};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn now_ms() -> i64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-}
-
-fn config(endpoints: &[(&str, &Receiver)], target: &str, max_size: &str) -> String {
-    let mut yaml = format!(
-        "global:\n  scrape_interval: 100ms\n  scrape_timeout: 90ms\nagent:\n  buffer:\n    max_size: {max_size}\nremote_write:\n"
-    );
-    for (name, rx) in endpoints {
-        yaml.push_str(&format!(
-            "  - url: {}\n    name: {name}\n    queue_config:\n      batch_send_deadline: 50ms\n      min_backoff: 10ms\n      max_backoff: 100ms\n",
-            rx.url()
-        ));
-    }
-    yaml.push_str(&format!(
-        "scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{target}']\n"
-    ));
-    yaml
-}
 
 /// Waits until the agent has scraped `n` times more than now.
 async fn scrapes(target: &support::target::Target, n: usize) -> usize {
@@ -48,7 +25,12 @@ async fn scrapes(target: &support::target::Target, n: usize) -> usize {
 async fn a_backlog_built_during_an_outage_drains_in_order() {
     let rx = Receiver::start().await;
     let (target, stop) = churning_target(100).await;
-    let agent = TestAgent::start(&config(&[("rx", &rx)], &target.address(), "64MiB")).await;
+    let agent = TestAgent::start(&buffer_test_config(
+        &[("rx", &rx)],
+        &target.address(),
+        "64MiB",
+    ))
+    .await;
     rx.wait_for_accepted(1, WAIT).await;
     rx.set_default(Reply::status(503));
     let outage_from = now_ms();
@@ -94,7 +76,12 @@ async fn with_a_tiny_cap_the_oldest_data_is_dropped_and_counted_and_the_newest_a
     rx.set_default(Reply::status(503));
     let (target, stop) = churning_target(1000).await;
     let started = now_ms();
-    let agent = TestAgent::start(&config(&[("rx", &rx)], &target.address(), "256KiB")).await;
+    let agent = TestAgent::start(&buffer_test_config(
+        &[("rx", &rx)],
+        &target.address(),
+        "256KiB",
+    ))
+    .await;
     // Write well over the cap while the receiver refuses everything.
     support::eventually_async(WAIT, "bytes written over three times the cap", || async {
         agent
@@ -164,7 +151,7 @@ async fn an_endpoint_that_is_down_does_not_hold_back_the_healthy_one_and_catches
     let down = Receiver::start().await;
     down.set_default(Reply::status(503));
     let (target, stop) = churning_target(100).await;
-    let agent = TestAgent::start(&config(
+    let agent = TestAgent::start(&buffer_test_config(
         &[("healthy", &healthy), ("down", &down)],
         &target.address(),
         "64MiB",

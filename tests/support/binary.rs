@@ -245,3 +245,25 @@ pub fn now_ms() -> i64 {
         .unwrap_or_default();
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
+
+/// A config scraping `target` every 100 ms into `endpoints` (name, receiver) with fast queue
+/// settings and a buffer capped at `max_size`: the buffer tests' common set-up.
+pub fn buffer_test_config(
+    endpoints: &[(&str, &super::receiver::Receiver)],
+    target: &str,
+    max_size: &str,
+) -> String {
+    let mut yaml = format!(
+        "global:\n  scrape_interval: 100ms\n  scrape_timeout: 90ms\nagent:\n  buffer:\n    max_size: {max_size}\nremote_write:\n"
+    );
+    for (name, rx) in endpoints {
+        yaml.push_str(&format!(
+            "  - url: {}\n    name: {name}\n    queue_config:\n      batch_send_deadline: 50ms\n      min_backoff: 10ms\n      max_backoff: 100ms\n",
+            rx.url()
+        ));
+    }
+    yaml.push_str(&format!(
+        "scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{target}']\n"
+    ));
+    yaml
+}
