@@ -9,7 +9,6 @@
 //! (`scrapelet_config_last_reload_successful` 0); the running one stays.
 
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -23,6 +22,7 @@ use crate::discovery;
 use crate::remote::RemoteWrite;
 use crate::scrape;
 use crate::telemetry::error_chain;
+use crate::telemetry::time::unix_seconds;
 
 /// What the control loop is asked to do.
 pub(super) enum Command {
@@ -93,7 +93,7 @@ impl ReloadMetrics {
 
     fn succeeded_at_start(&self) {
         self.successful.set(1);
-        self.success_time.set(now_seconds());
+        self.success_time.set(unix_seconds());
     }
 
     fn record(&self, ok: bool) {
@@ -186,11 +186,4 @@ impl Control {
         self.config = new;
         Ok(summary)
     }
-}
-
-fn now_seconds() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }

@@ -9,12 +9,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::control::Command;
+use super::{ReloadError, reload_via};
 
 /// Watches `path` every `interval` until `stop`.
 pub(super) fn spawn(
@@ -55,19 +56,10 @@ pub(super) fn spawn(
             }
             last = Some(hash);
             tracing::info!(file = %path.display(), "config file changed; reloading");
-            let (reply, done) = oneshot::channel();
-            if commands
-                .send(Command::Reload {
-                    config: None,
-                    reply,
-                })
-                .await
-                .is_err()
-            {
+            // The outcome is logged by the control loop; only a stopped one ends the watch.
+            if let Err(ReloadError::Stopped) = reload_via(&commands, None).await {
                 return;
             }
-            // The outcome is logged by the control loop.
-            let _ = done.await;
         }
     })
 }

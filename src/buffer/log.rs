@@ -12,7 +12,7 @@ use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use super::error::{Error, Result};
 use super::format::{self, FILE_HEADER_LEN, FRAME_HEADER_LEN, TRAILER_KIND, TRAILER_LEN, Trailer};
@@ -393,13 +393,7 @@ impl Drop for Shared {
     }
 }
 
-/// The current wall-clock time in ms since the epoch.
-pub(super) fn now_ms() -> i64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-}
+pub(super) use crate::telemetry::time::unix_ms as now_ms;
 
 /// Syncs the active segment when dirty and applies the age cap, every `interval`, until the
 /// log is gone or the syncer is stopped (unparked after the writer closed).

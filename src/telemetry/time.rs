@@ -3,6 +3,21 @@
 use std::fmt::{self, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Now, in milliseconds since the Unix epoch (0 before 1970).
+pub fn unix_ms() -> i64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Now, in seconds since the Unix epoch (0 before 1970).
+pub fn unix_seconds() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// `t` as RFC 3339 in UTC (`YYYY-MM-DDTHH:MM:SS.fffZ`) with `digits` (0-9) fractional digits.
 /// Times before 1970 print as 1970.
 pub fn rfc3339(t: SystemTime, digits: u32) -> String {

@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
@@ -437,12 +437,7 @@ async fn run_writer(store: Weak<FileStore>, wake: Arc<Notify>) {
     }
 }
 
-fn now_ms() -> i64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-}
+use crate::telemetry::time::unix_ms as now_ms;
 
 /// The in-flight queue type, for the facade.
 pub(super) fn new_in_flight() -> InFlight {

@@ -2,7 +2,6 @@
 //! `kind` (fixed sets).
 
 use std::sync::atomic::AtomicU64;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -78,12 +77,9 @@ impl Metrics {
     }
 
     pub(super) fn synced(&self, resource: &'static str) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
         self.last_sync
             .get_or_create(&ResourceLabels { resource })
-            .set(now);
+            .set(crate::telemetry::time::unix_seconds());
     }
 
     pub(super) fn event(&self, resource: &'static str, event: &'static str) {

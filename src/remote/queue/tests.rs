@@ -417,10 +417,7 @@ async fn progress_reaches_the_end_once_everything_is_sent() {
     assert_eq!(*progress.borrow(), Position(5));
 }
 
-fn now_ms() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    i64::try_from(now.unwrap_or_default().as_millis()).unwrap_or(i64::MAX)
-}
+use crate::telemetry::time::unix_ms as now_ms;
 
 #[tokio::test]
 async fn samples_past_the_age_limit_are_dropped_when_routed_and_when_retried() {
