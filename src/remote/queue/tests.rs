@@ -619,13 +619,10 @@ async fn cursors_follow_delivery_and_are_committed_after_each_request() {
     assert_eq!(done.shards, vec![end; 2]);
 }
 
-#[tokio::test]
-async fn resuming_skips_what_each_shard_delivered_and_counts_what_is_resent() {
-    let cfg = config(1, 4);
-    let all: Vec<u64> = (1..=6).collect();
-    // Saved by a previous run with 2 shards: shard 0 delivered its first sample of batch 2,
-    // shard 1 everything before batch 4; the reader had routed up to batch 5.
-    let saved = Cursors {
+/// Cursors saved by a previous run with 2 shards: shard 0 delivered its first sample of batch
+/// 2, shard 1 everything before batch 4; the reader had routed up to batch 5.
+fn saved_by_two_shards() -> Cursors {
+    Cursors {
         shards: vec![
             ShardCursor {
                 position: Position(2),
@@ -637,7 +634,16 @@ async fn resuming_skips_what_each_shard_delivered_and_counts_what_is_resent() {
             },
         ],
         routed: Position(5),
-    };
+    }
+}
+
+#[tokio::test]
+async fn resuming_skips_what_each_shard_delivered_and_counts_what_is_resent() {
+    let cfg = config(1, 4);
+    let all: Vec<u64> = (1..=6).collect();
+    // Saved by a previous run with 2 shards: shard 0 delivered its first sample of batch 2,
+    // shard 1 everything before batch 4; the reader had routed up to batch 5.
+    let saved = saved_by_two_shards();
     let fake = Fake::default();
     let mut r = reader(&cfg, &Labels::empty(), &fake);
     r.resume_from(Some(saved.clone()), Some(Arc::new(Recorded::default())));
@@ -703,19 +709,7 @@ async fn resuming_after_a_routing_change_decides_delivery_with_the_previous_rout
     let cfg = config(1, 4);
     let all: Vec<u64> = (1..=6).collect();
     // Saved by a previous run with 2 shards and no external labels (as in the test above).
-    let saved = Cursors {
-        shards: vec![
-            ShardCursor {
-                position: Position(2),
-                skip: 1,
-            },
-            ShardCursor {
-                position: Position(4),
-                skip: 0,
-            },
-        ],
-        routed: Position(5),
-    };
+    let saved = saved_by_two_shards();
     let previous = Routing::new(&cfg, &Labels::empty());
     // This run adds an external label: every series has other wire labels, so other shards.
     let external = Labels::from_pairs([("zone", "b")]);
