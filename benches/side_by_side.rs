@@ -1,21 +1,29 @@
-//! Side by side: CPU and memory per delivered sample of scrapelet, Prometheus in agent mode
-//! and vmagent on the same workload, from one run. Prints figures; asserts nothing.
+//! Side by side: CPU, memory, disk and delivery latency per sample of scrapelet, Prometheus in
+//! agent mode and vmagent on the same workloads, from one run. Prints figures; asserts nothing.
 //!
-//! `cargo bench --bench side_by_side [-- --targets 50 --series 2000 --interval 5 --warmup 2
+//! `cargo bench --bench side_by_side [-- --sizes 100k,400k,1m --values mixed --warmup 2
 //! --window 60 --node-exporter --agents scrapelet,prometheus,vmagent]`
 //!
-//! The bench serves `--targets` synthetic targets on 127.0.0.1, each one replica of a web
-//! service with `--series` series whose values move on every scrape (benches/support/app.rs),
-//! plus, with `--node-exporter`, the real `prometheus-node-exporter`. Then, one agent at a
-//! time (so they never compete for the cores), it starts the agent with its own temporary
-//! data directory and its own fast remote-write receiver (which decodes every request and
-//! counts its samples), waits for the first delivery, lets it warm up for `--warmup` scrape
-//! intervals, and measures a window of `--window` seconds:
-//! - samples the receiver got in the window;
+//! For every size (`--sizes`; or one custom size from `--targets`, `--series`, `--interval`)
+//! the bench serves the size's synthetic targets on 127.0.0.1, each one replica of a web
+//! service whose values move on every scrape (benches/support/app.rs; with `--values mixed`,
+//! the default, half of its series are random gauges), plus, with `--node-exporter`, the real
+//! `prometheus-node-exporter`. Then, one agent at a time (so they never compete for the
+//! cores), it starts the agent with its own temporary data directory and its own fast
+//! remote-write receiver (which decodes every request, counts its samples and records each
+//! one's delivery latency), waits for the first delivery, lets it warm up for `--warmup` scrape
+//! intervals, and measures a window of `--window` seconds (at least 4 scrape intervals):
+//! - samples the receiver got in the window, and the expected number;
 //! - CPU seconds of the whole process (utime + stime of /proc/PID/stat, end minus start);
-//! - CPU seconds per million delivered samples;
-//! - peak RSS (VmHWM at the end: the process's whole life) and average RSS (VmRSS every
-//!   250 ms in the window).
+//! - peak RSS (VmHWM at the end: the process's whole life, start-up and first scrapes
+//!   included) and average RSS (VmRSS every 250 ms in the window), and RSS per active series;
+//! - bytes the process asked the device to write (`write_bytes` of /proc/PID/io) in the
+//!   window, per delivered sample;
+//! - delivery latency p50 and p99: receiver arrival time minus sample timestamp.
+//!
+//! Sizes: `100k` = 100 targets x 1000 series every 5 s, `400k` = 200 x 2000 every 10 s,
+//! `1m` = 500 x 2000 every 30 s (two cores cannot scrape a million series every 10 s with
+//! every agent and the bench's own targets on them).
 //!
 //! All agents scrape with the same interval and timeout. scrapelet and Prometheus read the
 //! same config file, whose `queue_config` spells out today's Prometheus defaults (10000
@@ -42,36 +50,46 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use http_support::{Sink, get_text, serve_text};
+use http_support::{Latency, Sink, get_text, serve_text};
 use procs::{
     Cpu, Killed, anon_rss_kib, cpu, free_port, load_average, log_tail, on_path, peak_rss_kib,
-    prometheus_agent, rss_kib, scrapelet, spawn,
+    prometheus_agent, rss_kib, scrapelet, spawn, write_bytes,
 };
 
 /// Below this share of the expected samples, a run is flagged.
 const LOW_DELIVERY: f64 = 0.75;
 /// How long an agent may take to deliver its first samples.
-const FIRST_DELIVERY_WAIT: Duration = Duration::from_secs(90);
+const FIRST_DELIVERY_WAIT: Duration = Duration::from_secs(180);
 /// Series every scrape adds per target (`up`, `scrape_duration_seconds`,
 /// `scrape_samples_scraped`, `scrape_samples_post_metric_relabeling`, `scrape_series_added`).
 const AUTO_SERIES: u64 = 5;
+/// The window covers at least this many scrape intervals.
+const MIN_WINDOW_ROUNDS: u64 = 4;
 
 #[derive(Parser, Debug)]
 #[command(about = "scrapelet, Prometheus agent and vmagent side by side")]
 struct Args {
-    /// Synthetic targets.
+    /// Sizes to run, in order: `100k`, `400k`, `1m` (see the bench's docs). Without it, one
+    /// size made of `--targets`, `--series` and `--interval`.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    sizes: Vec<SizeName>,
+    /// Synthetic targets (without `--sizes`).
     #[arg(long, default_value_t = 50)]
     targets: usize,
-    /// Series a synthetic target serves (rounded up to a multiple of 20).
+    /// Series a synthetic target serves, rounded up to whole units (without `--sizes`).
     #[arg(long, default_value_t = 2000)]
     series: usize,
-    /// Scrape interval in seconds (the timeout is four fifths of it).
+    /// Scrape interval in seconds; the timeout is four fifths of it (without `--sizes`).
     #[arg(long, default_value_t = 5)]
     interval: u64,
+    /// What the values look like: `smooth` (counters, histograms, slow gauges) or `mixed`
+    /// (half of the series random gauges).
+    #[arg(long, value_enum, default_value_t = app::Values::Mixed)]
+    values: app::Values,
     /// Scrape intervals of warm-up after the first delivery, not measured.
     #[arg(long, default_value_t = 2)]
     warmup: u64,
-    /// Seconds measured per agent.
+    /// Seconds measured per agent (at least 4 scrape intervals are).
     #[arg(long, default_value_t = 60)]
     window: u64,
     /// Also scrape a real prometheus-node-exporter.
@@ -80,9 +98,10 @@ struct Args {
     /// Agents to run, in order.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Agent::Scrapelet, Agent::Prometheus, Agent::Vmagent])]
     agents: Vec<Agent>,
-    /// Instead of measuring: serve the targets and one receiver, write scrapelet's config to
-    /// this file, print the receiver's counts every interval and wait for Ctrl-C, so that an
-    /// agent can be run by hand (under perf, heaptrack, massif) against the same workload.
+    /// Instead of measuring: serve the (first) size's targets and one receiver, write
+    /// scrapelet's config to this file, print the receiver's counts every interval and wait
+    /// for Ctrl-C, so that an agent can be run by hand (under perf, heaptrack, massif)
+    /// against the same workload.
     #[arg(long, value_name = "CONFIG_FILE")]
     hold: Option<PathBuf>,
     /// Passed by `cargo bench`; ignored.
@@ -97,6 +116,39 @@ enum Agent {
     Vmagent,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum SizeName {
+    #[value(name = "100k")]
+    K100,
+    #[value(name = "400k")]
+    K400,
+    #[value(name = "1m")]
+    M1,
+}
+
+/// One workload size.
+#[derive(Clone, Copy, Debug)]
+struct Size {
+    targets: usize,
+    series: usize,
+    interval: u64,
+}
+
+impl SizeName {
+    fn size(self) -> Size {
+        let (targets, series, interval) = match self {
+            SizeName::K100 => (100, 1000, 5),
+            SizeName::K400 => (200, 2000, 10),
+            SizeName::M1 => (500, 2000, 30),
+        };
+        Size {
+            targets,
+            series,
+            interval,
+        }
+    }
+}
+
 /// What every agent scrapes.
 struct Workload {
     targets: Vec<SocketAddr>,
@@ -104,14 +156,17 @@ struct Workload {
     node_exporter: Option<(u16, Killed)>,
     /// Samples one round of scrapes yields, the agents' own series included.
     samples_per_round: u64,
+    /// Active series (the same as `samples_per_round`: one sample per series a round).
+    series: u64,
     interval: u64,
     _dir: tempfile::TempDir,
 }
 
-/// One agent's figures.
+/// One agent's figures on one size.
 struct Measured {
     agent: Agent,
     version: String,
+    series: u64,
     samples: u64,
     expected: u64,
     requests: u64,
@@ -119,10 +174,14 @@ struct Measured {
     cpu: Cpu,
     peak_kib: u64,
     avg_kib: u64,
-    /// The machine's load average at the end of the window (other work competing).
-    load: f64,
     /// Average of `RssAnon`: RSS without file pages (mapped segments, binary text).
     avg_anon_kib: u64,
+    /// `write_bytes` in the window.
+    disk_bytes: u64,
+    /// Delivery latency in seconds (p50, p99) of the samples delivered in the window.
+    latency: (Option<f64>, Option<f64>),
+    /// The machine's load average at the end of the window (other work competing).
+    load: f64,
 }
 
 fn main() {
@@ -140,46 +199,62 @@ fn main() {
 }
 
 async fn run(args: &Args) {
-    let workload = workload(args).await;
+    let sizes: Vec<Size> = if args.sizes.is_empty() {
+        vec![Size {
+            targets: args.targets,
+            series: args.series,
+            interval: args.interval.max(1),
+        }]
+    } else {
+        args.sizes.iter().map(|s| s.size()).collect()
+    };
     if let Some(path) = &args.hold {
+        let workload = workload(args, sizes[0]).await;
         hold(&workload, path).await;
         return;
     }
-    println!(
-        "workload: {} targets x {} series{}, scrape every {} s; per agent: first delivery, {} s warm-up, {} s measured; {} samples a round expected",
-        args.targets,
-        args.series.div_ceil(app::SERIES_PER_UNIT) * app::SERIES_PER_UNIT,
-        if workload.node_exporter.is_some() {
-            " + node exporter"
-        } else {
-            ""
-        },
-        args.interval,
-        args.warmup * args.interval,
-        args.window,
-        workload.samples_per_round,
-    );
     let mut results = Vec::new();
-    for &agent in &args.agents {
-        let Some(program) = program(agent) else {
-            println!("{agent:?}: skipped (binary not found on PATH / SCRAPELET_BIN)");
-            continue;
-        };
-        match measure(agent, &program, &workload, args).await {
-            Ok(m) => {
-                println!(
-                    "{agent:?}: {} samples in {:.1} s, {:.2} CPU s ({:.2} user, {:.2} system), peak RSS {} MiB, machine load {:.2}",
-                    m.samples,
-                    m.window.as_secs_f64(),
-                    m.cpu.total(),
-                    m.cpu.user,
-                    m.cpu.system,
-                    m.peak_kib / 1024,
-                    m.load
-                );
-                results.push(m);
+    for size in sizes {
+        let workload = workload(args, size).await;
+        let window = args.window.max(MIN_WINDOW_ROUNDS * size.interval);
+        println!(
+            "workload: {} targets x {} series ({:?} values){}, scrape every {} s, {} active series; per agent: first delivery, {} s warm-up, {} s measured",
+            size.targets,
+            size.series.div_ceil(app::unit_series(args.values)) * app::unit_series(args.values),
+            args.values,
+            if workload.node_exporter.is_some() {
+                " + node exporter"
+            } else {
+                ""
+            },
+            size.interval,
+            workload.series,
+            args.warmup * size.interval,
+            window,
+        );
+        for &agent in &args.agents {
+            let Some(program) = program(agent) else {
+                println!("{agent:?}: skipped (binary not found on PATH / SCRAPELET_BIN)");
+                continue;
+            };
+            match measure(agent, &program, &workload, args, window).await {
+                Ok(m) => {
+                    println!(
+                        "{agent:?}: {} samples in {:.1} s, {:.2} CPU s ({:.2} user, {:.2} system), peak RSS {} MiB, {:.2} disk bytes/sample, p99 {:.2} s, machine load {:.2}",
+                        m.samples,
+                        m.window.as_secs_f64(),
+                        m.cpu.total(),
+                        m.cpu.user,
+                        m.cpu.system,
+                        m.peak_kib / 1024,
+                        m.disk_bytes as f64 / m.samples.max(1) as f64,
+                        m.latency.1.unwrap_or(f64::NAN),
+                        m.load
+                    );
+                    results.push(m);
+                }
+                Err(why) => println!("{agent:?}: failed: {why}"),
             }
-            Err(why) => println!("{agent:?}: failed: {why}"),
         }
     }
     println!();
@@ -209,12 +284,16 @@ async fn hold(workload: &Workload, path: &Path) {
 }
 
 /// Starts the targets (and node exporter) every agent will scrape.
-async fn workload(args: &Args) -> Workload {
+async fn workload(args: &Args, size: Size) -> Workload {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut targets = Vec::with_capacity(args.targets);
+    let mut targets = Vec::with_capacity(size.targets);
     let mut samples_per_round = 0;
-    for t in 0..args.targets {
-        let mut replica = app::App::new(args.series, 0x9e37_79b9_7f4a_7c15 ^ (t as u64) << 20);
+    for t in 0..size.targets {
+        let mut replica = app::App::with_values(
+            size.series,
+            0x9e37_79b9_7f4a_7c15 ^ (t as u64) << 20,
+            args.values,
+        );
         samples_per_round += replica.series() as u64 + AUTO_SERIES;
         targets.push(serve_text(move || replica.scrape()).await);
     }
@@ -245,7 +324,8 @@ async fn workload(args: &Args) -> Workload {
         targets,
         node_exporter,
         samples_per_round,
-        interval: args.interval,
+        series: samples_per_round,
+        interval: size.interval,
         _dir: dir,
     }
 }
@@ -303,12 +383,13 @@ fn config(workload: &Workload, remote_write: Option<&str>) -> String {
     out
 }
 
-/// Runs one agent against the workload and measures it.
+/// Runs one agent against the workload and measures it over `window` seconds.
 async fn measure(
     agent: Agent,
     program: &Path,
     workload: &Workload,
     args: &Args,
+    window: u64,
 ) -> Result<Measured, String> {
     let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
     let sink = Sink::start(true).await;
@@ -346,17 +427,19 @@ async fn measure(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_secs(args.warmup * args.interval)).await;
+    tokio::time::sleep(Duration::from_secs(args.warmup * workload.interval)).await;
 
     let cpu0 = cpu(pid).ok_or_else(|| failed(&mut child, "gone before the window"))?;
+    let disk0 = write_bytes(pid).ok_or_else(|| failed(&mut child, "no /proc/PID/io"))?;
     let samples0 = sink.counts.samples();
     let requests0 = sink.counts.requests();
+    let latency0 = sink.counts.latency.snapshot();
     let undecodable0 = sink
         .counts
         .undecodable
         .load(std::sync::atomic::Ordering::Relaxed);
     let began = Instant::now();
-    let end = began + Duration::from_secs(args.window);
+    let end = began + Duration::from_secs(window);
     let (mut rss_sum, mut anon_sum, mut rss_n) = (0u64, 0u64, 0u64);
     while Instant::now() < end {
         if !child.running() {
@@ -368,9 +451,11 @@ async fn measure(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let cpu1 = cpu(pid).ok_or_else(|| failed(&mut child, "gone in the window"))?;
+    let disk1 = write_bytes(pid).ok_or_else(|| failed(&mut child, "gone in the window"))?;
     let window = began.elapsed();
     let samples = sink.counts.samples() - samples0;
     let requests = sink.counts.requests() - requests0;
+    let latency1 = sink.counts.latency.snapshot();
     let undecodable = sink
         .counts
         .undecodable
@@ -382,7 +467,8 @@ async fn measure(
     drop(child);
 
     let expected =
-        (workload.samples_per_round as f64 * window.as_secs_f64() / args.interval as f64) as u64;
+        (workload.samples_per_round as f64 * window.as_secs_f64() / workload.interval as f64)
+            as u64;
     if (samples as f64) < LOW_DELIVERY * expected as f64 {
         println!(
             "warning: {agent:?} delivered {samples} samples, {:.0}% of the {expected} expected",
@@ -395,6 +481,7 @@ async fn measure(
     Ok(Measured {
         agent,
         version,
+        series: workload.series,
         samples,
         expected,
         requests,
@@ -402,8 +489,13 @@ async fn measure(
         cpu: cpu1.since(cpu0),
         peak_kib,
         avg_kib: rss_sum / rss_n.max(1),
-        load,
         avg_anon_kib: anon_sum / rss_n.max(1),
+        disk_bytes: disk1.saturating_sub(disk0),
+        latency: (
+            Latency::quantile(&latency0, &latency1, 0.5),
+            Latency::quantile(&latency0, &latency1, 0.99),
+        ),
+        load,
     })
 }
 
@@ -429,15 +521,18 @@ fn version(agent: Agent, program: &Path) -> String {
     version.unwrap_or("unknown").to_owned()
 }
 
-/// The figures as two markdown tables: per agent, and each peer over scrapelet.
+/// The figures as markdown tables: per size and agent; scrapelet over each peer per size;
+/// and the RSS slope per added series between sizes.
 fn table(results: &[Measured]) -> String {
     let mut out = String::new();
-    out.push_str("| agent | version | samples delivered (expected) | requests | CPU s | CPU s / M samples | peak RSS MiB | avg RSS MiB | avg anon RSS MiB |\n");
-    out.push_str("|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("| series | agent | version | samples delivered (expected) | requests | CPU s | CPU s / M samples | peak RSS MiB | avg RSS MiB | avg anon RSS MiB | RSS bytes / series | disk bytes / sample | latency p50 / p99 s | load |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    let fmt_s = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
     for m in results {
         let _ = writeln!(
             out,
-            "| {:?} | {} | {} ({}) | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} |",
+            "| {} | {:?} | {} | {} ({}) | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {:.0} | {:.2} | {} / {} | {:.2} |",
+            m.series,
             m.agent,
             m.version,
             m.samples,
@@ -448,30 +543,74 @@ fn table(results: &[Measured]) -> String {
             m.peak_kib as f64 / 1024.0,
             m.avg_kib as f64 / 1024.0,
             m.avg_anon_kib as f64 / 1024.0,
+            m.avg_kib as f64 * 1024.0 / m.series.max(1) as f64,
+            disk_per_sample(m),
+            fmt_s(m.latency.0),
+            fmt_s(m.latency.1),
+            m.load,
         );
     }
-    let Some(base) = results.iter().find(|m| m.agent == Agent::Scrapelet) else {
-        return out;
-    };
-    out.push_str("\n| peer / scrapelet | samples | CPU s | CPU s / M samples | peak RSS | avg RSS | avg anon RSS |\n");
-    out.push_str("|---|---|---|---|---|---|---|\n");
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
-    for m in results.iter().filter(|m| m.agent != Agent::Scrapelet) {
+    out.push_str("\n| series | scrapelet / peer | samples | CPU s / M samples | peak RSS | avg RSS | disk bytes / sample | latency p99 (difference, s) |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|\n");
+    for base in results.iter().filter(|m| m.agent == Agent::Scrapelet) {
+        for m in results
+            .iter()
+            .filter(|m| m.agent != Agent::Scrapelet && m.series == base.series)
+        {
+            let _ = writeln!(
+                out,
+                "| {} | {:?} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+                base.series,
+                m.agent,
+                ratio(base.samples as f64, m.samples as f64),
+                ratio(per_million(base), per_million(m)),
+                ratio(base.peak_kib as f64, m.peak_kib as f64),
+                ratio(base.avg_kib as f64, m.avg_kib as f64),
+                ratio(disk_per_sample(base), disk_per_sample(m)),
+                match (base.latency.1, m.latency.1) {
+                    (Some(a), Some(b)) => format!("{:+.2}", a - b),
+                    _ => "-".to_owned(),
+                },
+            );
+        }
+    }
+    // The RSS slope: bytes each added series costs, between the smallest and largest size.
+    let mut slopes = String::new();
+    for agent in [Agent::Scrapelet, Agent::Prometheus, Agent::Vmagent] {
+        let runs: Vec<&Measured> = results.iter().filter(|m| m.agent == agent).collect();
+        let (Some(lo), Some(hi)) = (
+            runs.iter().min_by_key(|m| m.series),
+            runs.iter().max_by_key(|m| m.series),
+        ) else {
+            continue;
+        };
+        if hi.series <= lo.series {
+            continue;
+        }
+        let added = (hi.series - lo.series) as f64;
         let _ = writeln!(
-            out,
-            "| {:?} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
-            m.agent,
-            ratio(m.samples as f64, base.samples as f64),
-            ratio(m.cpu.total(), base.cpu.total()),
-            ratio(per_million(m), per_million(base)),
-            ratio(m.peak_kib as f64, base.peak_kib as f64),
-            ratio(m.avg_kib as f64, base.avg_kib as f64),
-            ratio(m.avg_anon_kib as f64, base.avg_anon_kib as f64),
+            slopes,
+            "| {:?} | {} -> {} | {:.0} | {:.0} |",
+            agent,
+            lo.series,
+            hi.series,
+            (hi.avg_kib as f64 - lo.avg_kib as f64) * 1024.0 / added,
+            (hi.peak_kib as f64 - lo.peak_kib as f64) * 1024.0 / added,
         );
+    }
+    if !slopes.is_empty() {
+        out.push_str("\n| agent | series | avg RSS bytes per added series | peak RSS bytes per added series |\n");
+        out.push_str("|---|---|---|---|\n");
+        out.push_str(&slopes);
     }
     out
 }
 
 fn per_million(m: &Measured) -> f64 {
     m.cpu.total() / (m.samples as f64 / 1e6).max(1e-9)
+}
+
+fn disk_per_sample(m: &Measured) -> f64 {
+    m.disk_bytes as f64 / m.samples.max(1) as f64
 }

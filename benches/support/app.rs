@@ -9,6 +9,14 @@
 //! - `app_queue_depth{handler}` (gauge, a small random walk) and `app_cache_bytes{handler}`
 //!   (gauge, whole pages, changes on one scrape in four).
 //!
+//! With [`Values::Mixed`], every unit also has [`SERIES_PER_UNIT`] random gauges, so that half
+//! of all series carry high-entropy values as real node and application metrics do:
+//! `app_heap_bytes{handler,slot}` (any integer below 2^30, every bit random, like Go's
+//! `heap_alloc`), `app_rss_bytes{handler,slot}` (whole 4 KiB pages below 2^34),
+//! `app_load{handler,slot}` (two decimals below 64, like `node_load1`) and
+//! `app_ratio{handler,slot}` (a uniform float in [0, 1) printed with all its digits, like a
+//! computed rate), 5 slots each, all redrawn on every scrape.
+//!
 //! Invariants: every [`App::scrape`] returns exactly [`App::series`] samples, in the same order
 //! with the same label sets, grouped by family under `# HELP` and `# TYPE`; counters and
 //! buckets never decrease; the same seed gives the same bodies.
@@ -21,8 +29,22 @@ use std::fmt::Write;
 
 use super::rng::XorShift;
 
-/// Series of one handler.
+/// Series of one handler (twice as many with [`Values::Mixed`]).
 pub const SERIES_PER_UNIT: usize = 20;
+
+/// What the values look like.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Values {
+    /// Counters, histograms and two slow gauges: values that move smoothly.
+    Smooth,
+    /// Half the series smooth as above, half random gauges (see the module docs).
+    #[default]
+    Mixed,
+}
+
+/// Random gauge families with [`Values::Mixed`] (each has 5 slots a unit).
+const RANDOM_FAMILIES: [&str; 4] = ["app_heap_bytes", "app_rss_bytes", "app_load", "app_ratio"];
+const RANDOM_SLOTS: usize = SERIES_PER_UNIT / RANDOM_FAMILIES.len();
 
 /// Upper bounds of the histogram's buckets (the last is `+Inf`).
 const LE: [&str; 12] = [
@@ -43,6 +65,7 @@ const REQUESTS: [(&str, &str); 4] = [
 /// One replica's metrics.
 pub struct App {
     units: Vec<Unit>,
+    values: Values,
     rng: XorShift,
 }
 
@@ -56,10 +79,17 @@ struct Unit {
 }
 
 impl App {
-    /// A replica with `series` series, rounded up to a whole number of units.
+    /// A replica with `series` smooth series, rounded up to a whole number of units.
     pub fn new(series: usize, seed: u64) -> App {
-        let units = series.div_ceil(SERIES_PER_UNIT).max(1);
+        Self::with_values(series, seed, Values::Smooth)
+    }
+
+    /// A replica with `series` series whose values look like `values`, rounded up to a whole
+    /// number of units.
+    pub fn with_values(series: usize, seed: u64, values: Values) -> App {
+        let units = series.div_ceil(unit_series(values)).max(1);
         App {
+            values,
             units: (0..units)
                 .map(|u| Unit {
                     requests: [u as u64 * 1000, 10, 200, 1],
@@ -75,7 +105,7 @@ impl App {
 
     /// Series in every scrape.
     pub fn series(&self) -> usize {
-        self.units.len() * SERIES_PER_UNIT
+        self.units.len() * unit_series(self.values)
     }
 
     /// Moves every value on as one scrape interval would, and renders the exposition.
@@ -112,7 +142,7 @@ impl App {
         }
     }
 
-    fn render(&self) -> String {
+    fn render(&mut self) -> String {
         let mut out = String::with_capacity(self.series() * 90);
         out.push_str("# HELP http_requests_total Requests served.\n");
         out.push_str("# TYPE http_requests_total counter\n");
@@ -157,7 +187,40 @@ impl App {
             "Bytes held by the response cache.",
             cache,
         );
+        if self.values == Values::Mixed {
+            self.random_gauges(&mut out);
+        }
         out
+    }
+
+    /// The random gauges of [`Values::Mixed`], redrawn on every render.
+    fn random_gauges(&mut self, out: &mut String) {
+        for (f, family) in RANDOM_FAMILIES.iter().enumerate() {
+            let _ = writeln!(out, "# HELP {family} A random gauge.\n# TYPE {family} gauge");
+            for u in 0..self.units.len() {
+                for slot in 0..RANDOM_SLOTS {
+                    let r = self.rng.next();
+                    let _ = write!(
+                        out,
+                        "{family}{{handler=\"/api/v1/resource{u}\",slot=\"{slot}\"}} "
+                    );
+                    let _ = match f {
+                        0 => writeln!(out, "{}", r % (1 << 30)),
+                        1 => writeln!(out, "{}", (r % (1 << 22)) * 4096),
+                        2 => writeln!(out, "{:.2}", (r % 6400) as f64 / 100.0),
+                        _ => writeln!(out, "{}", (r >> 11) as f64 / (1u64 << 53) as f64),
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Series of one unit.
+pub fn unit_series(values: Values) -> usize {
+    match values {
+        Values::Smooth => SERIES_PER_UNIT,
+        Values::Mixed => 2 * SERIES_PER_UNIT,
     }
 }
 

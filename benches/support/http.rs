@@ -39,6 +39,64 @@ pub struct SinkCounts {
     pub undecodable: AtomicU64,
     /// Compressed bytes received.
     pub bytes: AtomicU64,
+    /// Delivery latency of every decoded sample: arrival time minus the sample's timestamp.
+    pub latency: Latency,
+}
+
+/// A histogram of delivery latencies in [`Latency::STEP_MS`] buckets (the last bucket takes
+/// everything beyond it). Counts only grow, so two snapshots subtract to a window's.
+pub struct Latency {
+    buckets: Vec<AtomicU64>,
+}
+
+impl Latency {
+    /// Width of a bucket.
+    pub const STEP_MS: u64 = 25;
+    const BUCKETS: usize = 24_000; // 10 minutes
+
+    fn record(&self, latency_ms: i64) {
+        let i = (latency_ms.max(0) as u64 / Self::STEP_MS).min(Self::BUCKETS as u64 - 1);
+        self.buckets[i as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counts so far.
+    pub fn snapshot(&self) -> Vec<u64> {
+        self.buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// The `q` quantile (0..1) in seconds of the samples counted between `before` and `after`
+    /// (two snapshots); the upper edge of its bucket. `None` without samples.
+    pub fn quantile(before: &[u64], after: &[u64], q: f64) -> Option<f64> {
+        let counts: Vec<u64> = after
+            .iter()
+            .zip(before)
+            .map(|(a, b)| a.saturating_sub(*b))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(((i as u64 + 1) * Self::STEP_MS) as f64 / 1000.0);
+            }
+        }
+        None
+    }
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency {
+            buckets: (0..Self::BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
 }
 
 impl SinkCounts {
@@ -61,7 +119,7 @@ impl Sink {
             c.requests.fetch_add(1, Ordering::Relaxed);
             c.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
             if decode {
-                match count_samples(&body) {
+                match count_samples(&body, &c.latency) {
                     Some(n) => c.samples.fetch_add(n, Ordering::Relaxed),
                     None => c.undecodable.fetch_add(1, Ordering::Relaxed),
                 };
@@ -149,13 +207,25 @@ struct CountSeries {
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-struct CountSample {}
+struct CountSample {
+    #[prost(int64, tag = "2")]
+    timestamp: i64,
+}
 
-/// Samples in a snappy-compressed (block format) `WriteRequest`; `None` if it is not one.
-fn count_samples(body: &[u8]) -> Option<u64> {
+/// Samples in a snappy-compressed (block format) `WriteRequest`, their latencies recorded in
+/// `latency`; `None` if it is not one.
+fn count_samples(body: &[u8], latency: &Latency) -> Option<u64> {
     let raw = snap::raw::Decoder::new().decompress_vec(body).ok()?;
     let req = CountRequest::decode(raw.as_slice()).ok()?;
-    Some(req.timeseries.iter().map(|s| s.samples.len() as u64).sum())
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut n = 0;
+    for s in req.timeseries.iter().flat_map(|s| &s.samples) {
+        latency.record(now_ms - s.timestamp);
+        n += 1;
+    }
+    Some(n)
 }
 
 /// GETs `path` from 127.0.0.1:`port`; the body as text, `None` on any failure or after 5 s.

@@ -113,6 +113,16 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Bytes `pid` caused to be sent to the storage layer so far (`write_bytes` of
+/// /proc/PID/io: what the device is asked to write, page-cache writeback included); `None`
+/// when it is gone or the file cannot be read.
+pub fn write_bytes(pid: u32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// CPU time a process has used, all threads, in seconds.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Cpu {

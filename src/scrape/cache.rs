@@ -8,6 +8,11 @@
 //! label set's hash to its slot, so that two raw texts that end up as the same series (metric
 //! relabeling removed what told them apart, or a trailing comma) share one series.
 //!
+//! The raw text itself is not kept: an entry holds a 128-bit hash of it (xxh3, seeded per cache
+//! with a random seed, so that a target cannot craft two texts that collide), 24 bytes where
+//! the text took its own allocation. Two different texts of one target would have to share
+//! all 128 bits to be confused; and a target can only ever confuse its own series.
+//!
 //! Invariants:
 //! 1. Every live slot's ref was announced to the appender (in a committed batch) or belongs to
 //!    the current scrape, which either commits ([`SeriesCache::commit`]) or is abandoned
@@ -38,28 +43,37 @@ pub(super) enum Lookup {
 
 pub(super) struct SeriesCache {
     raw: HashTable<RawEntry>,
+    /// Seeds the raw texts' hashes (see the module docs).
+    seed: u64,
     by_labels: HashTable<(u64, u32)>,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    /// The current scrape's number; starts at 1.
+    /// The current scrape's number; starts at 1 (wrapping).
     iter: u64,
     raw_seen: usize,
     slots_seen: usize,
     live: usize,
 }
 
+/// A raw series text, known by its 128-bit hash (`hash` is the half the table uses).
 struct RawEntry {
     hash: u64,
-    key: Box<[u8]>,
-    slot: Option<u32>,
-    last_iter: u64,
+    check: u64,
+    /// [`DROPPED`] when metric relabeling drops the text.
+    slot: u32,
+    /// The scrape that last saw it (wrapping; only compared for equality).
+    last_iter: u32,
 }
+
+/// [`RawEntry::slot`] of a text metric relabeling drops.
+const DROPPED: u32 = u32::MAX;
 
 struct Slot {
     sref: SeriesRef,
     labels: Labels,
-    last_iter: u64,
-    created_iter: u64,
+    /// Scrape numbers, wrapping (only compared for equality).
+    last_iter: u32,
+    created_iter: u32,
     /// Timestamp of the last accepted sample; samples must come strictly after it.
     last_ts: i64,
     /// `last_ts` before the current scrape changed it (what was committed, if the current
@@ -74,6 +88,7 @@ impl SeriesCache {
     pub(super) fn new() -> Self {
         SeriesCache {
             raw: HashTable::new(),
+            seed: rand::random(),
             by_labels: HashTable::new(),
             slots: Vec::new(),
             free: Vec::new(),
@@ -98,26 +113,27 @@ impl SeriesCache {
 
     /// Looks up a raw series text for a sample at `ts` and marks it seen.
     pub(super) fn lookup(&mut self, raw: &[u8], ts: i64, explicit_ts: bool) -> Lookup {
-        let hash = hash_bytes(raw);
+        let (hash, check) = self.hash(raw);
         let Some(entry) = self
             .raw
-            .find_mut(hash, |e| e.hash == hash && *e.key == *raw)
+            .find_mut(hash, |e| e.hash == hash && e.check == check)
         else {
             return Lookup::Miss;
         };
-        if entry.last_iter != self.iter {
-            entry.last_iter = self.iter;
+        let iter = self.iter as u32;
+        if entry.last_iter != iter {
+            entry.last_iter = iter;
             self.raw_seen += 1;
         }
         match entry.slot {
-            None => Lookup::Dropped,
-            Some(slot) => self.see(slot, ts, explicit_ts),
+            DROPPED => Lookup::Dropped,
+            slot => self.see(slot, ts, explicit_ts),
         }
     }
 
     /// Remembers that `raw` is dropped by metric relabeling.
     pub(super) fn insert_dropped(&mut self, raw: &[u8]) {
-        self.insert_raw(raw, None);
+        self.insert_raw(raw, DROPPED);
     }
 
     /// Caches a new raw series text with its final labels. A series with these labels may
@@ -149,7 +165,7 @@ impl SeriesCache {
                     sref,
                     labels,
                     last_iter: 0,
-                    created_iter: self.iter,
+                    created_iter: self.iter as u32,
                     last_ts: i64::MIN,
                     prev_ts: i64::MIN,
                     track_staleness: !explicit_ts,
@@ -170,7 +186,7 @@ impl SeriesCache {
                 s
             }
         };
-        self.insert_raw(raw, Some(slot));
+        self.insert_raw(raw, slot);
         self.see(slot, ts, explicit_ts)
     }
 
@@ -178,7 +194,7 @@ impl SeriesCache {
     /// and are listed in `gone`; unseen raw texts are forgotten.
     pub(super) fn commit(&mut self, ts: i64, samples: &mut Vec<Sample>, gone: &mut Vec<SeriesRef>) {
         if self.slots_seen != self.live {
-            let iter = self.iter;
+            let iter = self.iter as u32;
             for s in 0..self.slots.len() {
                 let slot = &self.slots[s];
                 if slot.live && slot.last_iter != iter {
@@ -187,7 +203,7 @@ impl SeriesCache {
             }
         }
         if self.raw_seen != self.raw.len() {
-            let iter = self.iter;
+            let iter = self.iter as u32;
             self.raw.retain(|e| e.last_iter == iter);
         }
     }
@@ -201,7 +217,7 @@ impl SeriesCache {
         samples: &mut Vec<Sample>,
         gone: &mut Vec<SeriesRef>,
     ) {
-        let iter = self.iter;
+        let iter = self.iter as u32;
         for slot in &self.slots {
             if slot.live && slot.created_iter != iter {
                 let committed_ts = if slot.last_iter == iter {
@@ -248,10 +264,11 @@ impl SeriesCache {
 
     fn see(&mut self, slot: u32, ts: i64, explicit_ts: bool) -> Lookup {
         let s = &mut self.slots[slot as usize];
-        if s.last_iter == self.iter {
+        let iter = self.iter as u32;
+        if s.last_iter == iter {
             return Lookup::Duplicate;
         }
-        s.last_iter = self.iter;
+        s.last_iter = iter;
         s.track_staleness = !explicit_ts;
         self.slots_seen += 1;
         s.prev_ts = s.last_ts;
@@ -262,19 +279,25 @@ impl SeriesCache {
         Lookup::Series(s.sref)
     }
 
-    fn insert_raw(&mut self, raw: &[u8], slot: Option<u32>) {
-        let hash = hash_bytes(raw);
+    fn insert_raw(&mut self, raw: &[u8], slot: u32) {
+        let (hash, check) = self.hash(raw);
         self.raw.insert_unique(
             hash,
             RawEntry {
                 hash,
-                key: raw.into(),
+                check,
                 slot,
-                last_iter: self.iter,
+                last_iter: self.iter as u32,
             },
             |e| e.hash,
         );
         self.raw_seen += 1;
+    }
+
+    /// The 128-bit hash of a raw series text, in the table's half and the other.
+    fn hash(&self, raw: &[u8]) -> (u64, u64) {
+        let h = xxhash_rust::xxh3::xxh3_128_with_seed(raw, self.seed);
+        (h as u64, (h >> 64) as u64)
     }
 
     fn end_slot(&mut self, s: u32, ts: i64, samples: &mut Vec<Sample>, gone: &mut Vec<SeriesRef>) {
@@ -299,8 +322,4 @@ fn stale(series: SeriesRef, ts: i64) -> Sample {
         timestamp_ms: ts,
         value: stale_nan(),
     }
-}
-
-fn hash_bytes(b: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(b)
 }
