@@ -466,9 +466,8 @@ async fn measure(
     let version = version(agent, program);
     drop(child);
 
-    let expected =
-        (workload.samples_per_round as f64 * window.as_secs_f64() / workload.interval as f64)
-            as u64;
+    let expected = (workload.samples_per_round as f64 * window.as_secs_f64()
+        / workload.interval as f64) as u64;
     if (samples as f64) < LOW_DELIVERY * expected as f64 {
         println!(
             "warning: {agent:?} delivered {samples} samples, {:.0}% of the {expected} expected",

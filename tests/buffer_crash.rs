@@ -186,7 +186,7 @@ async fn an_abort_in_the_middle_of_a_segment_rotation_loses_nothing_appended() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abort_in_the_middle_of_a_cursor_write_resends_only_exact_duplicates() {
-    for failpoint in ["cursor-commit-before-rename:15", "cursor-commit-partial:15"] {
+    for failpoint in ["cursor-commit-before-write:15", "cursor-commit-partial:15"] {
         let rx = Receiver::start().await;
         let (target, stop) = churning_target(SERIES).await;
         let dir = tempfile::tempdir().expect("tempdir");

@@ -86,7 +86,7 @@ async fn kill_9_in_the_middle_of_a_stream_loses_nothing_and_prometheus_accepts_t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abort_between_a_request_and_its_cursor_write_is_accepted_by_prometheus() {
-    for failpoint in ["cursor-commit-before-rename:12", "cursor-commit-partial:12"] {
+    for failpoint in ["cursor-commit-before-write:12", "cursor-commit-partial:12"] {
         crash_and_check(&[("SCRAPELET_FAILPOINT", failpoint)], "64MiB", 0).await;
     }
 }

@@ -196,7 +196,10 @@ impl App {
     /// The random gauges of [`Values::Mixed`], redrawn on every render.
     fn random_gauges(&mut self, out: &mut String) {
         for (f, family) in RANDOM_FAMILIES.iter().enumerate() {
-            let _ = writeln!(out, "# HELP {family} A random gauge.\n# TYPE {family} gauge");
+            let _ = writeln!(
+                out,
+                "# HELP {family} A random gauge.\n# TYPE {family} gauge"
+            );
             for u in 0..self.units.len() {
                 for slot in 0..RANDOM_SLOTS {
                     let r = self.rng.next();

@@ -398,13 +398,12 @@ impl<C: WriteClient> Reader<C> {
         self.start_cursors = saved.shards.clone();
         self.start_shards(saved.shards.len());
         self.start_cursors = Vec::new();
-        let window = self.sender.cfg.max_samples_per_send;
         self.doubt = Some(Doubt {
             end: saved.routed,
             shards: saved
                 .shards
                 .iter()
-                .map(|_| (window, HashSet::default()))
+                .map(|_| (usize::MAX, HashSet::default()))
                 .collect(),
         });
         self.resume = Some(Resume {
@@ -534,7 +533,7 @@ impl<C: WriteClient> Reader<C> {
                         && let Some((left, seen)) = doubt.shards.get_mut(shard)
                         && *left > 0
                     {
-                        // The in-flight request ended at the first repeated series (shards' rule).
+                        // What was in doubt ended at the first repeated series (shards' rule).
                         if seen.insert(hash) {
                             resent += 1;
                             *left -= 1;
@@ -703,6 +702,7 @@ impl<C: WriteClient> Reader<C> {
                     run_shard(
                         self.sender.clone(),
                         q.clone(),
+                        i,
                         self.progress.clone(),
                         self.store.clone(),
                     )

@@ -398,20 +398,29 @@ impl Progress {
 
 /// One shard: sends its queue's batches until the queue is closed and drained, or the hard
 /// stop. On a hard stop what it still holds is abandoned: counted as dropped (shutdown), or,
-/// with a cursor store (the input is kept on disk), left for the next run. With a store, the
-/// shard's cursor is made durable after each batch before the next is sent, so at most one
-/// request per shard is in doubt after a crash.
+/// with a cursor store (the input is kept on disk), left for the next run.
+///
+/// With a store, the shard's progress is offered to it after each batch (written within a
+/// second), and a batch is only sent once no series of it is in a delivered batch whose
+/// cursor is not yet durable: when one is, the shard commits (and waits) first. So after a
+/// crash, what is in doubt (delivered, not recorded) holds each series at most once, and
+/// sending it again repeats per series only the receiver's latest sample (invariant 6's
+/// reasoning, across requests). A steady scrape repeats a series only every scrape
+/// interval, long after its cursor was written, so the shard rarely waits, and the device
+/// sees about one cursor write a second instead of one per request.
 pub(super) async fn run_shard<C: WriteClient>(
     sender: Arc<Sender<C>>,
     queue: Arc<ShardQueue>,
+    index: usize,
     progress: Arc<Progress>,
     store: Option<Arc<dyn CursorStore>>,
 ) {
     let mut encoder = RequestEncoder::new();
     let every = sender.cfg.batch_send_deadline;
     let mut deadline = Instant::now() + every;
+    let mut doubt = InDoubt::default();
     loop {
-        let batch = tokio::select! {
+        let mut batch = tokio::select! {
             biased;
             _ = sender.hard_stop.cancelled() => break,
             batch = queue.next_full() => match batch {
@@ -426,18 +435,29 @@ pub(super) async fn run_shard<C: WriteClient>(
                 }
             },
         };
+        if let Some(store) = &store
+            && doubt.must_commit_before(&batch, index, store.as_ref())
+        {
+            tokio::select! {
+                biased;
+                _ = sender.hard_stop.cancelled() => {
+                    queue.complete(batch, false);
+                    break;
+                }
+                _ = store.commit(progress.snapshot()) => doubt.clear(),
+            }
+        }
         let outcome = sender.send(&mut encoder, &batch.samples).await;
+        let series = std::mem::take(&mut batch.series);
+        let end = batch.end;
         queue.complete(batch, outcome != Outcome::Cancelled);
         progress.publish();
         if outcome == Outcome::Cancelled {
             break;
         }
         if let Some(store) = &store {
-            tokio::select! {
-                biased;
-                _ = sender.hard_stop.cancelled() => break,
-                _ = store.commit(progress.snapshot()) => {}
-            }
+            store.offer(progress.snapshot());
+            doubt.add(series, end);
         }
         deadline = Instant::now() + every;
     }
@@ -446,6 +466,51 @@ pub(super) async fn run_shard<C: WriteClient>(
         if store.is_none() {
             sender.metrics.dropped.shutdown.inc_by(lost as u64);
         }
+    }
+}
+
+/// A shard's delivered batches whose cursors may not be durable yet: the series they hold
+/// (hashes of wire labels) and the shard cursor after the last of them.
+#[derive(Default)]
+struct InDoubt {
+    series: HashSet<u64, BuildHasherDefault<PassHasher>>,
+    until: ShardCursor,
+}
+
+impl InDoubt {
+    /// Whether `batch` shares a series with what is in doubt, after forgetting what the
+    /// store says is durable (shard `index`'s saved cursor at or past `until`).
+    fn must_commit_before(
+        &mut self,
+        batch: &PendingBatch,
+        index: usize,
+        store: &dyn CursorStore,
+    ) -> bool {
+        if self.series.is_empty() {
+            return false;
+        }
+        let durable = store
+            .durable()
+            .and_then(|c| c.shards.get(index).copied())
+            .is_some_and(|c| c >= self.until);
+        if durable {
+            self.clear();
+            return false;
+        }
+        batch.series.iter().any(|h| self.series.contains(h))
+    }
+
+    fn add(&mut self, series: HashSet<u64, BuildHasherDefault<PassHasher>>, end: ShardCursor) {
+        if self.series.is_empty() {
+            self.series = series;
+        } else {
+            self.series.extend(series);
+        }
+        self.until = self.until.max(end);
+    }
+
+    fn clear(&mut self) {
+        self.series.clear();
     }
 }
 

@@ -71,6 +71,11 @@ pub trait CursorStore: Send + Sync + 'static {
     fn commit(&self, cursors: Cursors) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
     /// Notes `cursors` to be saved soon, without waiting.
     fn offer(&self, cursors: Cursors);
+    /// What is durable now: the cursors the last successful save holds (`None`: nothing
+    /// known to be durable yet).
+    fn durable(&self) -> Option<Cursors> {
+        None
+    }
 }
 
 /// What one endpoint's queue starts from.

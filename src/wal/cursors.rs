@@ -2,15 +2,23 @@
 //! [`CursorStore`] that writes them.
 //!
 //! One file per endpoint in `<data-dir>/cursors/`, named after the endpoint (characters
-//! outside `[A-Za-z0-9._-]` percent-encoded), written whole to a temporary file, synced, and
-//! renamed over the old one (then the directory is synced): a crash at any step leaves the old
-//! cursors or the new ones, never a mix. Layout (little endian; NEVER reorder or remove
-//! fields):
+//! outside `[A-Za-z0-9._-]` percent-encoded). The file holds two slots of [`SLOT_BYTES`] (more
+//! when many shards need it); each update overwrites the older slot in place and syncs the
+//! data (`fdatasync`): one page written, no file created, renamed or resized, so the device
+//! sees one page per update. A crash or power loss in the middle of an update damages at most
+//! the slot being written; its checksum shows it and the other slot (the previous cursors)
+//! is used. A file is only created whole (temporary file, sync, rename, directory sync), when
+//! an endpoint is new or its slots must grow. Slot layout (little endian; NEVER reorder or
+//! remove fields):
 //!
 //! ```text
-//! magic "SCRPLCUR" (8) | version u32 (= 1) | routed u64 | shards u32
-//! | shards x (position u64, skip u32) | crc32c u32 (over everything before it)
+//! magic "SCRPLCUR" (8) | version u32 (= 2) | sequence u64 | routed u64 | shards u32
+//! | shards x (position u64, skip u32) | crc32c u32 (over everything before it) | zeros
 //! ```
+//!
+//! The slot with the higher sequence among the valid ones holds the cursors. A version-1
+//! file (one record, the same fields without the sequence, written by older versions) is
+//! still read; the first update rewrites it in this form.
 //!
 //! Positions are buffer positions packed into a `u64` (`buffer::Position::to_u64`).
 //!
@@ -20,7 +28,8 @@
 //! 2. `commit` completes once a write that includes its cursors is on disk (or failed:
 //!    counted and logged; delivery goes on and a crash would resend a little more). Concurrent
 //!    commits share one write (group commit). `offer`ed cursors are written within
-//!    [`OFFER_INTERVAL`].
+//!    [`OFFER_INTERVAL`]. [`CursorStore::durable`] tells what the last successful write
+//!    holds, so that shards can tell what no longer needs a commit.
 //! 3. After each write the endpoint's hold on the buffer moves to its lowest cursor, so the
 //!    segments before it can be deleted.
 //! 4. [`FileStore::finish`] completes once the writer task has ended, after a last write of
@@ -28,8 +37,10 @@
 //!    endpoint's file can be deleted and its hold released without racing a write.
 
 use std::collections::{HashMap, VecDeque};
+use std::fs::File;
 use std::future::Future;
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -47,8 +58,12 @@ use crate::telemetry::error_chain;
 /// Offered (not committed) cursors are written at least this often when they changed.
 pub const OFFER_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The size of a slot (one page) unless the shards need more.
+pub const SLOT_BYTES: usize = 4096;
+
 const MAGIC: [u8; 8] = *b"SCRPLCUR";
-const VERSION: u32 = 1;
+const VERSION_1: u32 = 1;
+const VERSION: u32 = 2;
 const SUFFIX: &str = ".cursor";
 
 /// Why a cursor file cannot be used.
@@ -99,11 +114,12 @@ pub fn endpoint_of(file: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The bytes of a cursor file.
-pub fn encode(c: &Cursors) -> Vec<u8> {
-    let mut out = Vec::with_capacity(28 + 12 * c.shards.len());
+/// The bytes of one slot holding `c` with sequence `seq` (not padded).
+pub fn encode(c: &Cursors, seq: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(36 + 12 * c.shards.len());
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&c.routed.0.to_le_bytes());
     out.extend_from_slice(&(c.shards.len() as u32).to_le_bytes());
     for s in &c.shards {
@@ -115,15 +131,49 @@ pub fn encode(c: &Cursors) -> Vec<u8> {
     out
 }
 
-/// The cursors in a cursor file's bytes, if they are valid.
-pub fn decode(bytes: &[u8]) -> Option<Cursors> {
+/// The slot size a file holding `shards` shard cursors uses.
+fn slot_size(shards: usize) -> usize {
+    let needed = 36 + 12 * shards + 4;
+    needed.div_ceil(SLOT_BYTES).max(1) * SLOT_BYTES
+}
+
+/// One slot's record at the start of `bytes` (zero padding after it is ignored): its sequence
+/// and cursors, if it is valid.
+fn decode_slot(bytes: &[u8]) -> Option<(u64, Cursors)> {
+    let u32_at = |at: usize| Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
+    let u64_at = |at: usize| Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?));
+    if bytes.get(..8)? != MAGIC || u32_at(8)? != VERSION {
+        return None;
+    }
+    let seq = u64_at(12)?;
+    let routed = Position(u64_at(20)?);
+    let n = u32_at(28)? as usize;
+    let end = 32usize.checked_add(n.checked_mul(12)?)?;
+    let crc = u32_at(end)?;
+    if crc32c::crc32c(bytes.get(..end)?) != crc {
+        return None;
+    }
+    let shards = (0..n)
+        .map(|i| {
+            let at = 32 + 12 * i;
+            Some(ShardCursor {
+                position: Position(u64_at(at)?),
+                skip: u32_at(at + 8)?,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some((seq, Cursors { shards, routed }))
+}
+
+/// A version-1 file: one record, no sequence, nothing after it.
+fn decode_v1(bytes: &[u8]) -> Option<Cursors> {
     let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
     if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().ok()?) {
         return None;
     }
     let u32_at = |at: usize| Some(u32::from_le_bytes(body.get(at..at + 4)?.try_into().ok()?));
     let u64_at = |at: usize| Some(u64::from_le_bytes(body.get(at..at + 8)?.try_into().ok()?));
-    if body.get(..8)? != MAGIC || u32_at(8)? != VERSION {
+    if body.get(..8)? != MAGIC || u32_at(8)? != VERSION_1 {
         return None;
     }
     let routed = Position(u64_at(12)?);
@@ -141,6 +191,37 @@ pub fn decode(bytes: &[u8]) -> Option<Cursors> {
         })
         .collect::<Option<Vec<_>>>()?;
     Some(Cursors { shards, routed })
+}
+
+/// The newest valid cursors in a cursor file's bytes, with their sequence and the file's
+/// slot size (`None` for a version-1 file); `None` if no slot is valid.
+fn decode_file(bytes: &[u8]) -> Option<(u64, Cursors, Option<usize>)> {
+    if let Some(c) = decode_v1(bytes) {
+        return Some((0, c, None));
+    }
+    let slot = bytes.len() / 2;
+    if slot == 0 || !slot.is_multiple_of(SLOT_BYTES) {
+        return None;
+    }
+    let a = decode_slot(&bytes[..slot]);
+    let b = decode_slot(&bytes[slot..]);
+    let (seq, c) = match (a, b) {
+        (Some(a), Some(b)) => {
+            if a.0 >= b.0 {
+                a
+            } else {
+                b
+            }
+        }
+        (Some(x), None) | (None, Some(x)) => x,
+        (None, None) => return None,
+    };
+    Some((seq, c, Some(slot)))
+}
+
+/// The cursors in a cursor file's bytes, if they are valid.
+pub fn decode(bytes: &[u8]) -> Option<Cursors> {
+    decode_file(bytes).map(|(_, c, _)| c)
 }
 
 /// Reads every cursor file in `dir`: endpoint name -> cursors (or why not). Removes leftover
@@ -172,17 +253,29 @@ pub fn load_all(dir: &Path) -> Result<HashMap<String, Result<Cursors, CursorErro
     Ok(out)
 }
 
-/// Writes `cursors` to `path` atomically (temporary file, sync, rename, directory sync).
-/// With `commit` (a shard waits for this write to record a delivery), the failpoints
-/// `cursor-commit-partial` and `cursor-commit-before-rename` apply.
+/// Writes `cursors` to `path` as a new file (temporary file, sync, rename, directory sync):
+/// both slots hold them. With `commit` (a shard waits for this write to record a delivery),
+/// the failpoints of [`CursorFile::update`] apply.
 pub fn write(path: &Path, cursors: &Cursors, commit: bool) -> Result<(), CursorError> {
+    create(path, cursors, 1, commit).map(drop)
+}
+
+/// Creates the file whole with `cursors` at sequence `seq` in both slots; returns the open file.
+fn create(path: &Path, cursors: &Cursors, seq: u64, commit: bool) -> Result<File, CursorError> {
     let io = |source| CursorError::Io {
         path: path.to_owned(),
         source,
     };
-    let bytes = encode(cursors);
+    let slot = slot_size(cursors.shards.len());
+    let mut bytes = encode(cursors, seq);
+    bytes.resize(slot, 0);
+    let copy = bytes.clone();
+    bytes.extend_from_slice(&copy);
+    if commit {
+        failpoint::hit("cursor-commit-before-write");
+    }
     let tmp = path.with_extension("cursor.tmp");
-    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    let mut file = File::create(&tmp).map_err(io)?;
     if commit && failpoint::fires("cursor-commit-partial") {
         // Half a file on disk, then the crash.
         let _ = file.write_all(&bytes[..bytes.len() / 2]);
@@ -192,22 +285,110 @@ pub fn write(path: &Path, cursors: &Cursors, commit: bool) -> Result<(), CursorE
     file.write_all(&bytes).map_err(io)?;
     file.sync_data().map_err(io)?;
     drop(file);
-    if commit {
-        failpoint::hit("cursor-commit-before-rename");
-    }
     std::fs::rename(&tmp, path).map_err(io)?;
     if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
     }
-    Ok(())
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io)
+}
+
+/// An endpoint's cursor file, open for updates in place (see the module docs).
+pub(super) struct CursorFile {
+    path: PathBuf,
+    /// `None` until the first update (or after a failed one): it then (re)opens the file.
+    file: Option<File>,
+    slot: usize,
+    /// Sequence of the newest slot written.
+    seq: u64,
+}
+
+impl CursorFile {
+    /// The cursor file at `path`, opened at its first update.
+    pub(super) fn new(path: PathBuf) -> Self {
+        CursorFile {
+            path,
+            file: None,
+            slot: 0,
+            seq: 0,
+        }
+    }
+
+    /// Overwrites the older slot with `cursors` and syncs it; creates or rewrites the file
+    /// whole when it is missing, damaged, of version 1, or its slots are too small. With
+    /// `commit` (a shard waits for it), the failpoints `cursor-commit-before-write` (the
+    /// crash before anything is written) and `cursor-commit-partial` (half a slot written
+    /// and synced, then the crash) apply.
+    pub(super) fn update(&mut self, cursors: &Cursors, commit: bool) -> Result<(), CursorError> {
+        let result = self.try_update(cursors, commit);
+        if result.is_err() {
+            // Reopen (and re-read the slots) next time.
+            self.file = None;
+        }
+        result
+    }
+
+    fn try_update(&mut self, cursors: &Cursors, commit: bool) -> Result<(), CursorError> {
+        let io = |path: &Path, source| CursorError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        if self.file.is_none() {
+            self.open();
+        }
+        let needed = slot_size(cursors.shards.len());
+        let Some(file) = self.file.as_ref().filter(|_| self.slot >= needed) else {
+            let seq = self.seq + 1;
+            let file = create(&self.path, cursors, seq, commit)?;
+            self.file = Some(file);
+            self.slot = needed;
+            self.seq = seq;
+            return Ok(());
+        };
+        let seq = self.seq + 1;
+        let bytes = encode(cursors, seq);
+        // The slot not holding the newest cursors: even sequences in slot 0, odd in slot 1.
+        let at = (seq % 2) * self.slot as u64;
+        if commit {
+            failpoint::hit("cursor-commit-before-write");
+            if failpoint::fires("cursor-commit-partial") {
+                let _ = file.write_all_at(&bytes[..bytes.len() / 2], at);
+                let _ = file.sync_data();
+                failpoint::abort("cursor-commit-partial");
+            }
+        }
+        file.write_all_at(&bytes, at)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| io(&self.path, e))?;
+        self.seq = seq;
+        Ok(())
+    }
+
+    /// Opens the file for updates when it holds valid slots of this version (else the next
+    /// update creates it whole).
+    fn open(&mut self) {
+        let Ok(bytes) = std::fs::read(&self.path) else {
+            return;
+        };
+        let Some((seq, _, Some(slot))) = decode_file(&bytes) else {
+            return;
+        };
+        if let Ok(file) = std::fs::OpenOptions::new().write(true).open(&self.path) {
+            self.file = Some(file);
+            self.slot = slot;
+            self.seq = seq;
+        }
+    }
 }
 
 /// The [`CursorStore`] of one endpoint.
 pub(super) struct FileStore {
     name: String,
-    path: PathBuf,
+    /// Only the writer task uses it (the lock is never contended).
+    file: Arc<Mutex<CursorFile>>,
     log: Log,
     state: Mutex<StoreState>,
     /// Wakes the writer task (which holds it without holding the store).
@@ -234,6 +415,8 @@ struct StoreState {
     dirty: bool,
     /// Newest sample timestamp delivered (from records the cursors passed).
     delivered_ts: Option<i64>,
+    /// What the last successful write holds (invariant 2).
+    durable: Option<Cursors>,
 }
 
 /// What the store needs at start.
@@ -253,7 +436,7 @@ impl FileStore {
     pub(super) fn spawn(setup: StoreSetup) -> Arc<FileStore> {
         let store = Arc::new(FileStore {
             name: setup.name,
-            path: setup.path,
+            file: Arc::new(Mutex::new(CursorFile::new(setup.path))),
             log: setup.log,
             state: Mutex::new(StoreState {
                 latest: Some(setup.start),
@@ -326,13 +509,19 @@ impl FileStore {
             self.written.send_replace(generation);
             return;
         };
-        let path = self.path.clone();
+        let file = self.file.clone();
         let to_write = cursors.clone();
-        let result = tokio::task::spawn_blocking(move || write(&path, &to_write, commit)).await;
+        let result = tokio::task::spawn_blocking(move || {
+            file.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .update(&to_write, commit)
+        })
+        .await;
         match result {
             Ok(Ok(())) => {
                 let low = buffer::Position::from_u64(cursors.min_position().0);
                 self.log.hold(&self.name, low);
+                self.lock().durable = Some(cursors.clone());
             }
             Ok(Err(e)) => {
                 self.wal_metrics.cursor_write_failures.inc();
@@ -412,6 +601,10 @@ impl CursorStore for FileStore {
         Self::merge(&mut st, cursors);
         st.dirty = true;
     }
+
+    fn durable(&self) -> Option<Cursors> {
+        self.lock().durable.clone()
+    }
 }
 
 /// Writes cursors when a commit asks, and offered ones every [`OFFER_INTERVAL`], until the
@@ -474,14 +667,14 @@ mod tests {
             ],
             routed: Position(5 << 32),
         };
-        let bytes = encode(&c);
-        assert_eq!(decode(&bytes), Some(c.clone()));
-        for i in 0..bytes.len() {
+        let mut bytes = encode(&c, 7);
+        bytes.resize(SLOT_BYTES, 0);
+        assert_eq!(decode_slot(&bytes), Some((7, c.clone())));
+        for i in 0..encode(&c, 7).len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x01;
-            assert_eq!(decode(&bad), None, "byte {i}");
+            assert_eq!(decode_slot(&bad), None, "byte {i}");
         }
-        assert_eq!(decode(&bytes[..bytes.len() - 1]), None);
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = cursor_path(dir.path(), "e/1");
         write(&path, &c, false).unwrap_or_else(|e| panic!("{e}"));
@@ -495,5 +688,95 @@ mod tests {
             Some(Err(CursorError::Damaged { .. }))
         ));
         assert!(!dir.path().join("x.cursor.tmp").exists());
+    }
+
+    fn cursors(n: usize, at: u64) -> Cursors {
+        Cursors {
+            shards: (0..n)
+                .map(|i| ShardCursor {
+                    position: Position(at + i as u64),
+                    skip: i as u32,
+                })
+                .collect(),
+            routed: Position(at + 100),
+        }
+    }
+
+    #[test]
+    fn updates_overwrite_the_older_slot_in_place_and_a_torn_one_falls_back() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = cursor_path(dir.path(), "e");
+        let mut file = CursorFile::new(path.clone());
+        file.update(&cursors(2, 10), false)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let inode = std::fs::metadata(&path).map(|m| m.ino()).ok();
+        for at in 11..20 {
+            file.update(&cursors(2, at), false)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            assert_eq!(bytes.len(), 2 * SLOT_BYTES, "never resized");
+            assert_eq!(decode(&bytes), Some(cursors(2, at)));
+        }
+        assert_eq!(
+            std::fs::metadata(&path).map(|m| m.ino()).ok(),
+            inode,
+            "never replaced"
+        );
+        // Tear the newest slot (sequence 10: the first slot): the previous cursors are read.
+        let mut bytes = std::fs::read(&path).unwrap_or_default();
+        bytes[40] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(decode(&bytes), Some(cursors(2, 18)));
+        // A new handle continues from what is valid.
+        let mut again = CursorFile::new(path.clone());
+        again
+            .update(&cursors(2, 30), false)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            decode(&std::fs::read(&path).unwrap_or_default()),
+            Some(cursors(2, 30))
+        );
+    }
+
+    #[test]
+    fn version_1_files_are_read_and_rewritten_and_slots_grow_for_many_shards() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = cursor_path(dir.path(), "old");
+        // A version-1 file as older versions wrote it.
+        let c = cursors(3, 5);
+        let mut v1 = Vec::new();
+        v1.extend_from_slice(&MAGIC);
+        v1.extend_from_slice(&VERSION_1.to_le_bytes());
+        v1.extend_from_slice(&c.routed.0.to_le_bytes());
+        v1.extend_from_slice(&3u32.to_le_bytes());
+        for s in &c.shards {
+            v1.extend_from_slice(&s.position.0.to_le_bytes());
+            v1.extend_from_slice(&s.skip.to_le_bytes());
+        }
+        let crc = crc32c::crc32c(&v1);
+        v1.extend_from_slice(&crc.to_le_bytes());
+        std::fs::write(&path, &v1).unwrap_or_else(|e| panic!("{e}"));
+        let all = load_all(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(all.get("old").and_then(|r| r.as_ref().ok()), Some(&c));
+        let mut file = CursorFile::new(path.clone());
+        file.update(&cursors(3, 6), false)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        assert_eq!(bytes.len(), 2 * SLOT_BYTES);
+        assert_eq!(decode(&bytes), Some(cursors(3, 6)));
+        // 500 shards need more than a page per slot.
+        file.update(&cursors(500, 7), false)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        assert_eq!(bytes.len(), 2 * slot_size(500));
+        assert!(slot_size(500) > SLOT_BYTES);
+        assert_eq!(decode(&bytes), Some(cursors(500, 7)));
+        file.update(&cursors(500, 8), false)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            decode(&std::fs::read(&path).unwrap_or_default()),
+            Some(cursors(500, 8))
+        );
     }
 }

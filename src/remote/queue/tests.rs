@@ -514,11 +514,13 @@ async fn a_series_back_under_a_new_ref_keeps_its_shard_and_its_order() {
     assert_eq!(got, (1..=40).collect::<Vec<_>>());
 }
 
-/// A cursor store that records what it is given.
+/// A cursor store that records what it is given. With `offers_durable`, an offered cursor
+/// counts as durable at once (as if written before the next request); without, only commits do.
 #[derive(Default)]
 struct Recorded {
     commits: Mutex<Vec<Cursors>>,
     offers: Mutex<Vec<Cursors>>,
+    offers_durable: bool,
 }
 
 impl CursorStore for Recorded {
@@ -538,6 +540,18 @@ impl CursorStore for Recorded {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(cursors);
+    }
+
+    fn durable(&self) -> Option<Cursors> {
+        let commits = self.commits.lock().unwrap_or_else(|e| e.into_inner());
+        let offers = self.offers.lock().unwrap_or_else(|e| e.into_inner());
+        let offered = offers.last().filter(|_| self.offers_durable);
+        commits
+            .last()
+            .into_iter()
+            .chain(offered)
+            .max_by_key(|c| c.routed)
+            .cloned()
     }
 }
 
@@ -577,7 +591,53 @@ async fn a_request_never_holds_two_samples_of_one_series() {
 }
 
 #[tokio::test]
-async fn cursors_follow_delivery_and_are_committed_after_each_request() {
+async fn a_shard_waits_for_a_saved_cursor_only_before_sending_a_series_again() {
+    for offers_durable in [false, true] {
+        let fake = Fake::default();
+        let cfg = config(1, 4);
+        let store = Arc::new(Recorded {
+            offers_durable,
+            ..Recorded::default()
+        });
+        let mut r = reader(&cfg, &Labels::empty(), &fake);
+        r.resume_from(
+            Some(Cursors {
+                shards: Vec::new(),
+                routed: Position(0),
+            }),
+            Some(store.clone()),
+        );
+        // Three scrapes of 8 series: two requests of 4 distinct series each per scrape.
+        let all: Vec<u64> = (1..=8).collect();
+        for ts in 0..3 {
+            let define = if ts == 0 { all.as_slice() } else { &[] };
+            r.route(Position(ts as u64), &batch(define, &all, ts, &[]))
+                .await;
+        }
+        r.stop_shards().await;
+        assert_eq!(fake.received_samples(), 24);
+        assert_eq!(fake.requests().len(), 6);
+        let commits = store
+            .commits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len();
+        let offers = store.offers.lock().unwrap_or_else(|e| e.into_inner()).len();
+        // Every request's progress is offered (and the reader offers after each batch).
+        assert_eq!(offers, 6 + 3);
+        if offers_durable {
+            assert_eq!(commits, 0, "what repeats was already durable");
+        } else {
+            // The second scrape's first request repeats series of the first scrape's (not
+            // durable): one commit; the third's first request again. The other requests hold
+            // series not sent since the last commit.
+            assert_eq!(commits, 2);
+        }
+    }
+}
+
+#[tokio::test]
+async fn cursors_follow_delivery_and_are_offered_after_each_request() {
     let fake = Fake::default();
     let cfg = config(2, 3);
     let store = Arc::new(Recorded::default());
@@ -599,7 +659,7 @@ async fn cursors_follow_delivery_and_are_committed_after_each_request() {
     r.stop_shards().await;
     assert_eq!(fake.received_samples(), 40);
     let commits = store
-        .commits
+        .offers
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
@@ -676,10 +736,10 @@ async fn resuming_skips_what_each_shard_delivered_and_counts_what_is_resent() {
             .collect();
         expected.insert(format!("__name__=m,id={id}"), ts);
     }
-    // Resent: per shard, the first samples after its cursor before `routed` (one request:
-    // at most max_samples_per_send = 4, ending at the first repeated series).
+    // Resent: per shard, the samples after its cursor before `routed`, up to the first
+    // repeated series (a shard never sends a series twice while its cursor is not saved).
     let mut resent = 0;
-    let mut window = [(4usize, Vec::new()), (4usize, Vec::new())];
+    let mut window = [(usize::MAX, Vec::new()), (usize::MAX, Vec::new())];
     for p in 2..5u64 {
         for &(id, shard, index) in &placed {
             let here = ShardCursor {
