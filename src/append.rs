@@ -33,14 +33,20 @@ pub fn is_stale_nan(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
 
-/// Identity of a series inside this process. Refs are never reused while the process lives.
+/// Identity of a series inside this process. Refs are never reused while the process lives:
+/// every ref comes from one process-wide counter ([`SeriesRef::allocate`]), whoever makes the
+/// series (a scrape loop, or a buffer reader giving series replayed from an earlier process
+/// refs of this one), so refs from different makers never collide.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SeriesRef(pub u64);
 
-/// Hands out [`SeriesRef`]s. Shared by all scrape loops.
-#[derive(Debug)]
+/// The next ref [`SeriesRef::allocate`] hands out (0 is never handed out).
+static NEXT_REF: AtomicU64 = AtomicU64::new(1);
+
+/// Hands out [`SeriesRef`]s to scrape loops (from the process-wide counter).
+#[derive(Debug, Default)]
 pub struct SeriesRefs {
-    next: AtomicU64,
+    _private: (),
 }
 
 /// One sample of one series.
@@ -69,23 +75,17 @@ pub trait Appender: Send + Sync + 'static {
     fn append(&self, batch: Batch);
 }
 
-impl SeriesRefs {
-    /// An allocator whose first ref is `first` (at least 1; 0 is never handed out).
-    pub fn starting_at(first: u64) -> Self {
-        Self {
-            next: AtomicU64::new(first.max(1)),
-        }
-    }
-
-    /// A fresh ref.
-    pub fn allocate(&self) -> SeriesRef {
-        SeriesRef(self.next.fetch_add(1, Ordering::Relaxed))
+impl SeriesRef {
+    /// A ref no one else in this process has (never 0).
+    pub fn allocate() -> SeriesRef {
+        SeriesRef(NEXT_REF.fetch_add(1, Ordering::Relaxed))
     }
 }
 
-impl Default for SeriesRefs {
-    fn default() -> Self {
-        Self::starting_at(1)
+impl SeriesRefs {
+    /// A fresh ref ([`SeriesRef::allocate`]).
+    pub fn allocate(&self) -> SeriesRef {
+        SeriesRef::allocate()
     }
 }
 
@@ -109,7 +109,7 @@ mod tests {
 
     #[test]
     fn refs_are_unique_and_nonzero() {
-        let refs = SeriesRefs::starting_at(0);
+        let refs = SeriesRefs::default();
         let a = refs.allocate();
         let b = refs.allocate();
         assert_ne!(a, b);

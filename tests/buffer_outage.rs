@@ -74,7 +74,7 @@ async fn a_backlog_built_during_an_outage_drains_in_order() {
 async fn with_a_tiny_cap_the_oldest_data_is_dropped_and_counted_and_the_newest_arrives() {
     let rx = Receiver::start().await;
     rx.set_default(Reply::status(503));
-    let (target, stop) = churning_target(1000).await;
+    let (target, stop) = churning_target(3000).await;
     let started = now_ms();
     let agent = TestAgent::start(&buffer_test_config(
         &[("rx", &rx)],
@@ -82,13 +82,19 @@ async fn with_a_tiny_cap_the_oldest_data_is_dropped_and_counted_and_the_newest_a
         "256KiB",
     ))
     .await;
-    // Write well over the cap while the receiver refuses everything.
+    // Write well over the cap while the receiver refuses everything, and more than the
+    // newest batches kept in memory (which a reader that falls behind does not lose).
     support::eventually_async(WAIT, "bytes written over three times the cap", || async {
         agent
             .metric("scrapelet_buffer_bytes_written_total", &[])
             .await
             .unwrap_or(0.0)
             > 3.0 * 256.0 * 1024.0
+            && agent
+                .metric("scrapelet_buffer_samples_written_total", &[])
+                .await
+                .unwrap_or(0.0)
+                > 3.0 * scrapelet::wal::TAIL_SAMPLES as f64
     })
     .await;
     let bytes = agent

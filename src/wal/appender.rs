@@ -8,18 +8,23 @@
 //!    next segment defines every series a later batch may use.
 //! 3. The encoder's state matches what readers decode: after any record that was not written
 //!    in full, the next batch starts a new segment (whose snapshot resets both sides).
+//! 4. Every batch written is pushed to the tail (`tail`) after its record, in log order; the
+//!    definitions and gone refs of batches that could not be written are pushed (without
+//!    samples) at the position of the snapshot that next defines the live series on disk, so
+//!    that a reader of the tail learns what a reader of the log learns from that snapshot.
 //!
 //! Lock: `WalAppender::inner` covers the writer, the encoder and the series map; appends are
 //! serialised by it (one write(2) each, from the page cache's point of view).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::codec::{Encoder, KIND_BATCH, KIND_SNAPSHOT};
 use super::metrics::WalMetrics;
-use crate::append::{Appender, Batch};
+use super::tail::Tail;
+use crate::append::{Appender, Batch, SeriesRef};
 use crate::buffer::{self, GapReason, Log, Writer};
 use crate::labels::Labels;
 use crate::telemetry::error_chain;
@@ -28,6 +33,7 @@ use crate::telemetry::error_chain;
 pub(super) struct WalAppender {
     inner: Mutex<Inner>,
     log: Log,
+    pub(super) tail: Arc<Tail>,
     metrics: WalMetrics,
     /// Newest sample timestamp written, ms (for lag).
     pub(super) newest_ts: Arc<AtomicI64>,
@@ -42,6 +48,8 @@ struct Inner {
     snapshot: Vec<u8>,
     /// Invariant 3.
     must_rotate: bool,
+    /// Definitions and gone refs of batches not written since the last record (invariant 4).
+    unpublished: Batch,
     /// Writes are failing (logged once when this turns on, once when off).
     failing: bool,
 }
@@ -63,9 +71,11 @@ impl WalAppender {
                 record: Vec::new(),
                 snapshot: Vec::new(),
                 must_rotate: false,
+                unpublished: Batch::default(),
                 failing: false,
             }),
             log,
+            tail: Arc::new(Tail::default()),
             metrics,
             newest_ts: Arc::new(AtomicI64::new(i64::MIN)),
         };
@@ -99,6 +109,7 @@ impl WalAppender {
         if let Some(w) = writer {
             w.close();
         }
+        self.tail.close();
         self.update_sizes();
     }
 
@@ -125,8 +136,9 @@ impl Appender for WalAppender {
             return;
         }
         let n = batch.samples.len() as u64;
+        let newest = batch.samples.iter().map(|s| s.timestamp_ms).max();
         let mut inner = self.lock();
-        let result = inner.write(&batch);
+        let result = inner.write(&batch, &self.log);
         for (r, labels) in &batch.series {
             inner.series.insert(r.0, labels.clone());
         }
@@ -134,20 +146,27 @@ impl Appender for WalAppender {
             inner.series.remove(&r.0);
         }
         match result {
-            Ok(bytes) => {
+            Ok(written) => {
+                if let Some((position, end)) = written.definitions {
+                    let defs = std::mem::take(&mut inner.unpublished);
+                    self.tail.push(position, end, Arc::new(defs));
+                }
+                self.tail
+                    .push(written.position, written.end, Arc::new(batch));
                 if inner.failing {
                     inner.failing = false;
                     tracing::info!("buffer writes recovered");
                 }
                 drop(inner);
                 self.metrics.samples_written.inc_by(n);
-                self.metrics.bytes_written.inc_by(bytes);
-                if let Some(max) = batch.samples.iter().map(|s| s.timestamp_ms).max() {
+                self.metrics.bytes_written.inc_by(written.bytes);
+                if let Some(max) = newest {
                     self.newest_ts.fetch_max(max, Ordering::Relaxed);
                 }
             }
             Err(e) => {
                 inner.must_rotate = true;
+                inner.unpublish(batch);
                 let first = !inner.failing;
                 inner.failing = true;
                 drop(inner);
@@ -172,9 +191,20 @@ impl Appender for WalAppender {
     }
 }
 
+/// Where a batch went.
+struct Written {
+    /// Its record and the position after it.
+    position: buffer::Position,
+    end: buffer::Position,
+    /// The snapshot written before it (a rotation after failed writes) and the position
+    /// after it: where the definitions of unwritten batches go in the tail (invariant 4).
+    definitions: Option<(buffer::Position, buffer::Position)>,
+    bytes: u64,
+}
+
 impl Inner {
-    /// Writes one batch (rotating when needed); returns the bytes written.
-    fn write(&mut self, batch: &Batch) -> Result<u64, buffer::Error> {
+    /// Writes one batch (rotating when needed).
+    fn write(&mut self, batch: &Batch, log: &Log) -> Result<Written, buffer::Error> {
         let Some(writer) = self.writer.as_mut() else {
             return Err(buffer::Error::Closed);
         };
@@ -187,7 +217,14 @@ impl Inner {
             self.encoder.batch(batch, &mut self.record);
             if writer.fits(self.record.len()) {
                 match writer.append(KIND_BATCH, items, &self.record) {
-                    Ok(_) => return Ok(self.record.len() as u64),
+                    Ok(position) => {
+                        return Ok(Written {
+                            position,
+                            end: log.end(),
+                            definitions: None,
+                            bytes: self.record.len() as u64,
+                        });
+                    }
                     Err(buffer::Error::OverCap { .. }) => {}
                     Err(e) => return Err(e),
                 }
@@ -199,12 +236,39 @@ impl Inner {
         self.encoder.reset();
         self.encoder
             .snapshot(self.series.iter().map(|(r, l)| (*r, l)), &mut self.snapshot);
-        writer.rotate(KIND_SNAPSHOT, 0, &self.snapshot)?;
+        let snapshot = writer.rotate(KIND_SNAPSHOT, 0, &self.snapshot)?;
         self.must_rotate = true;
         self.encoder.batch(batch, &mut self.record);
-        writer.append(KIND_BATCH, items, &self.record)?;
+        let position = writer.append(KIND_BATCH, items, &self.record)?;
         self.must_rotate = false;
-        Ok((self.snapshot.len() + self.record.len()) as u64)
+        let unpublished = !self.unpublished.is_empty();
+        Ok(Written {
+            position,
+            end: log.end(),
+            definitions: unpublished.then_some((snapshot, position)),
+            bytes: (self.snapshot.len() + self.record.len()) as u64,
+        })
+    }
+
+    /// Keeps the definitions and gone refs of a batch that could not be written, for the
+    /// tail (invariant 4): a series defined and gone among them is left out of both.
+    fn unpublish(&mut self, batch: Batch) {
+        let u = &mut self.unpublished;
+        u.series.extend(batch.series);
+        if batch.gone.is_empty() {
+            return;
+        }
+        let gone: HashSet<SeriesRef> = batch.gone.iter().copied().collect();
+        let mut unannounced = HashSet::new();
+        u.series.retain(|(r, _)| {
+            let keep = !gone.contains(r);
+            if !keep {
+                unannounced.insert(*r);
+            }
+            keep
+        });
+        u.gone
+            .extend(batch.gone.into_iter().filter(|r| !unannounced.contains(r)));
     }
 }
 

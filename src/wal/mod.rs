@@ -44,6 +44,7 @@ mod codec;
 mod cursors;
 mod metrics;
 mod source;
+mod tail;
 #[cfg(test)]
 mod tests;
 
@@ -51,6 +52,7 @@ pub use codec::{DecodeError, Decoded, Decoder, Encoder, KIND_BATCH, KIND_SNAPSHO
 pub use cursors::{CursorError, cursor_path};
 pub use metrics::{WalMetrics, drop_reason};
 pub use source::{CHANNEL_BATCHES, WalSource};
+pub use tail::{TAIL_ENTRIES, TAIL_SAMPLES};
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -288,6 +290,7 @@ impl crate::remote::Input for Wal {
                 own_segment: self.start.segment,
                 metrics: Some(m.clone()),
                 in_flight: Some(in_flight.clone()),
+                tail: self.appender.tail.clone(),
             },
         );
         let store = FileStore::spawn(StoreSetup {
@@ -319,6 +322,7 @@ impl crate::remote::Input for Wal {
                 own_segment: self.start.segment,
                 metrics: None,
                 in_flight: None,
+                tail: self.appender.tail.clone(),
             },
         )
     }

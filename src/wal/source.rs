@@ -1,22 +1,35 @@
-//! The reader side: one thread per endpoint decodes the buffer from the endpoint's cursor and
-//! hands batches to its queue ([`WalSource`], a [`BatchSource`]).
+//! The reader side: one thread per endpoint hands batches to its queue ([`WalSource`], a
+//! [`BatchSource`]), following the writer in one of two ways:
+//!
+//! - **From the tail** (`tail`), once it has caught up: each batch as the scrape loop made it,
+//!   labels shared with the scrape loop and the appender, nothing decoded, no per-series state
+//!   here at all.
+//! - **From the log**, while it is behind (a replay at start-up, an endpoint that was down, a
+//!   queue that fell more than the tail's bound behind): records decoded one at a time. When
+//!   it reaches the end of the log and the tail holds everything from there on, it switches to
+//!   the tail and drops its decoding state; when the tail no longer holds its next batch, it
+//!   reads the log again from the end of the last record it handled.
 //!
 //! Invariants:
-//! 1. Refs are the reader's own: each series gets a local ref when first seen, kept as long
-//!    as its segment-scoped ref keeps the same labels. A new process reuses ref numbers, so at
-//!    every segment the snapshot is compared with what the reader knew: series no longer live
-//!    are emitted as `gone`, new or changed ones as definitions (under new local refs).
+//! 1. Refs are process-wide ([`SeriesRef::allocate`]): in this process's segments a record's
+//!    ref is the scrape loop's, passed on as it is (so both ways give the same refs). Series of
+//!    an earlier process's segments get fresh refs of this process, kept as long as their
+//!    segment-scoped ref keeps the same labels; at every segment the snapshot is compared with
+//!    what the reader knew: series no longer live are emitted as `gone`, new or changed ones as
+//!    definitions.
 //! 2. The first batch emitted defines every live series (the queue starts with an empty
 //!    table); records before the start position are decoded (to rebuild state) but not
-//!    emitted.
-//! 3. Memory is bounded: the series table follows the live series, one record is decoded at a
-//!    time, and the channel to the queue holds [`CHANNEL_BATCHES`] batches. A backlog of any
-//!    size is streamed through that. The table keeps a series' labels only until the first
-//!    batch emitted has announced them; after that a 128-bit hash of them is all it needs to
-//!    tell a redefinition (the queue keeps the labels it sends).
-//! 5. The sample lists of recent batches are kept with their local refs (`routes`), so that a
-//!    batch repeating a list (a steady scrape) is translated without a table probe per sample;
-//!    they are dropped whenever the table's mapping changes.
+//!    emitted. Reading the log again after the tail, the queue already knows every series,
+//!    so nothing is announced again.
+//! 3. Memory is bounded: while reading the log, the series table follows the live series, one
+//!    record is decoded at a time; the channel to the queue holds [`CHANNEL_BATCHES`] batches.
+//!    A backlog of any size is streamed through that. The table keeps a series' labels only
+//!    until the first batch emitted has announced them; after that a 128-bit hash of them is
+//!    all it needs to tell a redefinition (the queue keeps the labels it sends). Following the
+//!    tail, the reader holds nothing per series.
+//! 5. While reading the log, the sample lists of recent batches are kept with their refs
+//!    (`routes`), so that a batch repeating a list (a steady scrape) is translated without a
+//!    table probe per sample; they are dropped whenever the table's mapping changes.
 //! 4. A record that does not decode ends its segment for this reader (counted as corrupt,
 //!    like damage the checksum caught); reading goes on at the next segment.
 
@@ -28,6 +41,7 @@ use tokio::sync::mpsc;
 
 use super::codec::{Decoded, Decoder, KIND_BATCH, KIND_SNAPSHOT};
 use super::metrics::EndpointWalMetrics;
+use super::tail::{Next, Tail};
 use crate::append::{Batch, Sample, SeriesRef};
 use crate::buffer::{self, Event, Gap, Log};
 use crate::labels::Labels;
@@ -64,6 +78,8 @@ pub(super) struct ReaderSetup {
     pub(super) own_segment: u64,
     pub(super) metrics: Option<EndpointWalMetrics>,
     pub(super) in_flight: Option<InFlight>,
+    /// The newest batches, to follow once caught up.
+    pub(super) tail: Arc<Tail>,
 }
 
 /// Starts a reader of `log` on a blocking thread; it ends when the log is closed and read, or
@@ -78,7 +94,7 @@ pub(super) fn spawn_reader(log: Log, setup: ReaderSetup) -> WalSource {
     WalSource { rx }
 }
 
-/// What the reader knows of a live segment ref.
+/// What the reader knows of a live segment ref while reading the log.
 struct Known {
     local: u64,
     /// [`label_id`] of its labels.
@@ -94,32 +110,63 @@ struct Route {
     local: Vec<u64>,
 }
 
-struct ReaderTask {
+/// The state of reading the log (dropped while following the tail).
+struct Disk {
     reader: buffer::Reader,
-    setup: ReaderSetup,
     decoder: Decoder,
     decoded: Decoded,
     /// Segment-scoped ref -> (local ref, labels) (invariant 1).
     table: hashbrown::HashMap<u64, Known>,
     /// Invariant 5: first segment ref of a sample list -> the list and its local refs.
     routes: hashbrown::HashMap<u64, Route>,
-    next_local: u64,
+    /// Whether the segment being read is this process's (its refs are passed on as they are).
+    own: bool,
+}
+
+/// What one step of reading produced.
+enum Step {
+    Emit(buffer::Position, Arc<Batch>),
+    Continue,
+    Done,
+}
+
+struct ReaderTask {
+    log: Log,
+    setup: ReaderSetup,
+    /// Reading the log; `None` while following the tail.
+    disk: Option<Disk>,
+    /// Following the tail: the number of the next entry.
+    next_seq: u64,
+    /// The position after the last record handled: where reading the log resumes.
+    resume_at: buffer::Position,
     /// Invariant 2.
     announce_all: bool,
+    /// Definitions and gone refs emitted with the next batch.
     defs: Vec<(SeriesRef, Labels)>,
     gone: Vec<SeriesRef>,
+}
+
+impl Disk {
+    fn new(reader: buffer::Reader) -> Self {
+        Disk {
+            reader,
+            decoder: Decoder::default(),
+            decoded: Decoded::default(),
+            table: hashbrown::HashMap::new(),
+            routes: hashbrown::HashMap::new(),
+            own: false,
+        }
+    }
 }
 
 impl ReaderTask {
     fn new(log: Log, setup: ReaderSetup) -> Self {
         ReaderTask {
-            reader: log.reader(setup.from),
+            disk: Some(Disk::new(log.reader(setup.from))),
+            log,
+            next_seq: 0,
+            resume_at: setup.from,
             setup,
-            decoder: Decoder::default(),
-            decoded: Decoded::default(),
-            table: hashbrown::HashMap::new(),
-            routes: hashbrown::HashMap::new(),
-            next_local: 1,
             announce_all: true,
             defs: Vec::new(),
             gone: Vec::new(),
@@ -132,76 +179,16 @@ impl ReaderTask {
             if tx.is_closed() {
                 return;
             }
-            let event = match self.reader.read() {
-                Ok(e) => e,
-                Err(e) => {
-                    read_errors += 1;
-                    if read_errors == 1 {
-                        tracing::warn!(error = %error_chain(&e), "cannot read the buffer; retrying");
-                    }
-                    self.reader.wait(Duration::from_secs(1));
-                    continue;
-                }
+            let step = if self.disk.is_some() {
+                self.step_disk(&mut read_errors)
+            } else {
+                self.step_tail()
             };
-            read_errors = 0;
-            let batch = match event {
-                Event::Segment(_) => {
-                    self.decoder.reset();
-                    continue;
-                }
-                Event::Gap(g) => {
-                    self.gap(&g);
-                    continue;
-                }
-                Event::End => {
-                    self.reader.wait(IDLE_CHECK);
-                    continue;
-                }
-                Event::Closed => return,
-                Event::Record(r) => {
-                    let (position, kind, before_start) = (r.position, r.kind, r.before_start);
-                    let handled = match kind {
-                        KIND_SNAPSHOT => self
-                            .decoder
-                            .snapshot(r.payload)
-                            .map(|series| {
-                                self.apply_snapshot(series);
-                                None
-                            })
-                            .map_err(|e| e.to_string()),
-                        KIND_BATCH => match self.decoder.batch(r.payload, &mut self.decoded) {
-                            Ok(()) => Ok(Some(self.translate(before_start))),
-                            Err(e) => Err(e.to_string()),
-                        },
-                        other => Err(format!("unknown record kind {other}")),
-                    };
-                    match handled {
-                        Err(reason) => {
-                            tracing::warn!(
-                                segment = position.segment,
-                                offset = position.offset,
-                                reason,
-                                "buffer record does not decode; skipping the rest of its segment"
-                            );
-                            if let Some(g) = self.reader.abandon_segment() {
-                                self.gap(&g);
-                            }
-                            continue;
-                        }
-                        Ok(None) => continue,
-                        Ok(Some(_)) if before_start => continue,
-                        Ok(Some(batch)) => {
-                            if position.segment < self.setup.own_segment
-                                && let Some(m) = &self.setup.metrics
-                            {
-                                m.replayed.inc();
-                            }
-                            (position, batch)
-                        }
-                    }
-                }
+            let (position, batch) = match step {
+                Step::Emit(position, batch) => (position, batch),
+                Step::Continue => continue,
+                Step::Done => return,
             };
-            let (position, batch) = batch;
             let packed = position.to_u64();
             if let Some(in_flight) = &self.setup.in_flight
                 && let (Some(min), Some(max)) = (
@@ -214,13 +201,156 @@ impl ReaderTask {
                     .unwrap_or_else(|e| e.into_inner())
                     .push_back((packed, min, max));
             }
-            if tx
-                .blocking_send((Position(packed), Arc::new(batch)))
-                .is_err()
-            {
+            if tx.blocking_send((Position(packed), batch)).is_err() {
                 return;
             }
         }
+    }
+
+    /// The next batch of the tail; reads the log again when it was evicted.
+    fn step_tail(&mut self) -> Step {
+        match self.setup.tail.get(self.next_seq, IDLE_CHECK) {
+            Next::Entry(e) => {
+                self.next_seq += 1;
+                self.resume_at = e.end;
+                let batch = if self.defs.is_empty() && self.gone.is_empty() {
+                    e.batch
+                } else {
+                    // What reading the log left to announce rides with this batch.
+                    let mut series = std::mem::take(&mut self.defs);
+                    series.extend(e.batch.series.iter().cloned());
+                    let mut gone = std::mem::take(&mut self.gone);
+                    gone.extend_from_slice(&e.batch.gone);
+                    Arc::new(Batch {
+                        series,
+                        samples: e.batch.samples.clone(),
+                        gone,
+                    })
+                };
+                Step::Emit(e.position, batch)
+            }
+            Next::Evicted => {
+                tracing::debug!(
+                    segment = self.resume_at.segment,
+                    offset = self.resume_at.offset,
+                    "fell behind the newest batches; reading the buffer"
+                );
+                self.disk = Some(Disk::new(self.log.reader(self.resume_at)));
+                Step::Continue
+            }
+            Next::Empty => Step::Continue,
+            Next::Closed => Step::Done,
+        }
+    }
+
+    /// One event of the log.
+    fn step_disk(&mut self, read_errors: &mut u32) -> Step {
+        let Some(disk) = self.disk.as_mut() else {
+            return Step::Continue;
+        };
+        let event = match disk.reader.read() {
+            Ok(e) => e,
+            Err(e) => {
+                *read_errors += 1;
+                if *read_errors == 1 {
+                    tracing::warn!(error = %error_chain(&e), "cannot read the buffer; retrying");
+                }
+                disk.reader.wait(Duration::from_secs(1));
+                return Step::Continue;
+            }
+        };
+        *read_errors = 0;
+        match event {
+            Event::Segment(index) => {
+                disk.decoder.reset();
+                disk.own = index >= self.setup.own_segment;
+                Step::Continue
+            }
+            Event::Gap(g) => {
+                self.gap(&g);
+                Step::Continue
+            }
+            Event::End => {
+                let at = disk.reader.position();
+                match self.setup.tail.seq_from(at) {
+                    Some(seq) => self.follow_tail(seq),
+                    None => {
+                        disk.reader.wait(IDLE_CHECK);
+                    }
+                }
+                Step::Continue
+            }
+            Event::Closed => Step::Done,
+            Event::Record(r) => {
+                let (position, end, kind, before_start) =
+                    (r.position, r.end, r.kind, r.before_start);
+                let own = position.segment >= self.setup.own_segment;
+                disk.own = own;
+                let handled = match kind {
+                    KIND_SNAPSHOT => disk
+                        .decoder
+                        .snapshot(r.payload)
+                        .map(|series| {
+                            self.apply_snapshot(series);
+                            None
+                        })
+                        .map_err(|e| e.to_string()),
+                    KIND_BATCH => {
+                        let Disk {
+                            decoder, decoded, ..
+                        } = disk;
+                        match decoder.batch(r.payload, decoded) {
+                            Ok(()) => Ok(Some(self.translate(before_start))),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }
+                    other => Err(format!("unknown record kind {other}")),
+                };
+                match handled {
+                    Err(reason) => {
+                        tracing::warn!(
+                            segment = position.segment,
+                            offset = position.offset,
+                            reason,
+                            "buffer record does not decode; skipping the rest of its segment"
+                        );
+                        let gap = self.disk.as_mut().and_then(|d| d.reader.abandon_segment());
+                        if let Some(g) = gap {
+                            self.gap(&g);
+                        }
+                        Step::Continue
+                    }
+                    Ok(None) => Step::Continue,
+                    Ok(Some(_)) if before_start => Step::Continue,
+                    Ok(Some(batch)) => {
+                        if !own && let Some(m) = &self.setup.metrics {
+                            m.replayed.inc();
+                        }
+                        self.resume_at = end;
+                        Step::Emit(position, Arc::new(batch))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Caught up: from entry `seq` on, the tail holds everything. What the first batch must
+    /// still announce is kept for the first batch of the tail; the decoding state goes.
+    fn follow_tail(&mut self, seq: u64) {
+        let Some(disk) = self.disk.take() else {
+            return;
+        };
+        if self.announce_all {
+            self.announce_all = false;
+            self.defs.clear();
+            self.defs.extend(
+                disk.table
+                    .into_values()
+                    .filter_map(|known| Some((SeriesRef(known.local), known.labels?))),
+            );
+        }
+        self.next_seq = seq;
+        tracing::debug!("caught up with the writer; following the newest batches");
     }
 
     /// Counts and logs skipped records (the debug output, which has no metrics and holds no
@@ -242,134 +372,148 @@ impl ReaderTask {
 
     /// A new segment's snapshot: diff it against the table (invariant 1).
     fn apply_snapshot(&mut self, series: Vec<(u64, Labels)>) {
-        let mut old = std::mem::take(&mut self.table);
+        let Some(disk) = self.disk.as_mut() else {
+            return;
+        };
+        let own = disk.own;
+        let mut old = std::mem::take(&mut disk.table);
+        let mut table = hashbrown::HashMap::with_capacity(series.len());
         for (seg_ref, labels) in series {
             let id = label_id(&labels);
             let local = match old.remove(&seg_ref) {
                 Some(known) if known.id == id => known.local,
                 Some(known) => {
                     self.gone.push(SeriesRef(known.local));
-                    self.define(&labels)
+                    define(&mut self.defs, seg_ref, &labels, own)
                 }
-                None => self.define(&labels),
+                None => define(&mut self.defs, seg_ref, &labels, own),
             };
             let labels = self.announce_all.then_some(labels);
-            self.table.insert(seg_ref, Known { local, id, labels });
+            table.insert(seg_ref, Known { local, id, labels });
         }
         self.gone
             .extend(old.into_values().map(|known| SeriesRef(known.local)));
-        self.routes.clear();
-    }
-
-    /// A new local ref for `labels`, queued as a definition.
-    fn define(&mut self, labels: &Labels) -> u64 {
-        let local = self.next_local;
-        self.next_local += 1;
-        self.defs.push((SeriesRef(local), labels.clone()));
-        local
+        if let Some(disk) = self.disk.as_mut() {
+            disk.table = table;
+            disk.routes.clear();
+        }
     }
 
     /// The decoded batch in local refs, with what is pending (invariants 1 and 2). A batch
     /// `before_start` only updates the table (it is not emitted).
     fn translate(&mut self, before_start: bool) -> Batch {
-        let decoded = std::mem::take(&mut self.decoded);
+        let Some(disk) = self.disk.as_mut() else {
+            return Batch::default();
+        };
+        let own = disk.own;
+        let decoded = std::mem::take(&mut disk.decoded);
         for (seg_ref, labels) in &decoded.series {
             let id = label_id(labels);
-            let local = match self.table.get(seg_ref) {
+            let local = match disk.table.get(seg_ref) {
                 Some(known) if known.id == id => known.local,
                 Some(known) => {
                     self.gone.push(SeriesRef(known.local));
-                    self.routes.clear();
-                    self.define(labels)
+                    disk.routes.clear();
+                    define(&mut self.defs, *seg_ref, labels, own)
                 }
                 None => {
-                    self.routes.clear();
-                    self.define(labels)
+                    disk.routes.clear();
+                    define(&mut self.defs, *seg_ref, labels, own)
                 }
             };
             let labels = self.announce_all.then(|| labels.clone());
-            self.table.insert(*seg_ref, Known { local, id, labels });
+            disk.table.insert(*seg_ref, Known { local, id, labels });
         }
         if before_start {
             for g in &decoded.gone {
-                if self.table.remove(g).is_some() {
-                    self.routes.clear();
+                if disk.table.remove(g).is_some() {
+                    disk.routes.clear();
                 }
             }
-            if self.announce_all {
-                // Everything still live is announced with the first batch emitted.
-                self.defs.clear();
-                self.gone.clear();
-            }
-            self.decoded = decoded;
+            // Downstream knows what was defined before the start (reading again after the
+            // tail), or everything still live is announced with the first batch emitted.
+            self.defs.clear();
+            self.gone.clear();
+            disk.decoded = decoded;
             return Batch::default();
         }
         // Taken before this batch's gone refs leave the table: they may have samples here.
         let series = if self.announce_all {
             self.announce_all = false;
             self.defs.clear();
-            self.table
+            disk.table
                 .values_mut()
                 .filter_map(|known| Some((SeriesRef(known.local), known.labels.take()?)))
                 .collect()
         } else {
             std::mem::take(&mut self.defs)
         };
-        let samples = self.samples(&decoded.samples);
+        let samples = samples(disk, &decoded.samples);
         let mut gone = std::mem::take(&mut self.gone);
         for g in &decoded.gone {
-            if let Some(known) = self.table.remove(g) {
+            if let Some(known) = disk.table.remove(g) {
                 gone.push(SeriesRef(known.local));
-                self.routes.clear();
+                disk.routes.clear();
             }
         }
-        self.decoded = decoded;
+        disk.decoded = decoded;
         Batch {
             series,
             samples,
             gone,
         }
     }
+}
 
-    /// Decoded samples in local refs; those of refs not in the table are left out.
-    fn samples(&mut self, decoded: &[(u64, i64, f64)]) -> Vec<Sample> {
-        let Some(&(first, _, _)) = decoded.first() else {
-            return Vec::new();
-        };
-        let cached = self.routes.get(&first).is_some_and(|route| {
-            route.seg.len() == decoded.len()
-                && route.seg.iter().zip(decoded).all(|(&r, s)| r == s.0)
-        });
-        if !cached {
-            // Lists come and go with definitions and gone refs, which clear the routes; this
-            // only guards the bound of invariant 3 against a stream that never does.
-            if self.routes.len() > self.table.len() {
-                self.routes.clear();
-            }
-            let route = self.routes.entry(first).or_default();
-            route.seg.clear();
-            route.local.clear();
-            for &(r, _, _) in decoded {
-                route.seg.push(r);
-                route
-                    .local
-                    .push(self.table.get(&r).map_or(0, |known| known.local));
-            }
+/// A ref for a series read from the log, queued as a definition: the record's own in this
+/// process's segments, a fresh one otherwise (invariant 1).
+fn define(defs: &mut Vec<(SeriesRef, Labels)>, seg_ref: u64, labels: &Labels, own: bool) -> u64 {
+    let local = if own {
+        SeriesRef(seg_ref)
+    } else {
+        SeriesRef::allocate()
+    };
+    defs.push((local, labels.clone()));
+    local.0
+}
+
+/// Decoded samples in local refs; those of refs not in the table are left out.
+fn samples(disk: &mut Disk, decoded: &[(u64, i64, f64)]) -> Vec<Sample> {
+    let Some(&(first, _, _)) = decoded.first() else {
+        return Vec::new();
+    };
+    let cached = disk.routes.get(&first).is_some_and(|route| {
+        route.seg.len() == decoded.len() && route.seg.iter().zip(decoded).all(|(&r, s)| r == s.0)
+    });
+    if !cached {
+        // Lists come and go with definitions and gone refs, which clear the routes; this
+        // only guards the bound of invariant 3 against a stream that never does.
+        if disk.routes.len() > disk.table.len() {
+            disk.routes.clear();
         }
-        let Some(route) = self.routes.get(&first) else {
-            return Vec::new();
-        };
-        decoded
-            .iter()
-            .zip(&route.local)
-            .filter(|(_, local)| **local != 0)
-            .map(|(&(_, t, v), &local)| Sample {
-                series: SeriesRef(local),
-                timestamp_ms: t,
-                value: v,
-            })
-            .collect()
+        let route = disk.routes.entry(first).or_default();
+        route.seg.clear();
+        route.local.clear();
+        for &(r, _, _) in decoded {
+            route.seg.push(r);
+            route
+                .local
+                .push(disk.table.get(&r).map_or(0, |known| known.local));
+        }
     }
+    let Some(route) = disk.routes.get(&first) else {
+        return Vec::new();
+    };
+    decoded
+        .iter()
+        .zip(&route.local)
+        .filter(|(_, local)| **local != 0)
+        .map(|(&(_, t, v), &local)| Sample {
+            series: SeriesRef(local),
+            timestamp_ms: t,
+            value: v,
+        })
+        .collect()
 }
 
 /// A 128-bit hash of a label set: equal for equal sets, and different sets colliding is as
