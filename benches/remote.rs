@@ -12,7 +12,7 @@ use scrapelet::config::{Config, QueueConfig, RemoteWriteConfig};
 use scrapelet::labels::Labels;
 use scrapelet::remote::prompb;
 use scrapelet::remote::{
-    EncodedLabels, QueueTuning, RemoteMetrics, RemoteWrite, RequestEncoder, SendError, WireSample,
+    QueueTuning, RemoteMetrics, RemoteWrite, RequestEncoder, SendError, WireLabels, WireSample,
     WriteClient,
 };
 
@@ -44,16 +44,18 @@ fn bench_encode(c: &mut Criterion) {
         let work = workload(n);
         group.throughput(Throughput::Elements(n as u64));
 
-        // Labels are encoded once per series, before any request (not measured).
+        // Wire labels are prepared once per series, before any request (not measured); a
+        // request encodes them from the series' labels, external labels merged in.
+        let external = Labels::from_pairs([("cluster", "c1"), ("replica", "a")]);
         let wire: Vec<WireSample> = work
             .iter()
             .map(|(l, ts, v)| WireSample {
-                labels: EncodedLabels::encode(l.iter()),
+                labels: WireLabels::merged(l.clone(), &external),
                 timestamp_ms: *ts,
                 value: *v,
             })
             .collect();
-        let mut encoder = RequestEncoder::new();
+        let mut encoder = RequestEncoder::with_external(external);
         group.bench_with_input(BenchmarkId::new("fast", n), &wire, |b, wire| {
             b.iter(|| encoder.encode(wire).map(<[u8]>::len).unwrap_or(0));
         });

@@ -1,9 +1,11 @@
 //! The fast remote write encoder: protobuf written byte by byte, then snappy (block format).
 //!
 //! Invariants:
-//! 1. A series' labels are encoded once, when the series is first seen, into an
-//!    [`EncodedLabels`]: the repeated `TimeSeries.labels` field exactly as prost would write it.
-//!    A request only copies those bytes.
+//! 1. A series' wire labels ([`WireLabels`]) are the labels the scrape loop made (shared, not
+//!    copied: the agent holds each series' labels once), either with the endpoint's external
+//!    labels merged in as the request is encoded (those the series lacks, in name order), or,
+//!    after write relabeling, as they are. Their encoded size is computed once, when the
+//!    series is first seen, so a request is written in one pass.
 //! 2. [`RequestEncoder::encode`] writes the bytes prost writes for the same `WriteRequest` (one
 //!    `TimeSeries` with one `Sample` per [`WireSample`], in order), with one deliberate
 //!    difference: a value of `-0.0` is written (prost, like Go's gogoproto, skips any value equal
@@ -19,17 +21,23 @@ use std::sync::Arc;
 use prost::encoding::{encode_varint, encoded_len_varint};
 
 use crate::exposition::MetricType;
-use crate::labels::Label;
+use crate::labels::{Label, Labels};
 use crate::metadata::Metadata;
 
-/// A series' labels as the bytes of a `TimeSeries.labels` field. Cheap to clone.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct EncodedLabels(Arc<[u8]>);
+/// A series' labels as they go on the wire (invariant 1). Cheap to clone (a reference count).
+#[derive(Clone, PartialEq, Eq)]
+pub struct WireLabels {
+    labels: Labels,
+    /// The encoded size of the `TimeSeries.labels` fields.
+    len: u32,
+    /// Whether the endpoint's external labels are merged in (else `labels` are final).
+    merge: bool,
+}
 
 /// One sample on its way to the wire.
 #[derive(Clone, Debug)]
 pub struct WireSample {
-    pub labels: EncodedLabels,
+    pub labels: WireLabels,
     /// Milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
     pub value: f64,
@@ -37,6 +45,8 @@ pub struct WireSample {
 
 /// Encodes write requests, reusing its buffers.
 pub struct RequestEncoder {
+    /// The endpoint's external labels (merged into [`WireLabels`] that ask for it).
+    external: Labels,
     raw: Vec<u8>,
     compressed: Vec<u8>,
     snappy: snap::raw::Encoder,
@@ -65,36 +75,105 @@ const TAG_METADATA_FAMILY: u8 = 0x12; // MetricMetadata.metric_family_name = 2, 
 const TAG_METADATA_HELP: u8 = 0x22; // MetricMetadata.help = 4, length-delimited
 const TAG_METADATA_UNIT: u8 = 0x2a; // MetricMetadata.unit = 5, length-delimited
 
-impl EncodedLabels {
-    /// Encodes labels given in wire order (sorted by name). Empty names or values are skipped,
-    /// as proto3 skips empty strings (callers never pass them: `Labels` has none).
-    pub fn encode<'a>(labels: impl IntoIterator<Item = Label<'a>>) -> Self {
-        let mut out = Vec::new();
-        for l in labels {
-            let inner = str_field_len(l.name) + str_field_len(l.value);
-            out.push(TAG_LABELS);
-            encode_varint(inner as u64, &mut out);
-            put_str_field(&mut out, TAG_LABEL_NAME, l.name);
-            put_str_field(&mut out, TAG_LABEL_VALUE, l.value);
+impl WireLabels {
+    /// A series' `labels` with `external` merged in (the ones it lacks).
+    pub fn merged(labels: Labels, external: &Labels) -> Self {
+        let len = merge(&labels, external).map(label_field_len).sum::<usize>();
+        WireLabels {
+            labels,
+            len: u32::try_from(len).unwrap_or(u32::MAX),
+            merge: true,
         }
-        EncodedLabels(out.into())
     }
 
-    /// The encoded bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+    /// Final labels (after write relabeling), encoded as they are.
+    pub fn exactly(labels: Labels) -> Self {
+        let len = labels.iter().map(label_field_len).sum::<usize>();
+        WireLabels {
+            labels,
+            len: u32::try_from(len).unwrap_or(u32::MAX),
+            merge: false,
+        }
+    }
+
+    /// The encoded `TimeSeries.labels` fields, with `external` (the endpoint's external
+    /// labels, the ones these were made with) merged in when they ask for it.
+    pub fn write(&self, external: &Labels, out: &mut Vec<u8>) {
+        if self.merge {
+            merge(&self.labels, external).for_each(|l| put_label(out, l));
+        } else {
+            self.labels.iter().for_each(|l| put_label(out, l));
+        }
+    }
+
+    /// A stable 64-bit hash of the encoded labels (picks the shard; the same in every
+    /// process and version that encodes labels the same way).
+    pub fn hash(&self, external: &Labels) -> u64 {
+        let mut bytes = Vec::with_capacity(self.len as usize);
+        self.write(external, &mut bytes);
+        xxhash_rust::xxh3::xxh3_64(&bytes)
+    }
+
+    /// The labels (without the external ones).
+    pub fn labels(&self) -> &Labels {
+        &self.labels
     }
 }
 
-impl std::fmt::Debug for EncodedLabels {
+impl std::fmt::Debug for WireLabels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "EncodedLabels({} bytes)", self.0.len())
+        write!(
+            f,
+            "WireLabels({}{}, {} bytes)",
+            self.labels,
+            if self.merge { " + external" } else { "" },
+            self.len
+        )
     }
+}
+
+/// Series labels and the external labels they lack, in name order (series labels win).
+fn merge<'a>(labels: &'a Labels, external: &'a Labels) -> impl Iterator<Item = Label<'a>> + 'a {
+    let mut a = labels.iter().peekable();
+    let mut b = external.iter().peekable();
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if x.name < y.name => a.next(),
+        (Some(x), Some(y)) if x.name > y.name => b.next(),
+        (Some(_), Some(_)) => {
+            b.next();
+            a.next()
+        }
+        (Some(_), None) => a.next(),
+        (None, _) => b.next(),
+    })
+}
+
+/// The encoded size of one `TimeSeries.labels` field.
+fn label_field_len(l: Label<'_>) -> usize {
+    let inner = str_field_len(l.name) + str_field_len(l.value);
+    1 + encoded_len_varint(inner as u64) + inner
+}
+
+/// Writes one `TimeSeries.labels` field. Empty names or values are skipped, as proto3 skips
+/// empty strings (`Labels` has no empty value).
+fn put_label(out: &mut Vec<u8>, l: Label<'_>) {
+    let inner = str_field_len(l.name) + str_field_len(l.value);
+    out.push(TAG_LABELS);
+    encode_varint(inner as u64, out);
+    put_str_field(out, TAG_LABEL_NAME, l.name);
+    put_str_field(out, TAG_LABEL_VALUE, l.value);
 }
 
 impl RequestEncoder {
+    /// An encoder for an endpoint without external labels.
     pub fn new() -> Self {
+        Self::with_external(Labels::empty())
+    }
+
+    /// An encoder for an endpoint with `external` labels (see [`WireLabels::merged`]).
+    pub fn with_external(external: Labels) -> Self {
         RequestEncoder {
+            external,
             raw: Vec::new(),
             compressed: Vec::new(),
             snappy: snap::raw::Encoder::new(),
@@ -163,6 +242,7 @@ impl RequestEncoder {
     /// Writes the protobuf bytes of a request into the reused buffer.
     fn encode_uncompressed(&mut self, samples: &[WireSample]) {
         let out = &mut self.raw;
+        let external = &self.external;
         out.clear();
         for s in samples {
             let bits = s.value.to_bits();
@@ -172,11 +252,11 @@ impl RequestEncoder {
                 } else {
                     0
                 };
-            let labels = s.labels.as_bytes();
-            let series_len = labels.len() + 1 + encoded_len_varint(sample_len as u64) + sample_len;
+            let labels_len = s.labels.len as usize;
+            let series_len = labels_len + 1 + encoded_len_varint(sample_len as u64) + sample_len;
             out.push(TAG_TIMESERIES);
             encode_varint(series_len as u64, out);
-            out.extend_from_slice(labels);
+            s.labels.write(external, out);
             out.push(TAG_SAMPLES);
             encode_varint(sample_len as u64, out);
             if bits != 0 {
@@ -240,7 +320,7 @@ mod tests {
 
     fn wire(labels: &Labels, timestamp_ms: i64, value: f64) -> WireSample {
         WireSample {
-            labels: EncodedLabels::encode(labels.iter()),
+            labels: WireLabels::exactly(labels.clone()),
             timestamp_ms,
             value,
         }
@@ -307,6 +387,97 @@ mod tests {
             (long, i64::MIN, -1e300),
             (Labels::empty(), 7, 7.0),
         ]);
+    }
+
+    #[test]
+    fn external_labels_are_merged_and_series_labels_win() {
+        let check =
+            |series: &[(&str, &str)], external: &[(&str, &str)], expected: &[(&str, &str)]| {
+                let (s, e) = (
+                    Labels::from_pairs(series.iter().copied()),
+                    Labels::from_pairs(external.iter().copied()),
+                );
+                let got: Vec<_> = merge(&s, &e).map(|l| (l.name, l.value)).collect();
+                assert_eq!(got, expected, "{series:?} + {external:?}");
+                // What goes on the wire is what prost writes for the merged set, and the shard
+                // hash is the xxh3 of those bytes (as saved cursors of earlier versions assume).
+                let merged = Labels::from_pairs(expected.iter().copied());
+                let prost_bytes = prompb::TimeSeries {
+                    labels: merged
+                        .iter()
+                        .map(|l| prompb::Label {
+                            name: l.name.to_owned(),
+                            value: l.value.to_owned(),
+                        })
+                        .collect(),
+                    samples: vec![],
+                }
+                .encode_to_vec();
+                let wire = WireLabels::merged(s.clone(), &e);
+                let mut ours = Vec::new();
+                wire.write(&e, &mut ours);
+                assert_eq!(ours, prost_bytes);
+                assert_eq!(wire.len as usize, prost_bytes.len());
+                assert_eq!(wire.hash(&e), xxhash_rust::xxh3::xxh3_64(&prost_bytes));
+                assert_eq!(
+                    WireLabels::exactly(merged).hash(&Labels::empty()),
+                    wire.hash(&e)
+                );
+            };
+        check(&[("__name__", "up")], &[], &[("__name__", "up")]);
+        check(&[], &[("a", "1")], &[("a", "1")]);
+        check(
+            &[("__name__", "up"), ("job", "node"), ("zone", "series")],
+            &[
+                ("cluster", "c1"),
+                ("job", "external"),
+                ("region", "r"),
+                ("zz", "z"),
+            ],
+            &[
+                ("__name__", "up"),
+                ("cluster", "c1"),
+                ("job", "node"),
+                ("region", "r"),
+                ("zone", "series"),
+                ("zz", "z"),
+            ],
+        );
+    }
+
+    #[test]
+    fn a_request_with_external_labels_is_what_prost_writes_for_the_merged_sets() {
+        let external = Labels::from_pairs([("cluster", "c1"), ("job", "ext")]);
+        let a = Labels::from_pairs([("__name__", "up"), ("job", "node")]);
+        let b = Labels::from_pairs([("__name__", "x"), ("zone", "z")]);
+        let wire: Vec<_> = [(&a, 1, 1.0), (&b, 2, 2.0)]
+            .into_iter()
+            .map(|(l, t, v)| WireSample {
+                labels: WireLabels::merged(l.clone(), &external),
+                timestamp_ms: t,
+                value: v,
+            })
+            .collect();
+        let mut enc = RequestEncoder::with_external(external);
+        let raw = decompressed(enc.encode(&wire).map(<[u8]>::to_vec));
+        let expected = reference(&[
+            (
+                Labels::from_pairs([("__name__", "up"), ("cluster", "c1"), ("job", "node")]),
+                1,
+                1.0,
+            ),
+            (
+                Labels::from_pairs([
+                    ("__name__", "x"),
+                    ("cluster", "c1"),
+                    ("job", "ext"),
+                    ("zone", "z"),
+                ]),
+                2,
+                2.0,
+            ),
+        ]);
+        assert_eq!(raw, expected.encode_to_vec());
     }
 
     #[test]

@@ -51,7 +51,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::encode::{EncodedLabels, WireSample};
+use super::encode::{RequestEncoder, WireLabels, WireSample};
 use super::metadata::spawn_metadata;
 use super::metrics::EndpointMetrics;
 use super::send::{Sender, oldest_allowed_ms};
@@ -61,7 +61,7 @@ use super::source::{BatchSource, CursorStore, Cursors, EndpointInput, Position, 
 use super::write_client::WriteClient;
 use crate::append::{Batch, SeriesRef};
 use crate::config::RemoteWriteConfig;
-use crate::labels::{Label, Labels};
+use crate::labels::Labels;
 use crate::metadata::MetadataView;
 use crate::relabel::Relabeler;
 
@@ -274,7 +274,7 @@ impl Default for QueueTuning {
 
 /// A series as it goes on the wire.
 struct Prepared {
-    labels: EncodedLabels,
+    labels: WireLabels,
     /// Hash of the wire labels: picks the shard.
     shard_hash: u64,
 }
@@ -702,6 +702,7 @@ impl<C: WriteClient> Reader<C> {
                     run_shard(
                         self.sender.clone(),
                         q.clone(),
+                        RequestEncoder::with_external(self.routing.external.clone()),
                         i,
                         self.progress.clone(),
                         self.store.clone(),
@@ -745,17 +746,16 @@ impl Routing {
     /// The wire form of a new series, or `None` if it is not to be sent (invariants 1, 4).
     fn prepare(&self, labels: &Labels) -> Option<Prepared> {
         let labels = self.wire_labels(labels)?;
-        let shard_hash = xxhash_rust::xxh3::xxh3_64(labels.as_bytes());
+        let shard_hash = labels.hash(&self.external);
         Some(Prepared { labels, shard_hash })
     }
 
-    /// The wire labels of a new series, or `None` if it is not to be sent (invariant 1).
-    fn wire_labels(&self, labels: &Labels) -> Option<EncodedLabels> {
+    /// The wire labels of a new series, or `None` if it is not to be sent (invariant 1):
+    /// without write relabeling the series' own labels (shared with the scrape loop), the
+    /// external labels merged in as requests are encoded.
+    fn wire_labels(&self, labels: &Labels) -> Option<WireLabels> {
         if self.relabel.is_empty() {
-            return Some(EncodedLabels::encode(merge_external(
-                labels,
-                &self.external,
-            )));
+            return Some(WireLabels::merged(labels.clone(), &self.external));
         }
         let mut builder = labels.to_builder();
         for l in &self.external {
@@ -770,30 +770,8 @@ impl Routing {
         if labels.is_empty() {
             return None;
         }
-        Some(EncodedLabels::encode(labels.iter()))
+        Some(WireLabels::exactly(labels))
     }
-}
-
-/// Series labels with the external labels they lack, in name order (series labels win).
-fn merge_external<'a>(labels: &'a Labels, external: &'a Labels) -> Vec<Label<'a>> {
-    let mut out = Vec::with_capacity(labels.len() + external.len());
-    let mut a = labels.iter().peekable();
-    let mut b = external.iter().peekable();
-    loop {
-        let next = match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) if x.name < y.name => a.next(),
-            (Some(x), Some(y)) if x.name > y.name => b.next(),
-            (Some(_), Some(_)) => {
-                b.next();
-                a.next()
-            }
-            (Some(_), None) => a.next(),
-            (None, Some(_)) => b.next(),
-            (None, None) => break,
-        };
-        out.extend(next);
-    }
-    out
 }
 
 /// A 64-bit mixer (splitmix64's finalizer): spreads sequential refs over hash buckets.

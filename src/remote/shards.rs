@@ -411,11 +411,11 @@ impl Progress {
 pub(super) async fn run_shard<C: WriteClient>(
     sender: Arc<Sender<C>>,
     queue: Arc<ShardQueue>,
+    mut encoder: RequestEncoder,
     index: usize,
     progress: Arc<Progress>,
     store: Option<Arc<dyn CursorStore>>,
 ) {
-    let mut encoder = RequestEncoder::new();
     let every = sender.cfg.batch_send_deadline;
     let mut deadline = Instant::now() + every;
     let mut doubt = InDoubt::default();
@@ -518,11 +518,11 @@ impl InDoubt {
 mod tests {
     use super::*;
     use crate::labels::Labels;
-    use crate::remote::encode::EncodedLabels;
+    use crate::remote::encode::WireLabels;
 
     /// Samples of distinct series (hash = timestamp), one per timestamp.
     fn samples(range: std::ops::Range<i64>) -> Vec<Routed> {
-        let labels = EncodedLabels::encode(Labels::from_pairs([("__name__", "x")]).iter());
+        let labels = WireLabels::exactly(Labels::from_pairs([("__name__", "x")]));
         range
             .enumerate()
             .map(|(i, t)| Routed {

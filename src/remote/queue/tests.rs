@@ -178,40 +178,6 @@ fn reader(cfg: &RemoteWriteConfig, external: &Labels, fake: &Fake) -> Reader<Fak
     )
 }
 
-#[test]
-fn external_labels_are_merged_and_series_labels_win() {
-    let check = |series: &[(&str, &str)], external: &[(&str, &str)], expected: &[(&str, &str)]| {
-        let (s, e) = (
-            Labels::from_pairs(series.iter().copied()),
-            Labels::from_pairs(external.iter().copied()),
-        );
-        let got: Vec<_> = merge_external(&s, &e)
-            .iter()
-            .map(|l| (l.name, l.value))
-            .collect();
-        assert_eq!(got, expected, "{series:?} + {external:?}");
-    };
-    check(&[("__name__", "up")], &[], &[("__name__", "up")]);
-    check(&[], &[("a", "1")], &[("a", "1")]);
-    check(
-        &[("__name__", "up"), ("job", "node"), ("zone", "series")],
-        &[
-            ("cluster", "c1"),
-            ("job", "external"),
-            ("region", "r"),
-            ("zz", "z"),
-        ],
-        &[
-            ("__name__", "up"),
-            ("cluster", "c1"),
-            ("job", "node"),
-            ("region", "r"),
-            ("zone", "series"),
-            ("zz", "z"),
-        ],
-    );
-}
-
 #[tokio::test]
 async fn wire_labels_are_sorted_with_external_labels() {
     let fake = Fake::default();
@@ -503,9 +469,7 @@ async fn a_series_back_under_a_new_ref_keeps_its_shard_and_its_order() {
     r.route(Position(1), &second).await;
     assert_eq!(
         hash(&r, 101),
-        Some(xxhash_rust::xxh3::xxh3_64(
-            EncodedLabels::encode(labels(1).iter()).as_bytes()
-        ))
+        Some(WireLabels::exactly(labels(1)).hash(&Labels::empty()))
     );
     r.stop_shards().await;
     let by_series = fake.by_series();
