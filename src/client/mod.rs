@@ -243,12 +243,13 @@ impl Transport {
     }
 }
 
-/// The most an HTTP/1 connection buffers (read and write). hyper's default (~400 KB) lets
-/// each kept-alive connection's read buffer grow to the size of the largest body it streamed
-/// and keeps it while idle: with one connection per target that was ~250 KB per target.
-/// Bodies stream through in pieces this large instead (a few
-/// more reads per scrape); a response head must fit in it.
-const HTTP1_MAX_BUF_SIZE: usize = 64 * 1024;
+/// What an HTTP/1 connection reads at a time, and the most it buffers. hyper's default
+/// (adaptive, up to ~400 KB) lets each kept-alive connection's read buffer grow to the size
+/// of the largest body it streamed and keeps it while idle: with one connection per target
+/// that was ~250 KB per target (64 KB with a 64 KB cap: 32 MB for 500 targets). Bodies stream
+/// through in pieces this large instead (a read(2) per 16 KB, a few microseconds per scrape
+/// of a large target); a response head must fit in it (Go's servers send a few hundred bytes).
+const HTTP1_READ_BUF_SIZE: usize = 16 * 1024;
 
 /// A pool whose connections use the TLS settings `tls`.
 fn build_pool(tls: &TlsConfig, http2: bool) -> Result<Pool, Error> {
@@ -267,7 +268,7 @@ fn build_pool(tls: &TlsConfig, http2: bool) -> Result<Pool, Error> {
     };
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(std::time::Duration::from_secs(90))
-        .http1_max_buf_size(HTTP1_MAX_BUF_SIZE)
+        .http1_read_buf_exact_size(HTTP1_READ_BUF_SIZE)
         .build(connector))
 }
 

@@ -1,25 +1,33 @@
 //! The per-target series cache: raw series text -> series, and staleness tracking.
 //!
 //! On the second scrape of a target a known line maps straight to its [`SeriesRef`]: one hash
-//! of the raw bytes, one probe, no allocation, no label parsing.
+//! of the raw bytes, no allocation, no label parsing.
 //!
-//! Structure: `raw` maps the raw series text of a line to a slot (or "dropped by metric
-//! relabeling"); `slots` holds one entry per distinct final label set; `by_labels` maps a final
-//! label set's hash to its slot, so that two raw texts that end up as the same series (metric
-//! relabeling removed what told them apart, or a trailing comma) share one series.
+//! A target serves its lines in the same order scrape after scrape, so the cache keeps the
+//! last scrape's lines in order (`order`: each line's hash and its slot) and expects each line
+//! where it was: a steady scrape is a walk through one array, without a hash table at all.
+//! Only when a line is not where it was expected (a series came or went, the target reordered
+//! its output) is an index of `order` built, for the rest of that scrape; after it, `order`
+//! becomes this scrape's sequence and the index is dropped.
 //!
-//! The raw text itself is not kept: an entry holds a 128-bit hash of it (xxh3, seeded per cache
-//! with a random seed, so that a target cannot craft two texts that collide), 24 bytes where
-//! the text took its own allocation. Two different texts of one target would have to share
-//! all 128 bits to be confused; and a target can only ever confuse its own series.
+//! `slots` holds one entry per distinct final label set; `by_labels` maps a final label set's
+//! hash to its slot, so that two raw texts that end up as the same series (metric relabeling
+//! removed what told them apart, or a trailing comma) share one series.
+//!
+//! The raw text itself is not kept: a line is known by a 96-bit hash of it (xxh3, seeded per
+//! cache with a random seed, so that a target cannot craft two texts that collide): 16 bytes
+//! where the text took its own allocation. Two different texts of one target would have to
+//! share all 96 bits to be confused; and a target can only ever confuse its own series.
 //!
 //! Invariants:
 //! 1. Every live slot's ref was announced to the appender (in a committed batch) or belongs to
 //!    the current scrape, which either commits ([`SeriesCache::commit`]) or is abandoned
 //!    ([`SeriesCache::abandon`]).
-//! 2. After `commit`, every raw entry was seen in that scrape; every live slot was seen in it
-//!    or has been ended (stale marker if it was tracked, listed as gone, freed).
+//! 2. After `commit`, `order` holds exactly that scrape's lines, in order; every live slot
+//!    was seen in it or has been ended (stale marker if it was tracked, listed as gone, freed).
 //! 3. A slot is seen at most once per scrape; a second sample for it is a duplicate.
+//! 4. Memory follows the live series: arrays are trimmed when they hold much more room than
+//!    lines or slots, and the index exists only during a scrape that needed it.
 
 use hashbrown::HashTable;
 
@@ -42,43 +50,53 @@ pub(super) enum Lookup {
 }
 
 pub(super) struct SeriesCache {
-    raw: HashTable<RawEntry>,
+    /// The last committed scrape's lines, in order (invariant 2).
+    order: Vec<Line>,
+    /// The current scrape's lines from the first one not where `order` expected it (`order`
+    /// up to `diverged` stays as it is).
+    changed: Vec<Line>,
+    /// Where in `order` the current scrape left it, if it did.
+    diverged: Option<usize>,
+    /// The index in `order` of the line expected next.
+    expect: usize,
+    /// `order`'s lines by hash, built when the current scrape first diverged.
+    index: Option<HashTable<u32>>,
     /// Seeds the raw texts' hashes (see the module docs).
     seed: u64,
-    by_labels: HashTable<(u64, u32)>,
     slots: Vec<Slot>,
+    /// Live slots by their labels' hash.
+    by_labels: HashTable<u32>,
     free: Vec<u32>,
-    /// The current scrape's number; starts at 1 (wrapping).
-    iter: u64,
-    raw_seen: usize,
+    /// The current scrape's number; starts at 1 (wrapping; only compared for equality).
+    iter: u32,
+    /// Refs from this one on were allocated during the current scrape.
+    scrape_refs: u64,
     slots_seen: usize,
     live: usize,
 }
 
-/// A raw series text, known by its 128-bit hash (`hash` is the half the table uses).
-struct RawEntry {
+/// One line of a scrape: its raw text's hash and what it maps to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Line {
     hash: u64,
-    check: u64,
+    check: u32,
     /// [`DROPPED`] when metric relabeling drops the text.
     slot: u32,
-    /// The scrape that last saw it (wrapping; only compared for equality).
-    last_iter: u32,
 }
 
-/// [`RawEntry::slot`] of a text metric relabeling drops.
+/// [`Line::slot`] of a text metric relabeling drops.
 const DROPPED: u32 = u32::MAX;
 
 struct Slot {
     sref: SeriesRef,
     labels: Labels,
-    /// Scrape numbers, wrapping (only compared for equality).
-    last_iter: u32,
-    created_iter: u32,
     /// Timestamp of the last accepted sample; samples must come strictly after it.
     last_ts: i64,
     /// `last_ts` before the current scrape changed it (what was committed, if the current
     /// scrape is abandoned).
     prev_ts: i64,
+    /// The scrape that last saw it.
+    last_iter: u32,
     /// Whether the last sample had no explicit timestamp (only those get stale markers).
     track_staleness: bool,
     live: bool,
@@ -87,13 +105,17 @@ struct Slot {
 impl SeriesCache {
     pub(super) fn new() -> Self {
         SeriesCache {
-            raw: HashTable::new(),
+            order: Vec::new(),
+            changed: Vec::new(),
+            diverged: None,
+            expect: 0,
+            index: None,
             seed: rand::random(),
-            by_labels: HashTable::new(),
             slots: Vec::new(),
+            by_labels: HashTable::new(),
             free: Vec::new(),
             iter: 0,
-            raw_seen: 0,
+            scrape_refs: 0,
             slots_seen: 0,
             live: 0,
         }
@@ -106,26 +128,42 @@ impl SeriesCache {
 
     /// Starts a scrape.
     pub(super) fn begin(&mut self) {
-        self.iter += 1;
-        self.raw_seen = 0;
+        self.iter = self.iter.wrapping_add(1);
         self.slots_seen = 0;
+        self.expect = 0;
+        self.diverged = None;
+        self.changed.clear();
+        self.index = None;
+        self.scrape_refs = SeriesRef::allocate().0;
     }
 
     /// Looks up a raw series text for a sample at `ts` and marks it seen.
     pub(super) fn lookup(&mut self, raw: &[u8], ts: i64, explicit_ts: bool) -> Lookup {
-        let (hash, check) = self.hash(raw);
-        let Some(entry) = self
-            .raw
-            .find_mut(hash, |e| e.hash == hash && e.check == check)
-        else {
+        let line = self.line(raw, 0);
+        let expected = self
+            .order
+            .get(self.expect)
+            .filter(|o| o.hash == line.hash && o.check == line.check);
+        let found = match expected {
+            Some(o) => {
+                self.expect += 1;
+                Some(o.slot)
+            }
+            None => {
+                let at = self.find(line);
+                if let Some(i) = at {
+                    self.expect = i + 1;
+                }
+                at.map(|i| self.order[i].slot)
+            }
+        };
+        let Some(slot) = found else {
             return Lookup::Miss;
         };
-        let iter = self.iter as u32;
-        if entry.last_iter != iter {
-            entry.last_iter = iter;
-            self.raw_seen += 1;
+        if self.diverged.is_some() {
+            self.changed.push(Line { slot, ..line });
         }
-        match entry.slot {
+        match slot {
             DROPPED => Lookup::Dropped,
             slot => self.see(slot, ts, explicit_ts),
         }
@@ -133,7 +171,8 @@ impl SeriesCache {
 
     /// Remembers that `raw` is dropped by metric relabeling.
     pub(super) fn insert_dropped(&mut self, raw: &[u8]) {
-        self.insert_raw(raw, DROPPED);
+        let line = self.line(raw, DROPPED);
+        self.add_line(line);
     }
 
     /// Caches a new raw series text with its final labels. A series with these labels may
@@ -152,10 +191,8 @@ impl SeriesCache {
         let slots = &self.slots;
         let existing = self
             .by_labels
-            .find(lhash, |&(h, s)| {
-                h == lhash && slots[s as usize].labels == labels
-            })
-            .map(|&(_, s)| s);
+            .find(lhash, |&s| slots[s as usize].labels == labels)
+            .copied();
         let slot = match existing {
             Some(s) => s,
             None => {
@@ -164,10 +201,9 @@ impl SeriesCache {
                 let entry = Slot {
                     sref,
                     labels,
-                    last_iter: 0,
-                    created_iter: self.iter as u32,
                     last_ts: i64::MIN,
                     prev_ts: i64::MIN,
+                    last_iter: self.iter.wrapping_sub(1),
                     track_staleness: !explicit_ts,
                     live: true,
                 };
@@ -182,19 +218,23 @@ impl SeriesCache {
                     }
                 };
                 self.live += 1;
-                self.by_labels.insert_unique(lhash, (lhash, s), |&(h, _)| h);
+                let slots = &self.slots;
+                self.by_labels.insert_unique(lhash, s, |&i| {
+                    slots.get(i as usize).map_or(0, |s| s.labels.stable_hash())
+                });
                 s
             }
         };
-        self.insert_raw(raw, slot);
+        let line = self.line(raw, slot);
+        self.add_line(line);
         self.see(slot, ts, explicit_ts)
     }
 
     /// Ends a successful scrape: series not seen get a stale marker at `ts` (when tracked)
-    /// and are listed in `gone`; unseen raw texts are forgotten.
+    /// and are listed in `gone`; `order` becomes this scrape's lines.
     pub(super) fn commit(&mut self, ts: i64, samples: &mut Vec<Sample>, gone: &mut Vec<SeriesRef>) {
         if self.slots_seen != self.live {
-            let iter = self.iter as u32;
+            let iter = self.iter;
             for s in 0..self.slots.len() {
                 let slot = &self.slots[s];
                 if slot.live && slot.last_iter != iter {
@@ -202,9 +242,19 @@ impl SeriesCache {
                 }
             }
         }
-        if self.raw_seen != self.raw.len() {
-            let iter = self.iter as u32;
-            self.raw.retain(|e| e.last_iter == iter);
+        match self.diverged {
+            Some(at) => {
+                self.order.truncate(at);
+                self.order.append(&mut self.changed);
+            }
+            // Lines at the end that did not come.
+            None => self.order.truncate(self.expect),
+        }
+        self.index = None;
+        trim(&mut self.order);
+        trim(&mut self.changed);
+        if self.free.len() > self.slots.len() / 4 {
+            self.compact();
         }
     }
 
@@ -217,9 +267,10 @@ impl SeriesCache {
         samples: &mut Vec<Sample>,
         gone: &mut Vec<SeriesRef>,
     ) {
-        let iter = self.iter as u32;
+        let iter = self.iter;
         for slot in &self.slots {
-            if slot.live && slot.created_iter != iter {
+            // Refs allocated during this scrape were never announced.
+            if slot.live && slot.sref.0 < self.scrape_refs {
                 let committed_ts = if slot.last_iter == iter {
                     slot.prev_ts
                 } else {
@@ -253,22 +304,19 @@ impl SeriesCache {
     }
 
     fn clear(&mut self) {
-        self.raw.clear();
-        self.by_labels.clear();
-        self.slots.clear();
-        self.free.clear();
-        self.live = 0;
-        self.raw_seen = 0;
-        self.slots_seen = 0;
+        *self = SeriesCache {
+            seed: self.seed,
+            iter: self.iter,
+            ..SeriesCache::new()
+        };
     }
 
     fn see(&mut self, slot: u32, ts: i64, explicit_ts: bool) -> Lookup {
         let s = &mut self.slots[slot as usize];
-        let iter = self.iter as u32;
-        if s.last_iter == iter {
+        if s.last_iter == self.iter {
             return Lookup::Duplicate;
         }
-        s.last_iter = iter;
+        s.last_iter = self.iter;
         s.track_staleness = !explicit_ts;
         self.slots_seen += 1;
         s.prev_ts = s.last_ts;
@@ -279,25 +327,43 @@ impl SeriesCache {
         Lookup::Series(s.sref)
     }
 
-    fn insert_raw(&mut self, raw: &[u8], slot: u32) {
-        let (hash, check) = self.hash(raw);
-        self.raw.insert_unique(
-            hash,
-            RawEntry {
-                hash,
-                check,
-                slot,
-                last_iter: self.iter as u32,
-            },
-            |e| e.hash,
-        );
-        self.raw_seen += 1;
+    /// The line of a raw series text (see the module docs for the hash).
+    fn line(&self, raw: &[u8], slot: u32) -> Line {
+        let h = xxhash_rust::xxh3::xxh3_128_with_seed(raw, self.seed);
+        Line {
+            hash: h as u64,
+            check: (h >> 64) as u32,
+            slot,
+        }
     }
 
-    /// The 128-bit hash of a raw series text, in the table's half and the other.
-    fn hash(&self, raw: &[u8]) -> (u64, u64) {
-        let h = xxhash_rust::xxh3::xxh3_128_with_seed(raw, self.seed);
-        (h as u64, (h >> 64) as u64)
+    /// Where `line` is in `order`, once the scrape has left the expected sequence.
+    fn find(&mut self, line: Line) -> Option<usize> {
+        if self.diverged.is_none() {
+            self.diverged = Some(self.expect);
+        }
+        let order = &self.order;
+        let index = self.index.get_or_insert_with(|| {
+            let mut index = HashTable::with_capacity(order.len());
+            for (i, l) in order.iter().enumerate() {
+                index.insert_unique(l.hash, i as u32, |&j| order[j as usize].hash);
+            }
+            index
+        });
+        index
+            .find(line.hash, |&i| {
+                let o = &order[i as usize];
+                o.hash == line.hash && o.check == line.check
+            })
+            .map(|&i| i as usize)
+    }
+
+    /// A line that was not in `order`: the scrape has left the expected sequence.
+    fn add_line(&mut self, line: Line) {
+        if self.diverged.is_none() {
+            self.diverged = Some(self.expect);
+        }
+        self.changed.push(line);
     }
 
     fn end_slot(&mut self, s: u32, ts: i64, samples: &mut Vec<Sample>, gone: &mut Vec<SeriesRef>) {
@@ -308,11 +374,47 @@ impl SeriesCache {
         gone.push(slot.sref);
         slot.live = false;
         let lhash = std::mem::take(&mut slot.labels).stable_hash();
-        if let Ok(entry) = self.by_labels.find_entry(lhash, |&(_, owner)| owner == s) {
+        if let Ok(entry) = self.by_labels.find_entry(lhash, |&owner| owner == s) {
             entry.remove();
         }
         self.free.push(s);
         self.live -= 1;
+    }
+
+    /// Moves the live slots to the front when many are free (a target that lost a good part
+    /// of its series), so that the slot array shrinks with them (invariant 4).
+    fn compact(&mut self) {
+        let mut moved = vec![DROPPED; self.slots.len()];
+        let mut kept = Vec::with_capacity(self.live);
+        for (i, slot) in std::mem::take(&mut self.slots).into_iter().enumerate() {
+            if slot.live {
+                moved[i] = kept.len() as u32;
+                kept.push(slot);
+            }
+        }
+        self.slots = kept;
+        self.free.clear();
+        self.free.shrink_to_fit();
+        for line in &mut self.order {
+            if line.slot != DROPPED {
+                line.slot = moved.get(line.slot as usize).copied().unwrap_or(DROPPED);
+            }
+        }
+        let slots = &self.slots;
+        let mut by_labels = HashTable::with_capacity(slots.len());
+        for (i, slot) in slots.iter().enumerate() {
+            by_labels.insert_unique(slot.labels.stable_hash(), i as u32, |&j| {
+                slots[j as usize].labels.stable_hash()
+            });
+        }
+        self.by_labels = by_labels;
+    }
+}
+
+/// Gives back room a vector no longer needs (a scrape much smaller than an earlier one).
+fn trim<T>(v: &mut Vec<T>) {
+    if v.capacity() > 64 && v.capacity() > v.len() + v.len() / 4 {
+        v.shrink_to(v.len() + v.len() / 8);
     }
 }
 
@@ -321,5 +423,146 @@ fn stale(series: SeriesRef, ts: i64) -> Sample {
         series,
         timestamp_ms: ts,
         value: stale_nan(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, HashSet};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Lines `0..10` are series, two texts per series (`id / 2`: what metric relabeling that
+    /// removes a label does); lines from 10 on are dropped by relabeling.
+    fn series_of(line: u8) -> Option<u8> {
+        (line < 10).then_some(line / 2)
+    }
+
+    fn labels(key: u8) -> Labels {
+        Labels::from_pairs([("__name__", "m".to_owned()), ("k", key.to_string())])
+    }
+
+    /// Runs `scrapes` through a cache and checks every answer against a map of series (a
+    /// series lives from its first scrape to the first committed scrape without it).
+    fn check(scrapes: &[Vec<u8>]) {
+        let mut cache = SeriesCache::new();
+        let refs = SeriesRefs::default();
+        let mut model: HashMap<u8, SeriesRef> = HashMap::new();
+        for (n, scrape) in scrapes.iter().enumerate() {
+            cache.begin();
+            let ts = (n as i64 + 1) * 1000;
+            let mut seen = HashSet::new();
+            let mut new_series = Vec::new();
+            for &line in scrape {
+                let raw = format!("m{{id=\"{line}\"}}");
+                let got = match cache.lookup(raw.as_bytes(), ts, false) {
+                    Lookup::Miss => match series_of(line) {
+                        None => {
+                            cache.insert_dropped(raw.as_bytes());
+                            Lookup::Dropped
+                        }
+                        Some(key) => cache.insert(
+                            raw.as_bytes(),
+                            labels(key),
+                            ts,
+                            false,
+                            &refs,
+                            &mut new_series,
+                        ),
+                    },
+                    other => other,
+                };
+                let Some(key) = series_of(line) else {
+                    assert_eq!(got, Lookup::Dropped, "line {line} of scrape {n}");
+                    continue;
+                };
+                if !seen.insert(key) {
+                    assert_eq!(got, Lookup::Duplicate, "line {line} of scrape {n}");
+                    continue;
+                }
+                let Lookup::Series(r) = got else {
+                    panic!("line {line} of scrape {n}: {got:?}");
+                };
+                assert_eq!(
+                    *model.entry(key).or_insert(r),
+                    r,
+                    "line {line} of scrape {n}"
+                );
+            }
+            let defined: HashSet<SeriesRef> = new_series.iter().map(|(r, _)| *r).collect();
+            let expected_new: HashSet<SeriesRef> = seen
+                .iter()
+                .filter_map(|k| model.get(k).copied())
+                .filter(|r| r.0 >= cache.scrape_refs)
+                .collect();
+            assert_eq!(defined, expected_new, "scrape {n}: series defined");
+            let (mut samples, mut gone) = (Vec::new(), Vec::new());
+            cache.commit(ts, &mut samples, &mut gone);
+            let ended: HashSet<SeriesRef> = model
+                .iter()
+                .filter(|(k, _)| !seen.contains(*k))
+                .map(|(_, r)| *r)
+                .collect();
+            model.retain(|k, _| seen.contains(k));
+            assert_eq!(gone.iter().copied().collect::<HashSet<_>>(), ended);
+            assert_eq!(gone.len(), ended.len());
+            let marked: HashSet<SeriesRef> = samples.iter().map(|s| s.series).collect();
+            assert_eq!(marked, ended, "a stale marker for each ended series");
+            assert_eq!(cache.len(), model.len());
+            assert!(
+                cache.index.is_none(),
+                "the index lives only during a scrape"
+            );
+        }
+    }
+
+    #[test]
+    fn lines_that_move_come_and_go_keep_their_series() {
+        check(&[
+            vec![0, 2, 4, 6, 10],
+            vec![0, 2, 4, 6, 10],
+            // Inserted in the middle, one gone, one at the end.
+            vec![0, 8, 2, 6, 10, 4],
+            // Reversed.
+            vec![4, 10, 6, 2, 8, 0],
+            // A second text of a series, a repeated line.
+            vec![4, 5, 10, 6, 6, 2],
+            vec![],
+            vec![0, 2],
+        ]);
+    }
+
+    #[test]
+    fn a_steady_scrape_walks_the_order_without_an_index() {
+        let mut cache = SeriesCache::new();
+        let refs = SeriesRefs::default();
+        for n in 0..3 {
+            cache.begin();
+            let mut new_series = Vec::new();
+            for line in 0..50u8 {
+                let raw = [line];
+                if cache.lookup(&raw, n + 1, false) == Lookup::Miss {
+                    cache.insert(&raw, labels(line), n + 1, false, &refs, &mut new_series);
+                }
+            }
+            if n > 0 {
+                assert!(new_series.is_empty());
+                assert!(cache.diverged.is_none(), "every line where it was expected");
+                assert!(cache.index.is_none());
+            }
+            cache.commit(n + 1, &mut Vec::new(), &mut Vec::new());
+        }
+        assert_eq!(cache.order.len(), 50);
+    }
+
+    proptest! {
+        #[test]
+        fn behaves_like_a_map_of_series(
+            scrapes in proptest::collection::vec(proptest::collection::vec(0u8..12, 0..16), 1..10)
+        ) {
+            check(&scrapes);
+        }
     }
 }
