@@ -4,19 +4,32 @@
 //!
 //! - [`LabelsBuilder`]: mutable, used while a label set is being made (discovery, relabeling,
 //!   attaching target labels to a new series). Cheap to edit, not compact.
-//! - [`Labels`]: immutable and compact, what the agent keeps for every active series. One heap
-//!   allocation holding `len(name) name len(value) value ...` with LEB128 lengths, shared by
-//!   clones (a clone is a reference count: the scrape cache and the write-ahead buffer's series
-//!   map hold one label set, not two copies).
+//! - [`Labels`]: immutable and compact, what the agent keeps for every active series: an
+//!   array of [`Pair`]s (one pointer each), shared by clones (a clone is a reference count: the
+//!   scrape cache, the write-ahead buffer's series map and every endpoint's queue hold one
+//!   label set, not copies).
+//!
+//! Pairs are symbols: every distinct `name="value"` is held once for the whole process (the
+//! interner), however many series and targets carry it (`job="app"`, `le="0.5"`, a pod's
+//! `namespace`), and shared by pointer. A pair no label set uses any more is freed by the
+//! interner's next sweep, which runs when the interner has doubled since the last one, so
+//! the pairs held are at most about twice the pairs in use (a pod's departure frees its
+//! strings).
 //!
 //! Invariants of [`Labels`] (every constructor upholds them, tests prove them):
 //! 1. names are sorted in byte order and unique;
 //! 2. no value is empty (an empty value means "no such label", as in Prometheus);
-//! 3. the encoded buffer is well formed, so iteration never fails.
+//! 3. each pair is the interner's: two equal pairs are the same pointer, so two equal label
+//!    sets hold the same pointers and equality is a pointer comparison per pair.
 //!
-//! Two equal label sets have equal bytes, so equality and hashing are byte comparisons.
+//! Lock: the interner's mutex, held only while a label set is built (a lookup per pair) or
+//! swept; never while labels are read.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use hashbrown::HashTable;
 
 /// The label holding a series' metric name.
 pub const METRIC_NAME: &str = "__name__";
@@ -42,9 +55,22 @@ pub const JOB: &str = "job";
 pub const INSTANCE: &str = "instance";
 
 /// An immutable, compact, sorted label set. See the module docs for its invariants.
-#[derive(Clone, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Default)]
 pub struct Labels {
-    data: std::sync::Arc<[u8]>,
+    pairs: Arc<[Pair]>,
+}
+
+/// One interned `name="value"`. Cheap to clone (a reference count); equal pairs are the same
+/// pointer (invariant 3).
+#[derive(Clone)]
+pub struct Pair(Arc<PairData>);
+
+struct PairData {
+    /// The name, then the value.
+    text: Box<str>,
+    name_len: u32,
+    /// Of (name, value), as [`pair_hash`] computes it.
+    hash: u64,
 }
 
 /// One label borrowed from a [`Labels`] or a [`LabelsBuilder`].
@@ -57,13 +83,118 @@ pub struct Label<'a> {
 /// Iterator over the labels of a [`Labels`], in name order.
 #[derive(Clone)]
 pub struct Iter<'a> {
-    rest: &'a [u8],
+    pairs: std::slice::Iter<'a, Pair>,
 }
 
 /// A mutable label set. Names are unique; setting an empty value removes the label.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LabelsBuilder {
     pairs: Vec<(String, String)>,
+}
+
+/// The process's pairs (see the module docs).
+struct Interner {
+    table: HashTable<Pair>,
+    /// The table is swept when it holds this many pairs.
+    sweep_at: usize,
+}
+
+/// The smallest table size at which the interner sweeps.
+const SWEEP_MIN: usize = 4096;
+
+static INTERNER: LazyLock<Mutex<Interner>> = LazyLock::new(|| Mutex::new(Interner::new()));
+
+impl Pair {
+    /// The label's name.
+    pub fn name(&self) -> &str {
+        self.0
+            .text
+            .get(..self.0.name_len as usize)
+            .unwrap_or_default()
+    }
+
+    /// The label's value.
+    pub fn value(&self) -> &str {
+        self.0
+            .text
+            .get(self.0.name_len as usize..)
+            .unwrap_or_default()
+    }
+
+    fn label(&self) -> Label<'_> {
+        Label {
+            name: self.name(),
+            value: self.value(),
+        }
+    }
+}
+
+impl PartialEq for Pair {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Pair {}
+
+impl fmt::Debug for Pair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}=\"{}\"", self.name(), self.value().escape_debug())
+    }
+}
+
+/// The hash a pair is interned under.
+fn pair_hash(name: &str, value: &str) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(name.as_bytes());
+    h.update(&[0xff]);
+    h.update(value.as_bytes());
+    h.digest()
+}
+
+impl Interner {
+    fn new() -> Self {
+        Interner {
+            table: HashTable::new(),
+            sweep_at: SWEEP_MIN,
+        }
+    }
+
+    fn lock() -> std::sync::MutexGuard<'static, Interner> {
+        // Every edit completes without a panicking step in between.
+        INTERNER.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The pair `name="value"`, interned.
+    fn intern(&mut self, name: &str, value: &str) -> Pair {
+        let hash = pair_hash(name, value);
+        if let Some(p) = self.table.find(hash, |p| {
+            p.0.hash == hash && p.name() == name && p.value() == value
+        }) {
+            return p.clone();
+        }
+        if self.table.len() >= self.sweep_at {
+            // Only the table holds a pair whose count is 1: no one can clone it meanwhile.
+            self.table.retain(|p| Arc::strong_count(&p.0) > 1);
+            self.table.shrink_to_fit(|p| p.0.hash);
+            self.sweep_at = (2 * self.table.len()).max(SWEEP_MIN);
+        }
+        let mut text = String::with_capacity(name.len() + value.len());
+        text.push_str(name);
+        text.push_str(value);
+        let pair = Pair(Arc::new(PairData {
+            text: text.into_boxed_str(),
+            name_len: u32::try_from(name.len()).unwrap_or(u32::MAX),
+            hash,
+        }));
+        self.table.insert_unique(hash, pair.clone(), |p| p.0.hash);
+        pair
+    }
+}
+
+/// Pairs the interner holds (tests, memory accounting).
+pub fn interned_pairs() -> usize {
+    Interner::lock().table.len()
 }
 
 impl Labels {
@@ -88,7 +219,14 @@ impl Labels {
 
     /// The labels in name order.
     pub fn iter(&self) -> Iter<'_> {
-        Iter { rest: &self.data }
+        Iter {
+            pairs: self.pairs.iter(),
+        }
+    }
+
+    /// The pairs in name order.
+    pub fn pairs(&self) -> &[Pair] {
+        &self.pairs
     }
 
     /// The value of `name`, if present.
@@ -98,17 +236,17 @@ impl Labels {
 
     /// Number of labels.
     pub fn len(&self) -> usize {
-        self.iter().count()
+        self.pairs.len()
     }
 
     /// Whether there are no labels.
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.pairs.is_empty()
     }
 
-    /// Size of the encoded form in bytes (for memory accounting).
+    /// Bytes of the names and values (for memory accounting).
     pub fn encoded_len(&self) -> usize {
-        self.data.len()
+        self.pairs.iter().map(|p| p.0.text.len()).sum()
     }
 
     /// A mutable copy.
@@ -121,10 +259,37 @@ impl Labels {
         }
     }
 
-    /// A stable 64-bit hash of the label set (the same in every process and version that keeps
-    /// this encoding). Used for sharding and scrape offsets.
+    /// A stable 64-bit hash of the label set (the same in every process and version that
+    /// hashes names and values this way). Used for scrape offsets and cache keys.
     pub fn stable_hash(&self) -> u64 {
-        xxhash_rust::xxh3::xxh3_64(&self.data)
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for p in self.pairs.iter() {
+            h.update(p.0.text.as_bytes());
+            h.update(&p.0.name_len.to_le_bytes());
+        }
+        h.digest()
+    }
+}
+
+impl PartialEq for Labels {
+    fn eq(&self, other: &Self) -> bool {
+        self.pairs.len() == other.pairs.len()
+            && self
+                .pairs
+                .iter()
+                .zip(other.pairs.iter())
+                .all(|(a, b)| a == b)
+    }
+}
+
+impl Eq for Labels {}
+
+impl Hash for Labels {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_usize(self.pairs.len());
+        for p in self.pairs.iter() {
+            state.write_u64(p.0.hash);
+        }
     }
 }
 
@@ -132,12 +297,11 @@ impl<'a> Iterator for Iter<'a> {
     type Item = Label<'a>;
 
     fn next(&mut self) -> Option<Label<'a>> {
-        if self.rest.is_empty() {
-            return None;
-        }
-        let name = take_str(&mut self.rest);
-        let value = take_str(&mut self.rest);
-        Some(Label { name, value })
+        self.pairs.next().map(Pair::label)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.pairs.size_hint()
     }
 }
 
@@ -238,60 +402,21 @@ impl LabelsBuilder {
         self.pairs.clear();
     }
 
-    /// Freezes into a compact [`Labels`] (sorted by name). The builder is left unchanged.
+    /// Freezes into a compact [`Labels`] (sorted by name, pairs interned). The builder is
+    /// left unchanged.
     pub fn build(&self) -> Labels {
         let mut order: Vec<&(String, String)> = self.pairs.iter().collect();
         order.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let size = order
-            .iter()
-            .map(|(n, v)| n.len() + v.len() + varint_len(n.len()) + varint_len(v.len()))
-            .sum();
-        let mut data = Vec::with_capacity(size);
-        for (name, value) in order {
-            put_str(&mut data, name);
-            put_str(&mut data, value);
+        let mut interner = Interner::lock();
+        let pairs: Vec<Pair> = order
+            .into_iter()
+            .map(|(name, value)| interner.intern(name, value))
+            .collect();
+        drop(interner);
+        Labels {
+            pairs: pairs.into(),
         }
-        Labels { data: data.into() }
     }
-}
-
-fn varint_len(mut n: usize) -> usize {
-    let mut len = 1;
-    while n >= 0x80 {
-        n >>= 7;
-        len += 1;
-    }
-    len
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    let mut n = s.len();
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-    out.extend_from_slice(s.as_bytes());
-}
-
-/// Reads one length-prefixed string. The buffer was written by `put_str` from `&str`s, so it is
-/// well formed (invariant 3); the fallbacks below are unreachable and keep this panic-free.
-fn take_str<'a>(rest: &mut &'a [u8]) -> &'a str {
-    let mut len = 0usize;
-    let mut shift = 0;
-    let mut i = 0;
-    while let Some(&b) = rest.get(i) {
-        len |= usize::from(b & 0x7f) << shift;
-        i += 1;
-        if b < 0x80 {
-            break;
-        }
-        shift += 7;
-    }
-    let end = (i + len).min(rest.len());
-    let bytes = &rest[i..end];
-    *rest = &rest[end..];
-    std::str::from_utf8(bytes).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -317,6 +442,45 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.stable_hash(), b.stable_hash());
         assert_ne!(a, Labels::from_pairs([("x", "1"), ("y", "3")]));
+    }
+
+    #[test]
+    fn equal_pairs_are_one_and_pairs_no_one_uses_are_swept() {
+        let mut interner = Interner::new();
+        let a = interner.intern("job", "x");
+        let b = interner.intern("job", "x");
+        assert!(Arc::ptr_eq(&a.0, &b.0));
+        assert_ne!(interner.intern("job", "y"), a);
+        assert_eq!((a.name(), a.value()), ("job", "x"));
+        drop(b);
+        for n in 0..SWEEP_MIN {
+            drop(interner.intern("k", &n.to_string()));
+        }
+        let c = interner.intern("new", "1");
+        assert!(
+            interner.table.len() < SWEEP_MIN / 2,
+            "swept: {}",
+            interner.table.len()
+        );
+        assert!(Arc::ptr_eq(&interner.intern("job", "x").0, &a.0), "kept");
+        assert!(Arc::ptr_eq(&interner.intern("new", "1").0, &c.0), "kept");
+    }
+
+    #[test]
+    fn label_sets_share_their_pairs() {
+        let a = Labels::from_pairs([("job", "shared-pair-test"), ("instance", "a")]);
+        let b = Labels::from_pairs([("instance", "b"), ("job", "shared-pair-test")]);
+        let job = |l: &Labels| l.pairs().iter().find(|p| p.name() == "job").cloned();
+        let (ja, jb) = (job(&a), job(&b));
+        assert!(matches!((&ja, &jb), (Some(x), Some(y)) if Arc::ptr_eq(&x.0, &y.0)));
+        assert_ne!(a, b);
+        let mut hashes = std::collections::HashSet::new();
+        hashes.insert(a.clone());
+        assert!(hashes.contains(&Labels::from_pairs([
+            ("job", "shared-pair-test"),
+            ("instance", "a")
+        ])));
+        assert!(!hashes.contains(&b));
     }
 
     #[test]
