@@ -357,6 +357,8 @@ async fn run_replay(
         let start = 1_700_000_000_000i64;
         for k in 0..scrapes {
             appender.append(node.batch(start + k as i64 * 1000, k == 0));
+            // The writer thread drops samples when its queue is full: keep every one.
+            appender.flush();
         }
         backlog_bytes = wal.log().stats().bytes;
         wal.close();

@@ -13,8 +13,8 @@
 //!    across batches (the scrape loop rejects what would break this).
 //! 3. A ref in [`Batch::gone`] will never be used again after that batch; consumers may forget
 //!    its labels once they have handled the batch's samples (bounded memory).
-//! 4. [`Appender::append`] never blocks on the network and never fails: what cannot be kept is
-//!    counted as dropped by the appender.
+//! 4. [`Appender::append`] never blocks on the network or the disk and never fails: what
+//!    cannot be kept is counted as dropped by the appender.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -73,6 +73,10 @@ pub struct Batch {
 pub trait Appender: Send + Sync + 'static {
     /// Takes one batch. Never blocks on the network, never fails (see the module contract).
     fn append(&self, batch: Batch);
+
+    /// Waits until every batch appended before has been handled (written, or counted as
+    /// dropped). For tools and tests; scrape loops never wait.
+    fn flush(&self) {}
 }
 
 impl SeriesRef {

@@ -136,6 +136,7 @@ async fn run(cli: Cli, path: PathBuf) -> ExitCode {
         node_name: cli.node_name.filter(|n| !n.is_empty()),
         config_file: Some(path),
         config_watch_interval: cli.config_watch_interval,
+        ..Options::default()
     };
     // Installed before the agent starts: a signal during start-up is handled once it runs.
     let mut signals = match Signals::new() {

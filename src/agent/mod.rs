@@ -52,6 +52,25 @@ pub struct Options {
     pub config_file: Option<PathBuf>,
     /// How often the config file is checked for changes; zero turns watching off.
     pub config_watch_interval: Duration,
+    /// The filesystem the buffer's writer goes through (tests give a failing or stalled
+    /// disk; the real one by default).
+    pub buffer_fs: BufferFs,
+}
+
+/// The filesystem of [`Options::buffer_fs`].
+#[derive(Clone)]
+pub struct BufferFs(pub Arc<dyn crate::buffer::Fs>);
+
+impl Default for BufferFs {
+    fn default() -> Self {
+        BufferFs(Arc::new(crate::buffer::StdFs))
+    }
+}
+
+impl std::fmt::Debug for BufferFs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BufferFs")
+    }
 }
 
 /// A running agent.
@@ -112,6 +131,7 @@ impl Default for Options {
             node_name: None,
             config_file: None,
             config_watch_interval: Duration::from_secs(10),
+            buffer_fs: BufferFs::default(),
         }
     }
 }
@@ -132,11 +152,12 @@ impl Agent {
             .iter()
             .map(|r| r.name.as_str())
             .collect();
-        let wal = Wal::open(
+        let wal = Wal::open_with(
             &options.data_dir,
             &config.agent.buffer,
             &names,
             &mut registry,
+            options.buffer_fs.0.clone(),
         )?;
         let remote = RemoteWrite::with_wal(wal, &config, debug_output, &mut registry)?;
         let scrape_metrics = scrape::Metrics::register(&mut registry);

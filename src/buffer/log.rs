@@ -206,6 +206,11 @@ impl Log {
         Reader::new(self.shared.clone(), from)
     }
 
+    /// The buffer's directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
     /// Where the next record will be written.
     pub fn end(&self) -> Position {
         self.shared.lock().end

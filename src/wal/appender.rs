@@ -1,9 +1,20 @@
-//! The writer side: scrape batches into the buffer.
+//! The writer side: scrape batches into the buffer, on a thread of its own.
+//!
+//! ```text
+//! scrape loops -> WalAppender::append -> bounded queue -> writer thread: encode, write(2),
+//!                 (never blocks)                          rotate, push to the tail
+//! ```
 //!
 //! Invariants:
-//! 1. `append` never blocks on the network and never fails: a batch that cannot be written is
-//!    counted (`samples_dropped_total{reason}`) and logged once per change of state (failing,
-//!    recovered), never per batch.
+//! 1. `append` never blocks on the disk or the network and never fails: it queues the batch
+//!    for the writer thread and returns. When the queue already holds [`QUEUE_SAMPLES`]
+//!    samples (the disk is slow or stalled), the batch's samples are dropped and counted
+//!    (`samples_dropped_total{reason="stalled"}`), and its definitions and gone refs are
+//!    queued all the same, merged with the ones before (a series defined and gone among them
+//!    cancels out), so later batches still find their series and memory stays bounded by the
+//!    live series. A batch that cannot be written is counted (`reason="write_error"` or
+//!    `"too_large"`). Each is logged once per change of state (failing, recovered), never per
+//!    batch.
 //! 2. The live series map follows every batch, written or not, so the snapshot opening the
 //!    next segment defines every series a later batch may use.
 //! 3. The encoder's state matches what readers decode: after any record that was not written
@@ -12,13 +23,16 @@
 //!    definitions and gone refs of batches that could not be written are pushed (without
 //!    samples) at the position of the snapshot that next defines the live series on disk, so
 //!    that a reader of the tail learns what a reader of the log learns from that snapshot.
+//! 5. Batches are written in the order they were queued (per scrape loop: the order it made
+//!    them).
 //!
-//! Lock: `WalAppender::inner` covers the writer, the encoder and the series map; appends are
-//! serialised by it (one write(2) each, from the page cache's point of view).
+//! Locks: `Queue::state` (appends and the writer thread taking batches; nothing else is done
+//! under it). The writer state (`LogWriter`) belongs to the writer thread alone.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::codec::{Encoder, KIND_BATCH, KIND_SNAPSHOT};
@@ -29,9 +43,14 @@ use crate::buffer::{self, GapReason, Log, Writer};
 use crate::labels::Labels;
 use crate::telemetry::error_chain;
 
+/// Samples queued for the writer thread at most (about 24 bytes each, in batches the scrape
+/// loops made anyway): some seconds of a busy node's scrapes.
+pub const QUEUE_SAMPLES: usize = 1 << 18;
+
 /// The [`Appender`] scrape loops write to.
 pub(super) struct WalAppender {
-    inner: Mutex<Inner>,
+    queue: Arc<Queue>,
+    thread: Mutex<Option<JoinHandle<()>>>,
     log: Log,
     pub(super) tail: Arc<Tail>,
     metrics: WalMetrics,
@@ -39,7 +58,30 @@ pub(super) struct WalAppender {
     pub(super) newest_ts: Arc<AtomicI64>,
 }
 
-struct Inner {
+/// Batches on their way to the writer thread (invariant 1).
+#[derive(Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    /// Wakes the writer thread (a batch, or the close) and flushers (the queue emptied).
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    batches: VecDeque<Batch>,
+    /// Samples in `batches`.
+    samples: usize,
+    /// The last batch queued holds only definitions and gone refs (a merge target).
+    last_is_definitions: bool,
+    /// The writer thread is handling a batch it took.
+    busy: bool,
+    /// Samples are being dropped for want of room (logged once per episode).
+    stalled: bool,
+    closed: bool,
+}
+
+/// The writer thread's state.
+struct LogWriter {
     writer: Option<Writer>,
     encoder: Encoder,
     /// Live series by ref, sorted (snapshots list them in order).
@@ -52,6 +94,10 @@ struct Inner {
     unpublished: Batch,
     /// Writes are failing (logged once when this turns on, once when off).
     failing: bool,
+    log: Log,
+    tail: Arc<Tail>,
+    metrics: WalMetrics,
+    newest_ts: Arc<AtomicI64>,
 }
 
 /// Feeds buffer events to metrics and logs.
@@ -61,73 +107,85 @@ pub(super) struct Observer {
 }
 
 impl WalAppender {
-    /// An appender writing with `writer`, whose log already has this process's first segment.
-    pub(super) fn new(writer: Writer, log: Log, metrics: WalMetrics) -> Self {
+    /// Starts this process's first segment (an empty snapshot) with `writer`, then the writer
+    /// thread; returns the appender and that segment's position.
+    pub(super) fn start(
+        writer: Writer,
+        log: Log,
+        metrics: WalMetrics,
+    ) -> Result<(Self, buffer::Position), buffer::Error> {
+        let tail = Arc::new(Tail::default());
+        let newest_ts = Arc::new(AtomicI64::new(i64::MIN));
+        let mut w = LogWriter {
+            writer: Some(writer),
+            encoder: Encoder::default(),
+            series: BTreeMap::new(),
+            record: Vec::new(),
+            snapshot: Vec::new(),
+            must_rotate: false,
+            unpublished: Batch::default(),
+            failing: false,
+            log: log.clone(),
+            tail: tail.clone(),
+            metrics: metrics.clone(),
+            newest_ts: newest_ts.clone(),
+        };
+        let first = w.start()?;
+        let queue = Arc::new(Queue::default());
+        let q = queue.clone();
+        let thread = std::thread::Builder::new()
+            .name("buffer-writer".into())
+            .spawn(move || w.run(&q))
+            .map_err(|source| buffer::Error::Directory {
+                path: log.dir().to_owned(),
+                source,
+            })?;
         let appender = WalAppender {
-            inner: Mutex::new(Inner {
-                writer: Some(writer),
-                encoder: Encoder::default(),
-                series: BTreeMap::new(),
-                record: Vec::new(),
-                snapshot: Vec::new(),
-                must_rotate: false,
-                unpublished: Batch::default(),
-                failing: false,
-            }),
+            queue,
+            thread: Mutex::new(Some(thread)),
             log,
-            tail: Arc::new(Tail::default()),
+            tail,
             metrics,
-            newest_ts: Arc::new(AtomicI64::new(i64::MIN)),
+            newest_ts,
         };
         appender.update_sizes();
-        appender
+        Ok((appender, first))
     }
 
-    /// Starts this process's first segment (an empty snapshot).
-    pub(super) fn start(&self) -> Result<buffer::Position, buffer::Error> {
-        let mut inner = self.lock();
-        let Inner {
-            writer,
-            encoder,
-            snapshot,
-            ..
-        } = &mut *inner;
-        let Some(w) = writer.as_mut() else {
-            return Err(buffer::Error::Closed);
-        };
-        encoder.reset();
-        encoder.snapshot(std::iter::empty(), snapshot);
-        let p = w.rotate(KIND_SNAPSHOT, 0, snapshot)?;
-        drop(inner);
-        self.update_sizes();
-        Ok(p)
-    }
-
-    /// Seals the buffer: nothing more is appended; readers end after reading everything.
+    /// Writes what is queued, then seals the buffer: nothing more is appended; readers end
+    /// after reading everything. Waits for the writer thread.
     pub(super) fn close(&self) {
-        let writer = self.lock().writer.take();
-        if let Some(w) = writer {
-            w.close();
+        self.queue.lock().closed = true;
+        self.queue.changed.notify_all();
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = thread
+            && t.join().is_err()
+        {
+            tracing::error!("the buffer writer thread panicked");
         }
         self.tail.close();
         self.update_sizes();
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // Every edit under this lock leaves it consistent (the map and the encoder are only
-        // changed by steps that cannot panic halfway), so poisoning is ignored.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     fn update_sizes(&self) {
-        let stats = self.log.stats();
-        self.metrics
-            .bytes
-            .set(i64::try_from(stats.bytes).unwrap_or(i64::MAX));
-        self.metrics
-            .segments
-            .set(i64::try_from(stats.segments).unwrap_or(i64::MAX));
+        update_sizes(&self.log, &self.metrics);
     }
+}
+
+impl Drop for WalAppender {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn update_sizes(log: &Log, metrics: &WalMetrics) {
+    let stats = log.stats();
+    metrics
+        .bytes
+        .set(i64::try_from(stats.bytes).unwrap_or(i64::MAX));
+    metrics
+        .segments
+        .set(i64::try_from(stats.segments).unwrap_or(i64::MAX));
 }
 
 impl Appender for WalAppender {
@@ -135,29 +193,161 @@ impl Appender for WalAppender {
         if batch.is_empty() {
             return;
         }
+        let n = batch.samples.len();
+        let mut q = self.queue.lock();
+        if q.closed {
+            drop(q);
+            self.metrics.dropped_write_error.inc_by(n as u64);
+            return;
+        }
+        if q.samples + n > QUEUE_SAMPLES && !q.batches.is_empty() {
+            // Invariant 1: the disk is not keeping up.
+            let first = !q.stalled;
+            q.stalled = true;
+            let definitions = Batch {
+                series: batch.series,
+                samples: Vec::new(),
+                gone: batch.gone,
+            };
+            let merge = q.last_is_definitions;
+            match q.batches.back_mut().filter(|_| merge) {
+                Some(last) => merge_definitions(last, definitions),
+                None if definitions.is_empty() => {}
+                None => {
+                    q.batches.push_back(definitions);
+                    q.last_is_definitions = true;
+                }
+            }
+            drop(q);
+            self.metrics.dropped_stalled.inc_by(n as u64);
+            if first {
+                tracing::error!(
+                    samples = n,
+                    queued = QUEUE_SAMPLES,
+                    "the buffer's disk is not keeping up; scraped samples are dropped until it does"
+                );
+            }
+            return;
+        }
+        if q.stalled {
+            q.stalled = false;
+            tracing::info!("the buffer's disk keeps up again");
+        }
+        q.samples += n;
+        q.batches.push_back(batch);
+        q.last_is_definitions = false;
+        drop(q);
+        self.queue.changed.notify_all();
+    }
+
+    fn flush(&self) {
+        let mut q = self.queue.lock();
+        while !q.batches.is_empty() || q.busy {
+            q = self
+                .queue
+                .changed
+                .wait(q)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        // Every edit completes without a panicking step in between.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next batch for the writer thread, waiting for one; `None` once closed and empty.
+    fn take(&self) -> Option<Batch> {
+        let mut q = self.lock();
+        q.busy = false;
+        loop {
+            if let Some(batch) = q.batches.pop_front() {
+                q.samples -= batch.samples.len();
+                q.last_is_definitions &= !q.batches.is_empty();
+                q.busy = true;
+                return Some(batch);
+            }
+            // Flushers wait for an empty, idle queue.
+            self.changed.notify_all();
+            if q.closed {
+                return None;
+            }
+            q = self.changed.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// Adds `batch`'s definitions and gone refs to `into` (both definitions only): a series
+/// `batch` ends that `into` defines is left out of both (no reader ever heard of it).
+fn merge_definitions(into: &mut Batch, batch: Batch) {
+    into.series.extend(batch.series);
+    if batch.gone.is_empty() {
+        return;
+    }
+    let gone: HashSet<SeriesRef> = batch.gone.iter().copied().collect();
+    let mut unannounced = HashSet::new();
+    into.series.retain(|(r, _)| {
+        let keep = !gone.contains(r);
+        if !keep {
+            unannounced.insert(*r);
+        }
+        keep
+    });
+    into.gone
+        .extend(batch.gone.into_iter().filter(|r| !unannounced.contains(r)));
+}
+
+impl LogWriter {
+    /// Starts this process's first segment (an empty snapshot).
+    fn start(&mut self) -> Result<buffer::Position, buffer::Error> {
+        let Some(w) = self.writer.as_mut() else {
+            return Err(buffer::Error::Closed);
+        };
+        self.encoder.reset();
+        self.encoder
+            .snapshot(std::iter::empty(), &mut self.snapshot);
+        w.rotate(KIND_SNAPSHOT, 0, &self.snapshot)
+    }
+
+    /// The writer thread: writes queued batches in order until the queue is closed and
+    /// empty, then seals the buffer.
+    fn run(mut self, queue: &Queue) {
+        while let Some(batch) = queue.take() {
+            self.append(batch);
+        }
+        if let Some(w) = self.writer.take() {
+            w.close();
+        }
+        update_sizes(&self.log, &self.metrics);
+    }
+
+    fn append(&mut self, batch: Batch) {
+        if batch.is_empty() {
+            return;
+        }
         let n = batch.samples.len() as u64;
         let newest = batch.samples.iter().map(|s| s.timestamp_ms).max();
-        let mut inner = self.lock();
-        let result = inner.write(&batch, &self.log);
+        let result = self.write(&batch);
         for (r, labels) in &batch.series {
-            inner.series.insert(r.0, labels.clone());
+            self.series.insert(r.0, labels.clone());
         }
         for r in &batch.gone {
-            inner.series.remove(&r.0);
+            self.series.remove(&r.0);
         }
         match result {
             Ok(written) => {
                 if let Some((position, end)) = written.definitions {
-                    let defs = std::mem::take(&mut inner.unpublished);
+                    let defs = std::mem::take(&mut self.unpublished);
                     self.tail.push(position, end, Arc::new(defs));
                 }
                 self.tail
                     .push(written.position, written.end, Arc::new(batch));
-                if inner.failing {
-                    inner.failing = false;
+                if self.failing {
+                    self.failing = false;
                     tracing::info!("buffer writes recovered");
                 }
-                drop(inner);
                 self.metrics.samples_written.inc_by(n);
                 self.metrics.bytes_written.inc_by(written.bytes);
                 if let Some(max) = newest {
@@ -165,11 +355,16 @@ impl Appender for WalAppender {
                 }
             }
             Err(e) => {
-                inner.must_rotate = true;
-                inner.unpublish(batch);
-                let first = !inner.failing;
-                inner.failing = true;
-                drop(inner);
+                self.must_rotate = true;
+                merge_definitions(
+                    &mut self.unpublished,
+                    Batch {
+                        samples: Vec::new(),
+                        ..batch
+                    },
+                );
+                let first = !self.failing;
+                self.failing = true;
                 let too_large = matches!(
                     e,
                     buffer::Error::RecordTooLarge { .. } | buffer::Error::OverCap { .. }
@@ -187,7 +382,7 @@ impl Appender for WalAppender {
                 }
             }
         }
-        self.update_sizes();
+        update_sizes(&self.log, &self.metrics);
     }
 }
 
@@ -202,9 +397,10 @@ struct Written {
     bytes: u64,
 }
 
-impl Inner {
+impl LogWriter {
     /// Writes one batch (rotating when needed).
-    fn write(&mut self, batch: &Batch, log: &Log) -> Result<Written, buffer::Error> {
+    fn write(&mut self, batch: &Batch) -> Result<Written, buffer::Error> {
+        let log = &self.log;
         let Some(writer) = self.writer.as_mut() else {
             return Err(buffer::Error::Closed);
         };
@@ -248,27 +444,6 @@ impl Inner {
             definitions: unpublished.then_some((snapshot, position)),
             bytes: (self.snapshot.len() + self.record.len()) as u64,
         })
-    }
-
-    /// Keeps the definitions and gone refs of a batch that could not be written, for the
-    /// tail (invariant 4): a series defined and gone among them is left out of both.
-    fn unpublish(&mut self, batch: Batch) {
-        let u = &mut self.unpublished;
-        u.series.extend(batch.series);
-        if batch.gone.is_empty() {
-            return;
-        }
-        let gone: HashSet<SeriesRef> = batch.gone.iter().copied().collect();
-        let mut unannounced = HashSet::new();
-        u.series.retain(|(r, _)| {
-            let keep = !gone.contains(r);
-            if !keep {
-                unannounced.insert(*r);
-            }
-            keep
-        });
-        u.gone
-            .extend(batch.gone.into_iter().filter(|r| !unannounced.contains(r)));
     }
 }
 

@@ -14,6 +14,8 @@ pub mod drop_reason {
     pub const WRITE_ERROR: &str = "write_error";
     /// The batch does not fit in one record or under the size cap.
     pub const TOO_LARGE: &str = "too_large";
+    /// The writer thread was not keeping up (a slow or stalled disk): its queue was full.
+    pub const STALLED: &str = "stalled";
 }
 
 /// All buffer metrics. Cheap to clone.
@@ -25,6 +27,7 @@ pub struct WalMetrics {
     pub(super) bytes_written: Counter,
     pub(super) dropped_write_error: Counter,
     pub(super) dropped_too_large: Counter,
+    pub(super) dropped_stalled: Counter,
     pub(super) corrupt_bytes: Counter,
     pub(super) fsync_duration: Histogram,
     pub(super) fsync_failures: Counter,
@@ -89,6 +92,7 @@ impl WalMetrics {
             bytes_written: Counter::default(),
             dropped_write_error: reason(drop_reason::WRITE_ERROR),
             dropped_too_large: reason(drop_reason::TOO_LARGE),
+            dropped_stalled: reason(drop_reason::STALLED),
             corrupt_bytes: Counter::default(),
             fsync_duration: Histogram::new(FSYNC_BUCKETS),
             fsync_failures: Counter::default(),

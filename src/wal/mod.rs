@@ -182,8 +182,9 @@ impl Wal {
                 .map_or(start, |c| buffer::Position::from_u64(c.min_position().0));
             log.hold(name, at);
         }
-        let appender = Arc::new(WalAppender::new(writer, log.clone(), metrics.clone()));
-        let first = appender.start().map_err(Error::Buffer)?;
+        let (appender, first) =
+            WalAppender::start(writer, log.clone(), metrics.clone()).map_err(Error::Buffer)?;
+        let appender = Arc::new(appender);
         Ok(Wal {
             log,
             appender,
@@ -263,7 +264,11 @@ impl crate::remote::Input for Wal {
         let resume = match start {
             // Invariant 6: the hold and the file stay as the previous store left them.
             Start::Resume(c) => c,
-            Start::Now => self.fresh(&name, &path, self.log.end()),
+            Start::Now => {
+                // What was appended before this point is not this endpoint's to send.
+                self.appender.flush();
+                self.fresh(&name, &path, self.log.end())
+            }
             Start::Configured => {
                 let saved = self.lock().saved.remove(&name);
                 match saved {

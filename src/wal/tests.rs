@@ -60,10 +60,12 @@ fn write_errors_are_counted_and_recovered_from_and_definitions_survive_them() {
     wal.log().hold("test", crate::buffer::Position::default());
     let appender = wal.appender();
     appender.append(batch(&[1], &[1], 1000));
+    appender.flush();
     disk.full.store(true, Ordering::SeqCst);
     // Series 2 is defined in a batch that cannot be written.
     appender.append(batch(&[2], &[1, 2], 2000));
     appender.append(batch(&[], &[1, 2], 3000));
+    appender.flush();
     assert_eq!(
         metric(&registry, "scrapelet_buffer_samples_dropped_total"),
         4.0
@@ -74,6 +76,7 @@ fn write_errors_are_counted_and_recovered_from_and_definitions_survive_them() {
     while metric(&registry, "scrapelet_buffer_samples_written_total") < 3.0 {
         assert!(std::time::Instant::now() < deadline, "never recovered");
         appender.append(batch(&[], &[1, 2], 4000));
+        appender.flush();
     }
     // Read back: the new segment's snapshot defines series 2, so its samples make sense.
     let mut reader = wal.log().reader(crate::buffer::Position::default());

@@ -51,6 +51,23 @@ impl TestAgent {
         TestAgent { agent, dir }
     }
 
+    /// Like [`TestAgent::start_config`] with the buffer writing through `fs` (a failing or
+    /// stalled disk).
+    pub async fn start_with_fs(config: Config, fs: scrapelet::agent::BufferFs) -> TestAgent {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = Options {
+            listen_address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: dir.path().join("data"),
+            shutdown_grace: Duration::from_secs(5),
+            buffer_fs: fs,
+            ..Options::default()
+        };
+        let agent = Agent::start(config, options)
+            .await
+            .unwrap_or_else(|e| panic!("agent start: {e}"));
+        TestAgent { agent, dir }
+    }
+
     /// Starts the agent from the config file at `path`, which reloads re-read; the file is
     /// checked for changes every `watch` (zero: never).
     pub async fn start_file(path: &std::path::Path, watch: Duration) -> TestAgent {
