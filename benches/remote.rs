@@ -12,8 +12,7 @@ use scrapelet::config::{Config, QueueConfig, RemoteWriteConfig};
 use scrapelet::labels::Labels;
 use scrapelet::remote::prompb;
 use scrapelet::remote::{
-    QueueTuning, RemoteMetrics, RemoteWrite, RequestEncoder, SendError, WireLabels, WireSample,
-    WriteClient,
+    QueueTuning, RemoteMetrics, RemoteWrite, RequestEncoder, SendError, WireSample, WriteClient,
 };
 
 /// `n` series shaped like a Kubernetes pod's metrics (8 labels), one sample each.
@@ -50,7 +49,7 @@ fn bench_encode(c: &mut Criterion) {
         let wire: Vec<WireSample> = work
             .iter()
             .map(|(l, ts, v)| WireSample {
-                labels: WireLabels::merged(l.clone(), &external),
+                labels: l.clone(),
                 timestamp_ms: *ts,
                 value: *v,
             })

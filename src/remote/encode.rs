@@ -1,11 +1,10 @@
 //! The fast remote write encoder: protobuf written byte by byte, then snappy (block format).
 //!
 //! Invariants:
-//! 1. A series' wire labels ([`WireLabels`]) are the labels the scrape loop made (shared, not
-//!    copied: the agent holds each series' labels once), either with the endpoint's external
-//!    labels merged in as the request is encoded (those the series lacks, in name order), or,
-//!    after write relabeling, as they are. Their encoded size is computed once, when the
-//!    series is first seen, so a request is written in one pass.
+//! 1. A sample's wire labels are the labels the scrape loop made (shared, not copied: the
+//!    agent holds each series' labels once), with the encoder's external labels merged in as
+//!    the request is encoded (those the series lacks, in name order). After write relabeling
+//!    the relabeled labels already hold the external labels: that endpoint's encoder has none.
 //! 2. [`RequestEncoder::encode`] writes the bytes prost writes for the same `WriteRequest` (one
 //!    `TimeSeries` with one `Sample` per [`WireSample`], in order), with one deliberate
 //!    difference: a value of `-0.0` is written (prost, like Go's gogoproto, skips any value equal
@@ -24,20 +23,11 @@ use crate::exposition::MetricType;
 use crate::labels::{Label, Labels};
 use crate::metadata::Metadata;
 
-/// A series' labels as they go on the wire (invariant 1). Cheap to clone (a reference count).
-#[derive(Clone, PartialEq, Eq)]
-pub struct WireLabels {
-    labels: Labels,
-    /// The encoded size of the `TimeSeries.labels` fields.
-    len: u32,
-    /// Whether the endpoint's external labels are merged in (else `labels` are final).
-    merge: bool,
-}
-
 /// One sample on its way to the wire.
 #[derive(Clone, Debug)]
 pub struct WireSample {
-    pub labels: WireLabels,
+    /// Its series' labels (invariant 1).
+    pub labels: Labels,
     /// Milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
     pub value: f64,
@@ -45,7 +35,7 @@ pub struct WireSample {
 
 /// Encodes write requests, reusing its buffers.
 pub struct RequestEncoder {
-    /// The endpoint's external labels (merged into [`WireLabels`] that ask for it).
+    /// The endpoint's external labels, merged into every sample's (invariant 1).
     external: Labels,
     raw: Vec<u8>,
     compressed: Vec<u8>,
@@ -75,61 +65,18 @@ const TAG_METADATA_FAMILY: u8 = 0x12; // MetricMetadata.metric_family_name = 2, 
 const TAG_METADATA_HELP: u8 = 0x22; // MetricMetadata.help = 4, length-delimited
 const TAG_METADATA_UNIT: u8 = 0x2a; // MetricMetadata.unit = 5, length-delimited
 
-impl WireLabels {
-    /// A series' `labels` with `external` merged in (the ones it lacks).
-    pub fn merged(labels: Labels, external: &Labels) -> Self {
-        let len = merge(&labels, external).map(label_field_len).sum::<usize>();
-        WireLabels {
-            labels,
-            len: u32::try_from(len).unwrap_or(u32::MAX),
-            merge: true,
-        }
-    }
-
-    /// Final labels (after write relabeling), encoded as they are.
-    pub fn exactly(labels: Labels) -> Self {
-        let len = labels.iter().map(label_field_len).sum::<usize>();
-        WireLabels {
-            labels,
-            len: u32::try_from(len).unwrap_or(u32::MAX),
-            merge: false,
-        }
-    }
-
-    /// The encoded `TimeSeries.labels` fields, with `external` (the endpoint's external
-    /// labels, the ones these were made with) merged in when they ask for it.
-    pub fn write(&self, external: &Labels, out: &mut Vec<u8>) {
-        if self.merge {
-            merge(&self.labels, external).for_each(|l| put_label(out, l));
-        } else {
-            self.labels.iter().for_each(|l| put_label(out, l));
-        }
-    }
-
-    /// A stable 64-bit hash of the encoded labels (picks the shard; the same in every
-    /// process and version that encodes labels the same way).
-    pub fn hash(&self, external: &Labels) -> u64 {
-        let mut bytes = Vec::with_capacity(self.len as usize);
-        self.write(external, &mut bytes);
-        xxhash_rust::xxh3::xxh3_64(&bytes)
-    }
-
-    /// The labels (without the external ones).
-    pub fn labels(&self) -> &Labels {
-        &self.labels
-    }
+/// A stable 64-bit hash of `labels` as they go on the wire with `external` merged in (picks
+/// the shard; the xxh3 of the encoded `TimeSeries.labels` fields, the same in every process
+/// and version that encodes labels the same way).
+pub fn wire_hash(labels: &Labels, external: &Labels) -> u64 {
+    let mut bytes = Vec::with_capacity(labels_len(labels, external));
+    merge(labels, external).for_each(|l| put_label(&mut bytes, l));
+    xxhash_rust::xxh3::xxh3_64(&bytes)
 }
 
-impl std::fmt::Debug for WireLabels {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "WireLabels({}{}, {} bytes)",
-            self.labels,
-            if self.merge { " + external" } else { "" },
-            self.len
-        )
-    }
+/// The encoded size of `labels`' `TimeSeries.labels` fields, `external` merged in.
+fn labels_len(labels: &Labels, external: &Labels) -> usize {
+    merge(labels, external).map(label_field_len).sum()
 }
 
 /// Series labels and the external labels they lack, in name order (series labels win).
@@ -170,7 +117,7 @@ impl RequestEncoder {
         Self::with_external(Labels::empty())
     }
 
-    /// An encoder for an endpoint with `external` labels (see [`WireLabels::merged`]).
+    /// An encoder for an endpoint with `external` labels (invariant 1).
     pub fn with_external(external: Labels) -> Self {
         RequestEncoder {
             external,
@@ -252,11 +199,11 @@ impl RequestEncoder {
                 } else {
                     0
                 };
-            let labels_len = s.labels.len as usize;
+            let labels_len = labels_len(&s.labels, external);
             let series_len = labels_len + 1 + encoded_len_varint(sample_len as u64) + sample_len;
             out.push(TAG_TIMESERIES);
             encode_varint(series_len as u64, out);
-            s.labels.write(external, out);
+            merge(&s.labels, external).for_each(|l| put_label(out, l));
             out.push(TAG_SAMPLES);
             encode_varint(sample_len as u64, out);
             if bits != 0 {
@@ -320,7 +267,7 @@ mod tests {
 
     fn wire(labels: &Labels, timestamp_ms: i64, value: f64) -> WireSample {
         WireSample {
-            labels: WireLabels::exactly(labels.clone()),
+            labels: labels.clone(),
             timestamp_ms,
             value,
         }
@@ -413,16 +360,12 @@ mod tests {
                     samples: vec![],
                 }
                 .encode_to_vec();
-                let wire = WireLabels::merged(s.clone(), &e);
                 let mut ours = Vec::new();
-                wire.write(&e, &mut ours);
+                merge(&s, &e).for_each(|l| put_label(&mut ours, l));
                 assert_eq!(ours, prost_bytes);
-                assert_eq!(wire.len as usize, prost_bytes.len());
-                assert_eq!(wire.hash(&e), xxhash_rust::xxh3::xxh3_64(&prost_bytes));
-                assert_eq!(
-                    WireLabels::exactly(merged).hash(&Labels::empty()),
-                    wire.hash(&e)
-                );
+                assert_eq!(labels_len(&s, &e), prost_bytes.len());
+                assert_eq!(wire_hash(&s, &e), xxhash_rust::xxh3::xxh3_64(&prost_bytes));
+                assert_eq!(wire_hash(&merged, &Labels::empty()), wire_hash(&s, &e));
             };
         check(&[("__name__", "up")], &[], &[("__name__", "up")]);
         check(&[], &[("a", "1")], &[("a", "1")]);
@@ -453,7 +396,7 @@ mod tests {
         let wire: Vec<_> = [(&a, 1, 1.0), (&b, 2, 2.0)]
             .into_iter()
             .map(|(l, t, v)| WireSample {
-                labels: WireLabels::merged(l.clone(), &external),
+                labels: l.clone(),
                 timestamp_ms: t,
                 value: v,
             })

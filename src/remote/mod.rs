@@ -52,7 +52,7 @@ mod write;
 mod write_client;
 
 pub use debug::{DEBUG_INTERVAL, EXAMPLES};
-pub use encode::{EncodeError, RequestEncoder, WireLabels, WireSample};
+pub use encode::{EncodeError, RequestEncoder, WireSample, wire_hash};
 pub use error::Error;
 pub(crate) use metrics::EndpointMetrics;
 pub use metrics::{RemoteMetrics, drop_reason, fail_reason};

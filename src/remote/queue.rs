@@ -51,7 +51,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::encode::{RequestEncoder, WireLabels, WireSample};
+use super::encode::{RequestEncoder, WireSample, wire_hash};
 use super::metadata::spawn_metadata;
 use super::metrics::EndpointMetrics;
 use super::send::{Sender, oldest_allowed_ms};
@@ -274,7 +274,8 @@ impl Default for QueueTuning {
 
 /// A series as it goes on the wire.
 struct Prepared {
-    labels: WireLabels,
+    /// The series' labels (shared with the scrape loop), or its relabeled labels.
+    labels: Labels,
     /// Hash of the wire labels: picks the shard.
     shard_hash: u64,
 }
@@ -702,7 +703,7 @@ impl<C: WriteClient> Reader<C> {
                     run_shard(
                         self.sender.clone(),
                         q.clone(),
-                        RequestEncoder::with_external(self.routing.external.clone()),
+                        RequestEncoder::with_external(self.routing.encoded_external()),
                         i,
                         self.progress.clone(),
                         self.store.clone(),
@@ -746,16 +747,26 @@ impl Routing {
     /// The wire form of a new series, or `None` if it is not to be sent (invariants 1, 4).
     fn prepare(&self, labels: &Labels) -> Option<Prepared> {
         let labels = self.wire_labels(labels)?;
-        let shard_hash = labels.hash(&self.external);
+        let shard_hash = wire_hash(&labels, &self.encoded_external());
         Some(Prepared { labels, shard_hash })
+    }
+
+    /// The external labels the encoder merges into every series' wire labels: none after
+    /// write relabeling, which has applied them already.
+    fn encoded_external(&self) -> Labels {
+        if self.relabel.is_empty() {
+            self.external.clone()
+        } else {
+            Labels::empty()
+        }
     }
 
     /// The wire labels of a new series, or `None` if it is not to be sent (invariant 1):
     /// without write relabeling the series' own labels (shared with the scrape loop), the
     /// external labels merged in as requests are encoded.
-    fn wire_labels(&self, labels: &Labels) -> Option<WireLabels> {
+    fn wire_labels(&self, labels: &Labels) -> Option<Labels> {
         if self.relabel.is_empty() {
-            return Some(WireLabels::merged(labels.clone(), &self.external));
+            return Some(labels.clone());
         }
         let mut builder = labels.to_builder();
         for l in &self.external {
@@ -770,7 +781,7 @@ impl Routing {
         if labels.is_empty() {
             return None;
         }
-        Some(WireLabels::exactly(labels))
+        Some(labels)
     }
 }
 

@@ -518,11 +518,10 @@ impl InDoubt {
 mod tests {
     use super::*;
     use crate::labels::Labels;
-    use crate::remote::encode::WireLabels;
 
     /// Samples of distinct series (hash = timestamp), one per timestamp.
     fn samples(range: std::ops::Range<i64>) -> Vec<Routed> {
-        let labels = WireLabels::exactly(Labels::from_pairs([("__name__", "x")]));
+        let labels = Labels::from_pairs([("__name__", "x")]);
         range
             .enumerate()
             .map(|(i, t)| Routed {

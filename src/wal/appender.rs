@@ -29,7 +29,7 @@
 //! Locks: `Queue::state` (appends and the writer thread taking batches; nothing else is done
 //! under it). The writer state (`LogWriter`) belongs to the writer thread alone.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -40,7 +40,6 @@ use super::metrics::WalMetrics;
 use super::tail::Tail;
 use crate::append::{Appender, Batch, SeriesRef};
 use crate::buffer::{self, GapReason, Log, Writer};
-use crate::labels::Labels;
 use crate::telemetry::error_chain;
 
 /// Samples queued for the writer thread at most (about 24 bytes each, in batches the scrape
@@ -83,9 +82,8 @@ struct QueueState {
 /// The writer thread's state.
 struct LogWriter {
     writer: Option<Writer>,
+    /// Also the table of live series (labels), which snapshots are written from.
     encoder: Encoder,
-    /// Live series by ref, sorted (snapshots list them in order).
-    series: BTreeMap<u64, Labels>,
     record: Vec<u8>,
     snapshot: Vec<u8>,
     /// Invariant 3.
@@ -119,7 +117,6 @@ impl WalAppender {
         let mut w = LogWriter {
             writer: Some(writer),
             encoder: Encoder::default(),
-            series: BTreeMap::new(),
             record: Vec::new(),
             snapshot: Vec::new(),
             must_rotate: false,
@@ -306,8 +303,7 @@ impl LogWriter {
             return Err(buffer::Error::Closed);
         };
         self.encoder.reset();
-        self.encoder
-            .snapshot(std::iter::empty(), &mut self.snapshot);
+        self.encoder.snapshot(&mut self.snapshot);
         w.rotate(KIND_SNAPSHOT, 0, &self.snapshot)
     }
 
@@ -330,12 +326,8 @@ impl LogWriter {
         let n = batch.samples.len() as u64;
         let newest = batch.samples.iter().map(|s| s.timestamp_ms).max();
         let result = self.write(&batch);
-        for (r, labels) in &batch.series {
-            self.series.insert(r.0, labels.clone());
-        }
-        for r in &batch.gone {
-            self.series.remove(&r.0);
-        }
+        // Invariant 2: the table follows every batch, written or not.
+        self.encoder.finish(&batch);
         match result {
             Ok(written) => {
                 if let Some((position, end)) = written.definitions {
@@ -430,8 +422,7 @@ impl LogWriter {
             return Err(buffer::Error::BackingOff);
         }
         self.encoder.reset();
-        self.encoder
-            .snapshot(self.series.iter().map(|(r, l)| (*r, l)), &mut self.snapshot);
+        self.encoder.snapshot(&mut self.snapshot);
         let snapshot = writer.rotate(KIND_SNAPSHOT, 0, &self.snapshot)?;
         self.must_rotate = true;
         self.encoder.batch(batch, &mut self.record);

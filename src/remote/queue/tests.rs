@@ -467,10 +467,7 @@ async fn a_series_back_under_a_new_ref_keeps_its_shard_and_its_order() {
             .and_then(|p| p.as_ref().map(|p| p.shard_hash))
     };
     r.route(Position(1), &second).await;
-    assert_eq!(
-        hash(&r, 101),
-        Some(WireLabels::exactly(labels(1)).hash(&Labels::empty()))
-    );
+    assert_eq!(hash(&r, 101), Some(wire_hash(&labels(1), &Labels::empty())));
     r.stop_shards().await;
     let by_series = fake.by_series();
     assert_eq!(by_series.len(), 1);
