@@ -17,6 +17,7 @@ pub mod discovery;
 pub mod exposition;
 pub mod labels;
 pub mod metadata;
+pub mod pages;
 pub mod relabel;
 pub mod remote;
 pub mod scrape;

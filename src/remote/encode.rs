@@ -20,7 +20,7 @@ use std::sync::Arc;
 use prost::encoding::{encode_varint, encoded_len_varint};
 
 use crate::exposition::MetricType;
-use crate::labels::{Label, Labels};
+use crate::labels::{Labels, Pair};
 use crate::metadata::Metadata;
 
 /// One sample on its way to the wire.
@@ -53,10 +53,7 @@ pub struct EncodeError {
 
 /// Protobuf tag bytes: (field number << 3) | wire type.
 const TAG_TIMESERIES: u8 = 0x0a; // WriteRequest.timeseries = 1, length-delimited
-const TAG_LABELS: u8 = 0x0a; // TimeSeries.labels = 1, length-delimited
 const TAG_SAMPLES: u8 = 0x12; // TimeSeries.samples = 2, length-delimited
-const TAG_LABEL_NAME: u8 = 0x0a; // Label.name = 1, length-delimited
-const TAG_LABEL_VALUE: u8 = 0x12; // Label.value = 2, length-delimited
 const TAG_SAMPLE_VALUE: u8 = 0x09; // Sample.value = 1, 64-bit
 const TAG_SAMPLE_TIMESTAMP: u8 = 0x10; // Sample.timestamp = 2, varint
 const TAG_METADATA: u8 = 0x1a; // WriteRequest.metadata = 3, length-delimited
@@ -70,22 +67,34 @@ const TAG_METADATA_UNIT: u8 = 0x2a; // MetricMetadata.unit = 5, length-delimited
 /// and version that encodes labels the same way).
 pub fn wire_hash(labels: &Labels, external: &Labels) -> u64 {
     let mut bytes = Vec::with_capacity(labels_len(labels, external));
-    merge(labels, external).for_each(|l| put_label(&mut bytes, l));
+    write_labels(labels, external, &mut bytes);
     xxhash_rust::xxh3::xxh3_64(&bytes)
 }
 
 /// The encoded size of `labels`' `TimeSeries.labels` fields, `external` merged in.
 fn labels_len(labels: &Labels, external: &Labels) -> usize {
-    merge(labels, external).map(label_field_len).sum()
+    if external.is_empty() {
+        return labels.pairs().iter().map(Pair::field_len).sum();
+    }
+    merge(labels, external).map(Pair::field_len).sum()
+}
+
+/// Writes `labels`' `TimeSeries.labels` fields, `external` merged in.
+fn write_labels(labels: &Labels, external: &Labels, out: &mut Vec<u8>) {
+    if external.is_empty() {
+        labels.pairs().iter().for_each(|p| p.write_field(out));
+        return;
+    }
+    merge(labels, external).for_each(|p| p.write_field(out));
 }
 
 /// Series labels and the external labels they lack, in name order (series labels win).
-fn merge<'a>(labels: &'a Labels, external: &'a Labels) -> impl Iterator<Item = Label<'a>> + 'a {
-    let mut a = labels.iter().peekable();
-    let mut b = external.iter().peekable();
+fn merge<'a>(labels: &'a Labels, external: &'a Labels) -> impl Iterator<Item = &'a Pair> + 'a {
+    let mut a = labels.pairs().iter().peekable();
+    let mut b = external.pairs().iter().peekable();
     std::iter::from_fn(move || match (a.peek(), b.peek()) {
-        (Some(x), Some(y)) if x.name < y.name => a.next(),
-        (Some(x), Some(y)) if x.name > y.name => b.next(),
+        (Some(x), Some(y)) if x.name() < y.name() => a.next(),
+        (Some(x), Some(y)) if x.name() > y.name() => b.next(),
         (Some(_), Some(_)) => {
             b.next();
             a.next()
@@ -93,22 +102,6 @@ fn merge<'a>(labels: &'a Labels, external: &'a Labels) -> impl Iterator<Item = L
         (Some(_), None) => a.next(),
         (None, _) => b.next(),
     })
-}
-
-/// The encoded size of one `TimeSeries.labels` field.
-fn label_field_len(l: Label<'_>) -> usize {
-    let inner = str_field_len(l.name) + str_field_len(l.value);
-    1 + encoded_len_varint(inner as u64) + inner
-}
-
-/// Writes one `TimeSeries.labels` field. Empty names or values are skipped, as proto3 skips
-/// empty strings (`Labels` has no empty value).
-fn put_label(out: &mut Vec<u8>, l: Label<'_>) {
-    let inner = str_field_len(l.name) + str_field_len(l.value);
-    out.push(TAG_LABELS);
-    encode_varint(inner as u64, out);
-    put_str_field(out, TAG_LABEL_NAME, l.name);
-    put_str_field(out, TAG_LABEL_VALUE, l.value);
 }
 
 impl RequestEncoder {
@@ -202,10 +195,10 @@ impl RequestEncoder {
             let labels_len = labels_len(&s.labels, external);
             let series_len = labels_len + 1 + encoded_len_varint(sample_len as u64) + sample_len;
             out.push(TAG_TIMESERIES);
-            encode_varint(series_len as u64, out);
-            merge(&s.labels, external).for_each(|l| put_label(out, l));
+            put_varint(out, series_len as u64);
+            write_labels(&s.labels, external, out);
             out.push(TAG_SAMPLES);
-            encode_varint(sample_len as u64, out);
+            put_varint(out, sample_len as u64);
             if bits != 0 {
                 out.push(TAG_SAMPLE_VALUE);
                 out.extend_from_slice(&bits.to_le_bytes());
@@ -213,7 +206,7 @@ impl RequestEncoder {
             if s.timestamp_ms != 0 {
                 out.push(TAG_SAMPLE_TIMESTAMP);
                 // int64 is written as the varint of its two's complement, as prost does.
-                encode_varint(s.timestamp_ms as u64, out);
+                put_varint(out, s.timestamp_ms as u64);
             }
         }
     }
@@ -237,6 +230,19 @@ fn metric_type_number(kind: MetricType) -> u64 {
         MetricType::Info => 6,
         MetricType::StateSet => 7,
     }
+}
+
+/// Appends `v` as a varint (what prost's `encode_varint` writes, without its generic buffer).
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    let mut buf = [0u8; 10];
+    let mut n = 0;
+    while v >= 0x80 {
+        buf[n] = (v as u8) | 0x80;
+        v >>= 7;
+        n += 1;
+    }
+    buf[n] = v as u8;
+    out.extend_from_slice(&buf[..=n]);
 }
 
 fn str_field_len(s: &str) -> usize {
@@ -344,7 +350,7 @@ mod tests {
                     Labels::from_pairs(series.iter().copied()),
                     Labels::from_pairs(external.iter().copied()),
                 );
-                let got: Vec<_> = merge(&s, &e).map(|l| (l.name, l.value)).collect();
+                let got: Vec<_> = merge(&s, &e).map(|p| (p.name(), p.value())).collect();
                 assert_eq!(got, expected, "{series:?} + {external:?}");
                 // What goes on the wire is what prost writes for the merged set, and the shard
                 // hash is the xxh3 of those bytes (as saved cursors of earlier versions assume).
@@ -361,7 +367,7 @@ mod tests {
                 }
                 .encode_to_vec();
                 let mut ours = Vec::new();
-                merge(&s, &e).for_each(|l| put_label(&mut ours, l));
+                write_labels(&s, &e, &mut ours);
                 assert_eq!(ours, prost_bytes);
                 assert_eq!(labels_len(&s, &e), prost_bytes.len());
                 assert_eq!(wire_hash(&s, &e), xxhash_rust::xxh3::xxh3_64(&prost_bytes));

@@ -48,6 +48,7 @@ mod send;
 mod sharding;
 mod shards;
 mod source;
+mod table;
 mod write;
 mod write_client;
 

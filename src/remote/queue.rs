@@ -58,6 +58,7 @@ use super::send::{Sender, oldest_allowed_ms};
 use super::sharding::{self, Counters, Rates};
 use super::shards::{Progress, Routed, ShardQueue, run_shard};
 use super::source::{BatchSource, CursorStore, Cursors, EndpointInput, Position, ShardCursor};
+use super::table::SeriesTable;
 use super::write_client::WriteClient;
 use crate::append::{Batch, SeriesRef};
 use crate::config::RemoteWriteConfig;
@@ -317,7 +318,9 @@ struct Reader<C> {
     counts: Vec<u32>,
     /// Defined, not yet gone series: their wire form, or `None` if write relabeling dropped
     /// them.
-    series: RefMap<Option<Prepared>>,
+    series: SeriesTable<Option<Prepared>>,
+    /// Entry numbers of the batch being routed (reused).
+    entries: Vec<u32>,
     routing: Routing,
     shards: Vec<Arc<ShardQueue>>,
     tasks: Vec<JoinHandle<()>>,
@@ -357,7 +360,8 @@ impl<C: WriteClient> Reader<C> {
             doubt: None,
             start_cursors: Vec::new(),
             counts: Vec::new(),
-            series: HashMap::default(),
+            series: SeriesTable::default(),
+            entries: Vec::new(),
             routing: Routing::new(cfg, external_labels),
             shards: Vec::new(),
             tasks: Vec::new(),
@@ -476,7 +480,7 @@ impl<C: WriteClient> Reader<C> {
     async fn route(&mut self, position: Position, batch: &Batch) {
         for (r, labels) in &batch.series {
             let prepared = self.routing.prepare(labels);
-            self.series.insert(*r, prepared);
+            self.series.define(*r, prepared);
             if let Some(Resume {
                 previous: Some((routing, hashes)),
                 ..
@@ -496,9 +500,10 @@ impl<C: WriteClient> Reader<C> {
             resume.counts.clear();
             resume.counts.resize(resume.cursors.len(), 0);
         }
-        for s in &batch.samples {
+        self.series.resolve(&batch.samples, &mut self.entries);
+        for (s, &e) in batch.samples.iter().zip(&self.entries) {
             self.highest_read_ms = self.highest_read_ms.max(Some(s.timestamp_ms));
-            let Some(entry) = self.series.get(&s.series) else {
+            let Some(entry) = self.series.get(e) else {
                 unknown += 1;
                 continue;
             };
@@ -584,7 +589,7 @@ impl<C: WriteClient> Reader<C> {
             }
         }
         for r in &batch.gone {
-            self.series.remove(r);
+            self.series.remove(*r);
             if let Some(Resume {
                 previous: Some((_, hashes)),
                 ..
@@ -795,7 +800,7 @@ fn mix(x: u64) -> u64 {
 
 /// Hasher for [`SeriesRef`] keys: the ref through [`mix`].
 #[derive(Default)]
-struct RefHasher(u64);
+pub(super) struct RefHasher(u64);
 
 impl Hasher for RefHasher {
     fn write(&mut self, bytes: &[u8]) {

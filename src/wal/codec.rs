@@ -32,6 +32,7 @@ use std::io::{Read, Write};
 
 use crate::append::{Batch, Sample, SeriesRef};
 use crate::labels::{Labels, LabelsBuilder};
+use crate::pages::Pages;
 
 /// Record kind of a segment's first record.
 pub const KIND_SNAPSHOT: u8 = 1;
@@ -113,8 +114,8 @@ pub struct Decoded {
 #[derive(Debug, Default)]
 struct State {
     /// Value states (and, in the encoder, labels) by slot; a slot is free when its series is
-    /// gone.
-    slots: Pages,
+    /// gone. In pages: the table grows without holding two copies of itself.
+    slots: Pages<Slot>,
     free: Vec<u32>,
     /// Live slots.
     live: usize,
@@ -134,52 +135,6 @@ struct Slot {
     labels: Option<Labels>,
     value: ValueState,
     live: bool,
-}
-
-/// Slots in pages of [`PAGE`]: growing adds a page, never copies the slots (a table of a
-/// million series would otherwise hold two copies of itself while it doubles).
-#[derive(Debug, Default)]
-struct Pages {
-    pages: Vec<Box<[Slot]>>,
-    len: usize,
-}
-
-/// Slots per page.
-const PAGE: usize = 4096;
-
-impl Pages {
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    fn get(&self, i: usize) -> Option<&Slot> {
-        self.pages.get(i / PAGE)?.get(i % PAGE)
-    }
-
-    fn get_mut(&mut self, i: usize) -> Option<&mut Slot> {
-        self.pages.get_mut(i / PAGE)?.get_mut(i % PAGE)
-    }
-
-    fn push(&mut self, slot: Slot) {
-        if self.len == self.pages.len() * PAGE {
-            self.pages
-                .push((0..PAGE).map(|_| Slot::default()).collect());
-        }
-        let i = self.len;
-        self.len += 1;
-        if let Some(s) = self.get_mut(i) {
-            *s = slot;
-        }
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &Slot> + Clone {
-        self.pages.iter().flat_map(|p| p.iter()).take(self.len)
-    }
-
-    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Slot> {
-        let len = self.len;
-        self.pages.iter_mut().flat_map(|p| p.iter_mut()).take(len)
-    }
 }
 
 /// A ref list and, in the same order, its series' slots. The decoder keeps the refs (it
@@ -586,7 +541,7 @@ fn list_hash(refs: &[u64], bytes: &mut Vec<u8>) -> u128 {
 }
 
 /// Whether slot `i` is `series`' (the index holds live slots only).
-fn holds(slots: &Pages, i: u32, series: u64) -> bool {
+fn holds(slots: &Pages<Slot>, i: u32, series: u64) -> bool {
     slots.get(i as usize).is_some_and(|s| s.series == series)
 }
 

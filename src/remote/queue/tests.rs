@@ -463,7 +463,7 @@ async fn a_series_back_under_a_new_ref_keeps_its_shard_and_its_order() {
     };
     let hash = |r: &Reader<Fake>, id: u64| {
         r.series
-            .get(&SeriesRef(id))
+            .get_ref(SeriesRef(id))
             .and_then(|p| p.as_ref().map(|p| p.shard_hash))
     };
     r.route(Position(1), &second).await;
@@ -681,7 +681,7 @@ async fn resuming_skips_what_each_shard_delivered_and_counts_what_is_resent() {
     let mut placed = Vec::new();
     let mut expected: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for id in &all {
-        let prepared = r.series.get(&SeriesRef(*id)).and_then(|p| p.as_ref());
+        let prepared = r.series.get_ref(SeriesRef(*id)).and_then(|p| p.as_ref());
         let shard = prepared.map_or(0, |p| (p.shard_hash % 2) as usize);
         let index = index_in_shard[shard];
         index_in_shard[shard] += 1;
@@ -755,7 +755,7 @@ async fn resuming_after_a_routing_change_decides_delivery_with_the_previous_rout
     for id in &all {
         let hash = previous.prepare(&labels(*id)).map_or(0, |p| p.shard_hash);
         let shard = (hash % 2) as usize;
-        let now = r.series.get(&SeriesRef(*id)).and_then(|p| p.as_ref());
+        let now = r.series.get_ref(SeriesRef(*id)).and_then(|p| p.as_ref());
         if now.is_some_and(|p| (p.shard_hash % 2) as usize != shard) {
             moved += 1;
         }
