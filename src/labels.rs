@@ -71,12 +71,8 @@ struct PairData {
     name_len: u32,
     /// Of (name, value), as [`pair_hash`] computes it.
     hash: u64,
-    /// The pair as a remote-write `TimeSeries.labels` field (see [`Pair::write_field`]):
-    /// `head`, the name, `mid`, the value.
-    head: [u8; 12],
-    head_len: u8,
-    mid: [u8; 6],
-    mid_len: u8,
+    /// The pair as a remote-write `TimeSeries.labels` field (see [`Pair::write_field`]).
+    wire: Box<[u8]>,
 }
 
 /// One label borrowed from a [`Labels`] or a [`LabelsBuilder`].
@@ -137,25 +133,19 @@ impl Pair {
     /// The encoded size of the pair as a remote-write `TimeSeries.labels` field (a `Label`
     /// message: `name = 1`, `value = 2`; proto3 leaves empty strings out).
     pub fn field_len(&self) -> usize {
-        let d = &*self.0;
-        usize::from(d.head_len) + usize::from(d.mid_len) + d.text.len()
+        self.0.wire.len()
     }
 
     /// Appends the pair as a remote-write `TimeSeries.labels` field: the bytes prost writes,
-    /// from parts computed when the pair was interned.
+    /// made when the pair was interned.
     pub fn write_field(&self, out: &mut Vec<u8>) {
-        let d = &*self.0;
-        let (name, value) = d.text.as_bytes().split_at(d.name_len as usize);
-        out.extend_from_slice(&d.head[..usize::from(d.head_len)]);
-        out.extend_from_slice(name);
-        out.extend_from_slice(&d.mid[..usize::from(d.mid_len)]);
-        out.extend_from_slice(value);
+        out.extend_from_slice(&self.0.wire);
     }
 }
 
-/// The protobuf bytes around a pair's name and value in a `TimeSeries.labels` field:
-/// `0x0a len(Label) [0x0a len(name)]` before the name, `[0x12 len(value)]` before the value.
-fn wire_parts(name: &str, value: &str) -> ([u8; 12], u8, [u8; 6], u8) {
+/// A pair as a remote-write `TimeSeries.labels` field: `0x0a len(Label)`, then the `Label`
+/// message, `0x0a len(name) name 0x12 len(value) value` (proto3 leaves empty strings out).
+fn wire_field(name: &str, value: &str) -> Box<[u8]> {
     let field = |n: usize| {
         if n == 0 {
             0
@@ -164,24 +154,17 @@ fn wire_parts(name: &str, value: &str) -> ([u8; 12], u8, [u8; 6], u8) {
         }
     };
     let inner = field(name.len()) + field(value.len());
-    let mut head = [0u8; 12];
-    let mut h = 0;
-    head[h] = 0x0a;
-    h += 1;
-    h += put_varint(&mut head[h..], inner as u64);
-    if !name.is_empty() {
-        head[h] = 0x0a;
-        h += 1;
-        h += put_varint(&mut head[h..], name.len() as u64);
+    let mut out = Vec::with_capacity(1 + varint_len(inner as u64) + inner);
+    out.push(0x0a);
+    put_varint(&mut out, inner as u64);
+    for (tag, s) in [(0x0a, name), (0x12, value)] {
+        if !s.is_empty() {
+            out.push(tag);
+            put_varint(&mut out, s.len() as u64);
+            out.extend_from_slice(s.as_bytes());
+        }
     }
-    let mut mid = [0u8; 6];
-    let mut m = 0;
-    if !value.is_empty() {
-        mid[m] = 0x12;
-        m += 1;
-        m += put_varint(&mut mid[m..], value.len() as u64);
-    }
-    (head, h as u8, mid, m as u8)
+    out.into_boxed_slice()
 }
 
 /// Bytes of `v` as a varint.
@@ -189,19 +172,12 @@ fn varint_len(v: u64) -> usize {
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
-/// Writes `v` as a varint at the start of `out` (which has room: names and values are below
-/// 4 GiB, 5 bytes); returns its length.
-fn put_varint(out: &mut [u8], mut v: u64) -> usize {
-    let mut i = 0;
-    while v >= 0x80 && i + 1 < out.len() {
-        out[i] = (v as u8) | 0x80;
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
         v >>= 7;
-        i += 1;
     }
-    if let Some(b) = out.get_mut(i) {
-        *b = v as u8;
-    }
-    i + 1
+    out.push(v as u8);
 }
 
 impl PartialEq for Pair {
@@ -257,15 +233,11 @@ impl Interner {
         let mut text = String::with_capacity(name.len() + value.len());
         text.push_str(name);
         text.push_str(value);
-        let (head, head_len, mid, mid_len) = wire_parts(name, value);
         let pair = Pair(Arc::new(PairData {
+            wire: wire_field(name, value),
             text: text.into_boxed_str(),
             name_len: u32::try_from(name.len()).unwrap_or(u32::MAX),
             hash,
-            head,
-            head_len,
-            mid,
-            mid_len,
         }));
         self.table.insert_unique(hash, pair.clone(), |p| p.0.hash);
         pair

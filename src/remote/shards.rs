@@ -420,7 +420,7 @@ pub(super) async fn run_shard<C: WriteClient>(
     let mut deadline = Instant::now() + every;
     let mut doubt = InDoubt::default();
     loop {
-        let mut batch = tokio::select! {
+        let batch = tokio::select! {
             biased;
             _ = sender.hard_stop.cancelled() => break,
             batch = queue.next_full() => match batch {
@@ -448,8 +448,9 @@ pub(super) async fn run_shard<C: WriteClient>(
             }
         }
         let outcome = sender.send(&mut encoder, &batch.samples).await;
-        let series = std::mem::take(&mut batch.series);
-        let end = batch.end;
+        if outcome != Outcome::Cancelled && store.is_some() {
+            doubt.add(&batch.series, batch.end);
+        }
         queue.complete(batch, outcome != Outcome::Cancelled);
         progress.publish();
         if outcome == Outcome::Cancelled {
@@ -457,7 +458,6 @@ pub(super) async fn run_shard<C: WriteClient>(
         }
         if let Some(store) = &store {
             store.offer(progress.snapshot());
-            doubt.add(series, end);
         }
         deadline = Instant::now() + every;
     }
@@ -500,12 +500,9 @@ impl InDoubt {
         batch.series.iter().any(|h| self.series.contains(h))
     }
 
-    fn add(&mut self, series: HashSet<u64, BuildHasherDefault<PassHasher>>, end: ShardCursor) {
-        if self.series.is_empty() {
-            self.series = series;
-        } else {
-            self.series.extend(series);
-        }
+    fn add(&mut self, series: &HashSet<u64, BuildHasherDefault<PassHasher>>, end: ShardCursor) {
+        // Extended, never replaced: the set keeps its room between durable points.
+        self.series.extend(series.iter().copied());
         self.until = self.until.max(end);
     }
 

@@ -28,6 +28,12 @@
 //! 3. A slot is seen at most once per scrape; a second sample for it is a duplicate.
 //! 4. Memory follows the live series: arrays are trimmed when they hold much more room than
 //!    lines or slots, and the index exists only during a scrape that needed it.
+//! 5. A slot holds no timestamp: a series whose samples carry none was last seen at the last
+//!    committed scrape (every live slot was seen in it, invariant 2) or at the current one;
+//!    only series with explicit timestamps (or one refused as out of order) keep theirs, in
+//!    `explicit` (a federation-like target; usually empty).
+
+use std::collections::HashMap;
 
 use hashbrown::HashTable;
 
@@ -71,6 +77,12 @@ pub(super) struct SeriesCache {
     iter: u32,
     /// Refs from this one on were allocated during the current scrape.
     scrape_refs: u64,
+    /// The current scrape's timestamp (of its samples without one of their own).
+    scrape_ts: i64,
+    /// The last committed scrape's timestamp.
+    committed_ts: i64,
+    /// Timestamps of slots whose samples carry their own (invariant 5), by slot.
+    explicit: HashMap<u32, Times>,
     slots_seen: usize,
     live: usize,
 }
@@ -90,16 +102,25 @@ const DROPPED: u32 = u32::MAX;
 struct Slot {
     sref: SeriesRef,
     labels: Labels,
-    /// Timestamp of the last accepted sample; samples must come strictly after it.
-    last_ts: i64,
-    /// `last_ts` before the current scrape changed it (what was committed, if the current
-    /// scrape is abandoned).
-    prev_ts: i64,
     /// The scrape that last saw it.
     last_iter: u32,
     /// Whether the last sample had no explicit timestamp (only those get stale markers).
     track_staleness: bool,
     live: bool,
+    /// Its timestamps are in `SeriesCache::explicit` (invariant 5).
+    explicit: bool,
+    /// No sample of it was accepted yet.
+    fresh: bool,
+}
+
+/// The timestamps of a slot in `SeriesCache::explicit`.
+#[derive(Clone, Copy, Debug)]
+struct Times {
+    /// Of the last accepted sample; samples must come strictly after it.
+    last: i64,
+    /// `last` before the current scrape changed it (what was committed, if the current scrape
+    /// is abandoned).
+    prev: i64,
 }
 
 impl SeriesCache {
@@ -116,6 +137,9 @@ impl SeriesCache {
             free: Vec::new(),
             iter: 0,
             scrape_refs: 0,
+            scrape_ts: i64::MIN,
+            committed_ts: i64::MIN,
+            explicit: HashMap::new(),
             slots_seen: 0,
             live: 0,
         }
@@ -126,8 +150,9 @@ impl SeriesCache {
         self.live
     }
 
-    /// Starts a scrape.
-    pub(super) fn begin(&mut self) {
+    /// Starts a scrape at `ts` (the timestamp of its samples without one of their own).
+    pub(super) fn begin(&mut self, ts: i64) {
+        self.scrape_ts = ts;
         self.iter = self.iter.wrapping_add(1);
         self.slots_seen = 0;
         self.expect = 0;
@@ -201,11 +226,11 @@ impl SeriesCache {
                 let entry = Slot {
                     sref,
                     labels,
-                    last_ts: i64::MIN,
-                    prev_ts: i64::MIN,
                     last_iter: self.iter.wrapping_sub(1),
                     track_staleness: !explicit_ts,
                     live: true,
+                    explicit: false,
+                    fresh: true,
                 };
                 let s = match self.free.pop() {
                     Some(s) => {
@@ -242,6 +267,19 @@ impl SeriesCache {
                 }
             }
         }
+        self.committed_ts = ts;
+        if !self.explicit.is_empty() {
+            // Slots whose last sample was the scrape's own timestamp need no entry any more.
+            let slots = &mut self.slots;
+            self.explicit.retain(|&s, times| {
+                let Some(slot) = slots.get_mut(s as usize) else {
+                    return false;
+                };
+                let keep = slot.live && times.last != ts;
+                slot.explicit = keep;
+                keep
+            });
+        }
         match self.diverged {
             Some(at) => {
                 self.order.truncate(at);
@@ -268,13 +306,13 @@ impl SeriesCache {
         gone: &mut Vec<SeriesRef>,
     ) {
         let iter = self.iter;
-        for slot in &self.slots {
+        for (i, slot) in self.slots.iter().enumerate() {
             // Refs allocated during this scrape were never announced.
             if slot.live && slot.sref.0 < self.scrape_refs {
-                let committed_ts = if slot.last_iter == iter {
-                    slot.prev_ts
-                } else {
-                    slot.last_ts
+                let committed_ts = match self.explicit.get(&(i as u32)) {
+                    Some(t) if slot.explicit && slot.last_iter == iter => t.prev,
+                    Some(t) if slot.explicit => t.last,
+                    _ => self.committed_ts,
                 };
                 if slot.track_staleness && ts > committed_ts {
                     samples.push(stale(slot.sref, ts));
@@ -292,9 +330,9 @@ impl SeriesCache {
         samples: &mut Vec<Sample>,
         gone: &mut Vec<SeriesRef>,
     ) {
-        for slot in &self.slots {
+        for (i, slot) in self.slots.iter().enumerate() {
             if slot.live {
-                if slot.track_staleness && ts > slot.last_ts {
+                if slot.track_staleness && ts > self.last_ts(i as u32, slot) {
                     samples.push(stale(slot.sref, ts));
                 }
                 gone.push(slot.sref);
@@ -303,28 +341,56 @@ impl SeriesCache {
         self.clear();
     }
 
+    /// When `slot` (number `i`) last had a sample accepted (invariant 5).
+    fn last_ts(&self, i: u32, slot: &Slot) -> i64 {
+        if slot.fresh {
+            i64::MIN
+        } else if slot.explicit {
+            self.explicit.get(&i).map_or(i64::MIN, |t| t.last)
+        } else if slot.last_iter == self.iter {
+            self.scrape_ts
+        } else {
+            self.committed_ts
+        }
+    }
+
     fn clear(&mut self) {
         *self = SeriesCache {
             seed: self.seed,
             iter: self.iter,
+            scrape_ts: self.scrape_ts,
             ..SeriesCache::new()
         };
     }
 
     fn see(&mut self, slot: u32, ts: i64, explicit_ts: bool) -> Lookup {
-        let s = &mut self.slots[slot as usize];
+        let Some(s) = self.slots.get(slot as usize) else {
+            return Lookup::Miss;
+        };
         if s.last_iter == self.iter {
             return Lookup::Duplicate;
         }
+        let prev = self.last_ts(slot, s);
+        let sref = s.sref;
+        let was_explicit = s.explicit;
+        let accepted = ts > prev;
+        // Invariant 5: a slot keeps its own timestamps when its sample has one, when it had
+        // one, or when its sample is refused (its last accepted timestamp stays `prev`).
+        let own = explicit_ts || was_explicit || !accepted;
+        let s = &mut self.slots[slot as usize];
         s.last_iter = self.iter;
         s.track_staleness = !explicit_ts;
+        s.explicit = own;
+        s.fresh &= !accepted;
         self.slots_seen += 1;
-        s.prev_ts = s.last_ts;
-        if ts <= s.last_ts {
+        if own {
+            let last = if accepted { ts } else { prev };
+            self.explicit.insert(slot, Times { last, prev });
+        }
+        if !accepted {
             return Lookup::OutOfOrder;
         }
-        s.last_ts = ts;
-        Lookup::Series(s.sref)
+        Lookup::Series(sref)
     }
 
     /// The line of a raw series text (see the module docs for the hash).
@@ -367,12 +433,15 @@ impl SeriesCache {
     }
 
     fn end_slot(&mut self, s: u32, ts: i64, samples: &mut Vec<Sample>, gone: &mut Vec<SeriesRef>) {
+        let last = self.last_ts(s, &self.slots[s as usize]);
         let slot = &mut self.slots[s as usize];
-        if slot.track_staleness && ts > slot.last_ts {
+        if slot.track_staleness && ts > last {
             samples.push(stale(slot.sref, ts));
         }
         gone.push(slot.sref);
         slot.live = false;
+        slot.explicit = false;
+        self.explicit.remove(&s);
         let lhash = std::mem::take(&mut slot.labels).stable_hash();
         if let Ok(entry) = self.by_labels.find_entry(lhash, |&owner| owner == s) {
             entry.remove();
@@ -400,6 +469,11 @@ impl SeriesCache {
                 line.slot = moved.get(line.slot as usize).copied().unwrap_or(DROPPED);
             }
         }
+        self.explicit = std::mem::take(&mut self.explicit)
+            .into_iter()
+            .filter_map(|(s, t)| Some((*moved.get(s as usize)?, t)))
+            .filter(|(s, _)| *s != DROPPED)
+            .collect();
         let slots = &self.slots;
         let mut by_labels = HashTable::with_capacity(slots.len());
         for (i, slot) in slots.iter().enumerate() {
@@ -451,8 +525,8 @@ mod tests {
         let refs = SeriesRefs::default();
         let mut model: HashMap<u8, SeriesRef> = HashMap::new();
         for (n, scrape) in scrapes.iter().enumerate() {
-            cache.begin();
             let ts = (n as i64 + 1) * 1000;
+            cache.begin(ts);
             let mut seen = HashSet::new();
             let mut new_series = Vec::new();
             for &line in scrape {
@@ -539,7 +613,7 @@ mod tests {
         let mut cache = SeriesCache::new();
         let refs = SeriesRefs::default();
         for n in 0..3 {
-            cache.begin();
+            cache.begin(n + 1);
             let mut new_series = Vec::new();
             for line in 0..50u8 {
                 let raw = [line];
@@ -555,6 +629,58 @@ mod tests {
             cache.commit(n + 1, &mut Vec::new(), &mut Vec::new());
         }
         assert_eq!(cache.order.len(), 50);
+    }
+
+    #[test]
+    fn per_series_state_stays_small() {
+        // Kept for every live series of every target: a regression here is memory per series.
+        assert_eq!(std::mem::size_of::<Slot>(), 32);
+        assert_eq!(std::mem::size_of::<Line>(), 16);
+    }
+
+    #[test]
+    fn explicit_timestamps_never_go_back_and_decide_staleness() {
+        let mut cache = SeriesCache::new();
+        let refs = SeriesRefs::default();
+        let mut new_series = Vec::new();
+        // One sample of series `m` at scrape time `ts`, with its own timestamp if `own`.
+        let mut scrape = |cache: &mut SeriesCache, ts: i64, own: Option<i64>| {
+            cache.begin(ts);
+            let (t, explicit) = own.map_or((ts, false), |t| (t, true));
+            let got = match cache.lookup(b"m", t, explicit) {
+                Lookup::Miss => cache.insert(b"m", labels(1), t, explicit, &refs, &mut new_series),
+                other => other,
+            };
+            let (mut samples, mut gone) = (Vec::new(), Vec::new());
+            cache.commit(ts, &mut samples, &mut gone);
+            got
+        };
+        // A new series takes an explicit timestamp older than anything seen.
+        assert!(matches!(
+            scrape(&mut cache, 1000, Some(500)),
+            Lookup::Series(_)
+        ));
+        assert_eq!(scrape(&mut cache, 2000, Some(500)), Lookup::OutOfOrder);
+        assert!(matches!(
+            scrape(&mut cache, 3000, Some(600)),
+            Lookup::Series(_)
+        ));
+        // Its own timestamp then the scrape's: after 600, 4000 is fine...
+        assert!(matches!(scrape(&mut cache, 4000, None), Lookup::Series(_)));
+        assert!(cache.explicit.is_empty(), "back to the scrape's timestamps");
+        // ...and an explicit timestamp before the last accepted one is refused.
+        assert_eq!(scrape(&mut cache, 5000, Some(3000)), Lookup::OutOfOrder);
+        assert_eq!(cache.explicit.len(), 1, "refused: its last stays 4000");
+        assert_eq!(scrape(&mut cache, 6000, Some(4000)), Lookup::OutOfOrder);
+        assert!(matches!(scrape(&mut cache, 7000, None), Lookup::Series(_)));
+        // An abandoned scrape marks it stale after what was committed (7000).
+        cache.begin(8000);
+        assert!(matches!(cache.lookup(b"m", 8000, false), Lookup::Series(_)));
+        let (mut samples, mut gone) = (Vec::new(), Vec::new());
+        cache.abandon(8000, &mut samples, &mut gone);
+        assert_eq!(samples.len(), 1);
+        assert_eq!(samples[0].timestamp_ms, 8000);
+        assert_eq!(gone.len(), 1);
     }
 
     proptest! {

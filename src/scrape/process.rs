@@ -131,7 +131,7 @@ impl Processor {
         ts: i64,
         batch: &mut Batch,
     ) -> Result<Counts, ProcessError> {
-        self.cache.begin();
+        self.cache.begin(ts);
         self.metadata.begin();
         let honor_ts = self.settings.honor_timestamps;
         let mut counts = Counts::default();

@@ -2,17 +2,21 @@
 //! scrape loops and remote write.
 //!
 //! ```text
-//! scrape loops -> WalAppender (codec: batch -> record) -> buffer::Writer -> segments on disk
-//!                                                              |
-//!   per endpoint: reader thread (record -> batch, local refs) -> WalSource -> remote queue
+//! scrape loops -> WalAppender (bounded queue) -> writer thread (codec: batch -> record)
+//!                                                  -> buffer::Writer -> segments on disk
+//!                                                  -> tail (the newest batches, in memory)
+//!   per endpoint: reader thread (the log while behind, the tail once caught up)
+//!                 -> WalSource -> remote queue
 //!                 shards' cursors -> FileStore -> <data-dir>/cursors/<endpoint>.cursor
 //!                                             -> Log::hold (segments before it can go)
 //! ```
 //!
 //! Invariants (each file states its own):
-//! 1. Appended before sent: the scrape loops' batches reach endpoints only through the
-//!    buffer, and `append` returns once the batch is in the page cache; a killed process
-//!    loses nothing appended. What cannot be written is counted (`write_error`).
+//! 1. Written before sent: the scrape loops' batches reach endpoints only once the writer
+//!    thread has written their record (the tail holds only written batches); a killed process
+//!    loses nothing written, and what is queued for the writer when it dies is what a crash
+//!    a moment earlier would have cost. What cannot be written is counted (`write_error`,
+//!    `too_large`, `stalled`).
 //! 2. Every endpoint resumes where its shards' saved cursors say; what it sends again after
 //!    a crash is at most one request per shard, each repeating (per series) only the
 //!    receiver's latest sample, and is counted (`scrapelet_remote_samples_resent_total`).
