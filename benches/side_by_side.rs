@@ -95,6 +95,11 @@ struct Args {
     /// Also scrape a real prometheus-node-exporter.
     #[arg(long)]
     node_exporter: bool,
+    /// After the window, take the receiver down for this many seconds, bring it back, and
+    /// measure the catch-up: how long until delivery is back to the live rate, the CPU it
+    /// took and the peak RSS over outage and replay.
+    #[arg(long, default_value_t = 0)]
+    outage: u64,
     /// Agents to run, in order.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Agent::Scrapelet, Agent::Prometheus, Agent::Vmagent])]
     agents: Vec<Agent>,
@@ -182,6 +187,21 @@ struct Measured {
     latency: (Option<f64>, Option<f64>),
     /// The machine's load average at the end of the window (other work competing).
     load: f64,
+    /// With `--outage`: how it went.
+    outage: Option<Outage>,
+}
+
+/// An outage of the receiver and the catch-up after it.
+struct Outage {
+    seconds: u64,
+    /// Samples delivered from the end of the outage until caught up.
+    replayed: u64,
+    /// From the end of the outage until delivery was back to the live rate.
+    catch_up: Duration,
+    cpu: Cpu,
+    /// VmHWM before the outage, and after the catch-up.
+    peak_before_kib: u64,
+    peak_after_kib: u64,
 }
 
 fn main() {
@@ -464,6 +484,11 @@ async fn measure(
     let peak_kib = peak_rss_kib(pid);
     let load = load_average();
     let version = version(agent, program);
+    let outage = if args.outage > 0 {
+        Some(outage(&sink, pid, workload, args.outage).await?)
+    } else {
+        None
+    };
     drop(child);
 
     let expected = (workload.samples_per_round as f64 * window.as_secs_f64()
@@ -490,11 +515,61 @@ async fn measure(
         avg_kib: rss_sum / rss_n.max(1),
         avg_anon_kib: anon_sum / rss_n.max(1),
         disk_bytes: disk1.saturating_sub(disk0),
+        outage,
         latency: (
             Latency::quantile(&latency0, &latency1, 0.5),
             Latency::quantile(&latency0, &latency1, 0.99),
         ),
         load,
+    })
+}
+
+/// Takes the receiver down for `seconds`, then measures the catch-up (see `Outage`).
+async fn outage(
+    sink: &Sink,
+    pid: u32,
+    workload: &Workload,
+    seconds: u64,
+) -> Result<Outage, String> {
+    let peak_before_kib = peak_rss_kib(pid);
+    let began = Instant::now();
+    let received0 = sink.counts.samples();
+    sink.counts
+        .down
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    sink.counts
+        .down
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    let recovered = Instant::now();
+    let cpu0 = cpu(pid).ok_or("gone during the outage")?;
+    let at_recovery = sink.counts.samples();
+    // Caught up: everything scraped since the outage began has arrived (95% of the rounds,
+    // as rounds straddle the edges).
+    let rate = workload.samples_per_round as f64 / workload.interval as f64;
+    let deadline = recovered + Duration::from_secs(60 + 20 * seconds);
+    loop {
+        let expected = rate * began.elapsed().as_secs_f64();
+        if (sink.counts.samples() - received0) as f64 >= 0.95 * expected {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "not caught up {} s after a {seconds} s outage",
+                recovered.elapsed().as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let catch_up = recovered.elapsed();
+    let cpu1 = cpu(pid).ok_or("gone during the catch-up")?;
+    Ok(Outage {
+        seconds,
+        replayed: sink.counts.samples() - at_recovery,
+        catch_up,
+        cpu: cpu1.since(cpu0),
+        peak_before_kib,
+        peak_after_kib: peak_rss_kib(pid),
     })
 }
 
@@ -602,6 +677,28 @@ fn table(results: &[Measured]) -> String {
         out.push_str("\n| agent | series | avg RSS bytes per added series | peak RSS bytes per added series |\n");
         out.push_str("|---|---|---|---|\n");
         out.push_str(&slopes);
+    }
+    let outages: Vec<(&Measured, &Outage)> = results
+        .iter()
+        .filter_map(|m| Some((m, m.outage.as_ref()?)))
+        .collect();
+    if !outages.is_empty() {
+        out.push_str("\n| series | agent | outage s | replayed samples | catch-up s | CPU s in catch-up | peak RSS MiB before | peak RSS MiB after outage and replay |\n");
+        out.push_str("|---|---|---|---|---|---|---|---|\n");
+        for (m, o) in outages {
+            let _ = writeln!(
+                out,
+                "| {} | {:?} | {} | {} | {:.1} | {:.2} | {:.1} | {:.1} |",
+                m.series,
+                m.agent,
+                o.seconds,
+                o.replayed,
+                o.catch_up.as_secs_f64(),
+                o.cpu.total(),
+                o.peak_before_kib as f64 / 1024.0,
+                o.peak_after_kib as f64 / 1024.0,
+            );
+        }
     }
     out
 }

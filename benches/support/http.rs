@@ -41,6 +41,10 @@ pub struct SinkCounts {
     pub bytes: AtomicU64,
     /// Delivery latency of every decoded sample: arrival time minus the sample's timestamp.
     pub latency: Latency,
+    /// While set, the receiver answers 503 to everything (an outage) and counts nothing.
+    pub down: std::sync::atomic::AtomicBool,
+    /// Newest sample timestamp received, ms.
+    pub newest_ms: std::sync::atomic::AtomicI64,
 }
 
 /// A histogram of delivery latencies in [`Latency::STEP_MS`] buckets (the last bucket takes
@@ -116,10 +120,13 @@ impl Sink {
         let counts = Arc::new(SinkCounts::default());
         let c = counts.clone();
         let addr = serve(move |body| {
+            if c.down.load(Ordering::Relaxed) {
+                return (http::StatusCode::SERVICE_UNAVAILABLE, String::new());
+            }
             c.requests.fetch_add(1, Ordering::Relaxed);
             c.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
             if decode {
-                match count_samples(&body, &c.latency) {
+                match count_samples(&body, &c.latency, &c.newest_ms) {
                     Some(n) => c.samples.fetch_add(n, Ordering::Relaxed),
                     None => c.undecodable.fetch_add(1, Ordering::Relaxed),
                 };
@@ -214,7 +221,11 @@ struct CountSample {
 
 /// Samples in a snappy-compressed (block format) `WriteRequest`, their latencies recorded in
 /// `latency`; `None` if it is not one.
-fn count_samples(body: &[u8], latency: &Latency) -> Option<u64> {
+fn count_samples(
+    body: &[u8],
+    latency: &Latency,
+    newest_ms: &std::sync::atomic::AtomicI64,
+) -> Option<u64> {
     let raw = snap::raw::Decoder::new().decompress_vec(body).ok()?;
     let req = CountRequest::decode(raw.as_slice()).ok()?;
     let now_ms = std::time::SystemTime::now()
@@ -223,6 +234,7 @@ fn count_samples(body: &[u8], latency: &Latency) -> Option<u64> {
     let mut n = 0;
     for s in req.timeseries.iter().flat_map(|s| &s.samples) {
         latency.record(now_ms - s.timestamp);
+        newest_ms.fetch_max(s.timestamp, Ordering::Relaxed);
         n += 1;
     }
     Some(n)

@@ -193,8 +193,8 @@ impl RemoteMetrics {
         r.register(
             "scrapelet_remote_samples_resent",
             "Samples routed again after a restart that the previous run had routed but whose \
-             delivery it had not recorded (at most one request per shard of them had reached \
-             the receiver).",
+             delivery it had not recorded (at most one sample per series and shard of them had \
+             reached the receiver).",
             m.samples_resent.clone(),
         );
         r.register(

@@ -14,7 +14,7 @@
 //!    configuration, and then makes its input forget it (cursors deleted, buffer released,
 //!    metrics removed) once its cursors are saved; restarts every endpoint whose name stayed
 //!    but whose key changed where its queue stopped (its saved cursors: nothing lost or
-//!    skipped, at most one request per shard sent again); starts new endpoints at the end of
+//!    skipped, at most one sample per series and shard sent again); starts new endpoints at the end of
 //!    the input ("now").
 //! 4. Shutdown stops accepting batches, lets every endpoint send what it holds, and after the
 //!    grace period abandons the rest: counted as dropped (reason `shutdown`) with the in-memory

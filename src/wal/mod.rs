@@ -18,8 +18,8 @@
 //!    a moment earlier would have cost. What cannot be written is counted (`write_error`,
 //!    `too_large`, `stalled`).
 //! 2. Every endpoint resumes where its shards' saved cursors say; what it sends again after
-//!    a crash is at most one request per shard, each repeating (per series) only the
-//!    receiver's latest sample, and is counted (`scrapelet_remote_samples_resent_total`).
+//!    a crash is, per shard, at most one sample per series (the receiver's latest), and is
+//!    counted (`scrapelet_remote_samples_resent_total`).
 //! 3. An endpoint without a cursor file (new in the config) starts at this process's first
 //!    segment ("now"), or at the log's end when a reload adds it, and its cursor file is
 //!    written (and its hold registered) before anything is read; a cursor file of an endpoint
