@@ -791,7 +791,7 @@ impl Routing {
 }
 
 /// A 64-bit mixer (splitmix64's finalizer): spreads sequential refs over hash buckets.
-fn mix(x: u64) -> u64 {
+pub(super) fn mix(x: u64) -> u64 {
     let mut z = x;
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

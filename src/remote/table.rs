@@ -21,7 +21,7 @@ use std::hash::BuildHasherDefault;
 
 use hashbrown::HashTable;
 
-use super::queue::RefHasher;
+use super::queue::{RefHasher, mix};
 use crate::append::{Sample, SeriesRef};
 use crate::pages::Pages;
 
@@ -176,14 +176,6 @@ impl<T> SeriesTable<T> {
             })
             .copied()
     }
-}
-
-/// A 64-bit mixer (splitmix64's finalizer): spreads sequential refs over the index.
-fn mix(x: u64) -> u64 {
-    let mut z = x;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

@@ -39,16 +39,10 @@ impl TestAgent {
         dir: tempfile::TempDir,
     ) -> TestAgent {
         let options = Options {
-            listen_address: SocketAddr::from(([127, 0, 0, 1], 0)),
-            data_dir: dir.path().join("data"),
-            shutdown_grace: Duration::from_secs(5),
             node_name: node_name.map(str::to_owned),
-            ..Options::default()
+            ..test_options(&dir)
         };
-        let agent = Agent::start(config, options)
-            .await
-            .unwrap_or_else(|e| panic!("agent start: {e}"));
-        TestAgent { agent, dir }
+        Self::start_with(config, options, dir).await
     }
 
     /// Like [`TestAgent::start_config`] with the buffer writing through `fs` (a failing or
@@ -56,12 +50,13 @@ impl TestAgent {
     pub async fn start_with_fs(config: Config, fs: scrapelet::agent::BufferFs) -> TestAgent {
         let dir = tempfile::tempdir().expect("tempdir");
         let options = Options {
-            listen_address: SocketAddr::from(([127, 0, 0, 1], 0)),
-            data_dir: dir.path().join("data"),
-            shutdown_grace: Duration::from_secs(5),
             buffer_fs: fs,
-            ..Options::default()
+            ..test_options(&dir)
         };
+        Self::start_with(config, options, dir).await
+    }
+
+    async fn start_with(config: Config, options: Options, dir: tempfile::TempDir) -> TestAgent {
         let agent = Agent::start(config, options)
             .await
             .unwrap_or_else(|e| panic!("agent start: {e}"));
@@ -74,17 +69,11 @@ impl TestAgent {
         let config = scrapelet::config::load(path).unwrap_or_else(|e| panic!("test config: {e}"));
         let dir = tempfile::tempdir().expect("tempdir");
         let options = Options {
-            listen_address: SocketAddr::from(([127, 0, 0, 1], 0)),
-            data_dir: dir.path().join("data"),
-            shutdown_grace: Duration::from_secs(5),
             config_file: Some(path.to_owned()),
             config_watch_interval: watch,
-            ..Options::default()
+            ..test_options(&dir)
         };
-        let agent = Agent::start(config, options)
-            .await
-            .unwrap_or_else(|e| panic!("agent start: {e}"));
-        TestAgent { agent, dir }
+        Self::start_with(config, options, dir).await
     }
 
     /// POSTs to `path` on the agent: (status, body).
@@ -120,6 +109,16 @@ impl TestAgent {
         let (status, body) = self.get("/api/v1/targets").await;
         assert_eq!(status, 200, "/api/v1/targets: {body}");
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("/api/v1/targets: {e}: {body}"))
+    }
+}
+
+/// Options for an agent on 127.0.0.1:0 with its data in `dir`.
+fn test_options(dir: &tempfile::TempDir) -> Options {
+    Options {
+        listen_address: SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_dir: dir.path().join("data"),
+        shutdown_grace: Duration::from_secs(5),
+        ..Options::default()
     }
 }
 
