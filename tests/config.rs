@@ -605,7 +605,8 @@ fn defaults_are_prometheus_defaults() {
     assert_eq!(a.metrics_path, "/metrics");
     assert_eq!(a.scheme, Scheme::Http);
     assert!(!a.honor_labels && a.honor_timestamps && a.enable_compression);
-    assert_eq!(a.body_size_limit, 0);
+    // No body_size_limit anywhere: the agent's cap (64 MiB) stands in for it.
+    assert_eq!(a.body_size_limit, 64 << 20);
     assert_eq!(a.sample_limit, 0);
     assert!(a.http.follow_redirects && a.http.enable_http2);
     assert!(a.static_configs.is_empty());
@@ -1020,6 +1021,28 @@ fn unknown_keys_are_errors_everywhere() {
     for (yaml, line, key, message) in cases {
         check(yaml, &[(line, key, message)]);
     }
+}
+
+#[test]
+fn the_agent_body_cap_fills_only_unset_body_size_limits() {
+    let c = parse_ok(
+        "global:\n  body_size_limit: 1MB\nagent:\n  scrape:\n    max_body_size: 8MB\nscrape_configs:\n  - job_name: a\n  - job_name: b\n    body_size_limit: 2MB\n",
+    );
+    // The global value is a scrape config's own limit; the agent's cap fills only a gap.
+    assert_eq!(c.scrape_configs[0].body_size_limit, 1 << 20);
+    assert_eq!(c.scrape_configs[1].body_size_limit, 2 << 20);
+    let c = parse_ok(
+        "agent:\n  scrape:\n    max_body_size: 8MB\nscrape_configs:\n  - job_name: a\n  - job_name: b\n    body_size_limit: 2MB\n",
+    );
+    assert_eq!(c.scrape_configs[0].body_size_limit, 8 << 20);
+    assert_eq!(c.scrape_configs[1].body_size_limit, 2 << 20);
+    // 0 removes the cap.
+    let c = parse_ok("agent:\n  scrape:\n    max_body_size: 0\nscrape_configs:\n  - job_name: a\n");
+    assert_eq!(c.scrape_configs[0].body_size_limit, 0);
+    check(
+        "agent:\n  scrape:\n    max_body_size: lots\n",
+        &[(3, "agent.scrape.max_body_size", "invalid size \"lots\"")],
+    );
 }
 
 #[test]

@@ -264,6 +264,31 @@ pub struct AgentConfig {
     /// Also log a compact summary of what is sent (always on when no remote_write exists).
     pub debug_output: bool,
     pub buffer: BufferConfig,
+    pub scrape: AgentScrapeConfig,
+}
+
+/// `agent.scrape:`: limits every scrape config shares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentScrapeConfig {
+    /// The most a body may take once decompressed, for every scrape config that sets no
+    /// `body_size_limit` (applied when the config is loaded); 0: none. Default
+    /// [`AgentScrapeConfig::DEFAULT_MAX_BODY_SIZE`]: without it, a target's small gzip body
+    /// could inflate to gigabytes of the agent's memory.
+    pub max_body_size: u64,
+}
+
+impl AgentScrapeConfig {
+    /// 64 MiB: four times vmagent's default (`-promscrape.maxScrapeSize`, 16 MiB), so that
+    /// the largest exporters (kube-state-metrics of a big cluster) fit.
+    pub const DEFAULT_MAX_BODY_SIZE: u64 = 64 << 20;
+}
+
+impl Default for AgentScrapeConfig {
+    fn default() -> Self {
+        AgentScrapeConfig {
+            max_body_size: Self::DEFAULT_MAX_BODY_SIZE,
+        }
+    }
 }
 
 /// `agent.buffer:`: the write-ahead buffer under `--data-dir`.

@@ -95,6 +95,14 @@ pub(super) struct RawAlerting {
 pub(super) struct RawAgent {
     pub debug_output: Option<bool>,
     pub buffer: Option<RawBuffer>,
+    pub scrape: Option<RawAgentScrape>,
+}
+
+/// `agent.scrape:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAgentScrape {
+    pub max_body_size: Option<S<RawSize>>,
 }
 
 /// `agent.buffer:`

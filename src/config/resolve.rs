@@ -16,15 +16,15 @@ use super::duration::{format_duration, parse_duration};
 use super::error::clean;
 use super::locate::KeyIndex;
 use super::raw::{
-    Entries, RawBuffer, RawConfig, RawGlobal, RawHttpClient, RawKubernetesSdConfig,
+    Entries, RawAgentScrape, RawBuffer, RawConfig, RawGlobal, RawHttpClient, RawKubernetesSdConfig,
     RawMetadataConfig, RawQueueConfig, RawRemoteWrite, RawScrapeConfig, RawSize, RawStaticConfig,
     S, StringMap,
 };
 use super::size::parse_size;
 use super::{
-    AgentConfig, Authorization, BasicAuth, BufferConfig, Config, FieldSelector, GlobalConfig,
-    HttpClientConfig, KubernetesSdConfig, LabelSelector, MetadataConfig, Problem, QueueConfig,
-    RemoteWriteConfig, Scheme, ScrapeConfig, Secret, StaticConfig, TlsConfig,
+    AgentConfig, AgentScrapeConfig, Authorization, BasicAuth, BufferConfig, Config, FieldSelector,
+    GlobalConfig, HttpClientConfig, KubernetesSdConfig, LabelSelector, MetadataConfig, Problem,
+    QueueConfig, RemoteWriteConfig, Scheme, ScrapeConfig, Secret, StaticConfig, TlsConfig,
 };
 use crate::labels::Labels;
 use crate::relabel::RelabelConfig;
@@ -38,7 +38,8 @@ pub(super) fn resolve(raw: RawConfig, origin: &str, index: &KeyIndex) -> (Config
     };
     unsupported_top_level(&mut cx, &raw);
     let (global, limits) = global(&mut cx, raw.global.as_ref());
-    let scrape_configs = scrape_configs(&mut cx, raw.scrape_configs.as_deref(), &global, &limits);
+    let mut scrape_configs =
+        scrape_configs(&mut cx, raw.scrape_configs.as_deref(), &global, &limits);
     let remote_write = remote_writes(&mut cx, raw.remote_write.as_deref());
     let agent = AgentConfig {
         debug_output: raw
@@ -47,7 +48,14 @@ pub(super) fn resolve(raw: RawConfig, origin: &str, index: &KeyIndex) -> (Config
             .and_then(|a| a.debug_output)
             .unwrap_or(false),
         buffer: buffer(&mut cx, raw.agent.as_ref().and_then(|a| a.buffer.as_ref())),
+        scrape: agent_scrape(&mut cx, raw.agent.as_ref().and_then(|a| a.scrape.as_ref())),
     };
+    // The agent-wide cap on bodies applies where a scrape config sets none.
+    for sc in &mut scrape_configs {
+        if sc.body_size_limit == 0 {
+            sc.body_size_limit = agent.scrape.max_body_size;
+        }
+    }
     let config = Config {
         global,
         scrape_configs,
@@ -55,6 +63,17 @@ pub(super) fn resolve(raw: RawConfig, origin: &str, index: &KeyIndex) -> (Config
         agent,
     };
     (config, cx.problems)
+}
+
+/// `agent.scrape`, with its defaults.
+fn agent_scrape(cx: &mut Cx<'_>, raw: Option<&RawAgentScrape>) -> AgentScrapeConfig {
+    let mut out = AgentScrapeConfig::default();
+    if let Some(size) =
+        raw.and_then(|r| cx.size("agent.scrape.max_body_size", r.max_body_size.as_ref()))
+    {
+        out.max_body_size = size;
+    }
+    out
 }
 
 /// `agent.buffer`, with its defaults; bounds checked.

@@ -46,8 +46,11 @@ pub(super) enum FetchError {
     /// The target answered with a status other than 200.
     #[error("server returned HTTP status {0}")]
     Status(http::StatusCode),
-    /// The body (uncompressed) is larger than `body_size_limit`.
-    #[error("body size limit exceeded ({0} bytes)")]
+    /// The body (uncompressed) is larger than `body_size_limit` (or, where a scrape config
+    /// sets none, `agent.scrape.max_body_size`).
+    #[error(
+        "body exceeds the body size limit of {0} bytes once decompressed (body_size_limit, or agent.scrape.max_body_size where that is unset)"
+    )]
     TooLarge(u64),
     /// A gzip body could not be decompressed.
     #[error("invalid gzip body: {0}")]
@@ -164,6 +167,8 @@ impl Fetcher {
             }
         }
         if gzipped {
+            // Inflated in pieces and never past the limit: a small body that inflates to
+            // gigabytes costs the limit, not the gigabytes.
             let mut decoder =
                 flate2::bufread::GzDecoder::new(&scratch[..]).take(limit.saturating_add(1));
             decoder.read_to_end(body).map_err(FetchError::Gzip)?;

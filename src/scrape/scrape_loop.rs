@@ -443,6 +443,11 @@ impl ScrapeLoop {
         self.last_sample_count = batch.samples.len();
         self.m.appended.inc_by(batch.samples.len() as u64);
         self.appender.append(batch);
+        if result.is_err() {
+            // What a failed scrape left (up to the body size limit) is not kept in the pool.
+            body.clear();
+            scratch.clear();
+        }
         self.buffers.give(body, scratch);
         self.update_status(result.err(), duration, counts.appended, series_now);
     }

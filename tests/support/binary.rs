@@ -88,6 +88,11 @@ impl Process {
         Process { child, addr, logs }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends `signal` (a name for kill(1), e.g. `HUP`).
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")

@@ -31,6 +31,9 @@ pub struct Exposition {
     pub status: u16,
     /// Compress with gzip when the scraper accepts it.
     pub gzip: bool,
+    /// `body` is gzip already: sent as it is, with `Content-Encoding: gzip` (a hostile
+    /// target's bomb).
+    pub gzipped: bool,
     /// Wait this long before answering.
     pub delay: Duration,
     /// Never answer.
@@ -66,8 +69,18 @@ impl Exposition {
             content_type: "text/plain; version=0.0.4; charset=utf-8".into(),
             status: 200,
             gzip: false,
+            gzipped: false,
             delay: Duration::ZERO,
             hang: false,
+        }
+    }
+
+    /// A body that is gzip already (what it inflates to is the test's business).
+    pub fn gzipped(compressed: Vec<u8>) -> Self {
+        Exposition {
+            body: compressed,
+            gzipped: true,
+            ..Exposition::text("")
         }
     }
 
@@ -227,7 +240,10 @@ async fn answer(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
     let mut builder = Response::builder()
         .status(StatusCode::from_u16(exposition.status).expect("status"))
         .header(http::header::CONTENT_TYPE, exposition.content_type);
-    let body = if exposition.gzip && accepts_gzip {
+    let body = if exposition.gzipped {
+        builder = builder.header(http::header::CONTENT_ENCODING, "gzip");
+        exposition.body
+    } else if exposition.gzip && accepts_gzip {
         builder = builder.header(http::header::CONTENT_ENCODING, "gzip");
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         enc.write_all(&exposition.body).expect("gzip");
