@@ -188,6 +188,12 @@ impl PartialEq for Pair {
 
 impl Eq for Pair {}
 
+impl Hash for Pair {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0.hash);
+    }
+}
+
 impl fmt::Debug for Pair {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}=\"{}\"", self.name(), self.value().escape_debug())

@@ -92,6 +92,14 @@ pub struct ScrapeConfig {
     pub label_value_length_limit: usize,
     /// Targets per job after relabeling; 0 means none.
     pub target_limit: usize,
+    /// Unique series per target within the last hour (vmagent's `series_limit`); past it new
+    /// series are dropped, admitted ones keep flowing. 0 means none.
+    pub series_limit: usize,
+    /// The same per metric family of a target. 0 means none.
+    pub series_limit_per_metric: usize,
+    /// When set, a series over `label_limit` is trimmed to it (keeping `__name__`, `job`,
+    /// `instance`, these names in order, then the rest by name) instead of failing the scrape.
+    pub label_limit_keep: Option<Vec<String>>,
     /// Dropped targets kept for the targets API and page (the count is always exact); 0
     /// means all.
     pub keep_dropped_targets: usize,
@@ -528,6 +536,9 @@ impl Default for ScrapeConfig {
             label_name_length_limit: 0,
             label_value_length_limit: 0,
             target_limit: 0,
+            series_limit: 0,
+            series_limit_per_metric: 0,
+            label_limit_keep: None,
             keep_dropped_targets: 0,
             enable_compression: true,
             http: HttpClientConfig::default(),

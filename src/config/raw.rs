@@ -61,6 +61,9 @@ pub(super) struct RawGlobal {
     pub label_name_length_limit: Option<u64>,
     pub label_value_length_limit: Option<u64>,
     pub target_limit: Option<u64>,
+    pub series_limit: Option<u64>,
+    pub series_limit_per_metric: Option<u64>,
+    pub label_limit_keep: Option<Vec<S<String>>>,
 
     // Known to Prometheus, ignored or rejected by scrapelet.
     pub evaluation_interval: Option<S<String>>,
@@ -184,6 +187,9 @@ with_http_client! {
         pub label_name_length_limit: Option<u64>,
         pub label_value_length_limit: Option<u64>,
         pub target_limit: Option<u64>,
+        pub series_limit: Option<u64>,
+        pub series_limit_per_metric: Option<u64>,
+        pub label_limit_keep: Option<Vec<S<String>>>,
         pub static_configs: Option<Entries<RawStaticConfig>>,
         pub kubernetes_sd_configs: Option<Entries<RawKubernetesSdConfig>>,
         pub relabel_configs: Option<Entries<RelabelConfig>>,

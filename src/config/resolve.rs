@@ -140,7 +140,7 @@ const WRITE_V2_MESSAGE: &str = "io.prometheus.write.v2.Request";
 const NOT_SUPPORTED: &str = "not supported by scrapelet";
 
 /// The global limits, inherited by each scrape config that leaves its own at 0.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Limits {
     body_size_limit: u64,
     sample_limit: u64,
@@ -149,6 +149,9 @@ struct Limits {
     label_value_length_limit: u64,
     target_limit: u64,
     keep_dropped_targets: u64,
+    series_limit: u64,
+    series_limit_per_metric: u64,
+    label_limit_keep: Option<Vec<String>>,
 }
 
 /// The resolution context: where problems go and how their lines are found.
@@ -226,6 +229,24 @@ impl Cx<'_> {
             }
         }
         Labels::from_pairs(pairs)
+    }
+
+    /// A list of label names (`label_limit_keep`); invalid names are reported and skipped.
+    fn label_names(&mut self, path: &str, list: Option<&Vec<S<String>>>) -> Option<Vec<String>> {
+        let list = list?;
+        let mut names = Vec::with_capacity(list.len());
+        for (i, name) in list.iter().enumerate() {
+            if is_valid_label_name(&name.value) {
+                names.push(name.value.clone());
+            } else {
+                self.report(
+                    &format!("{path}[{i}]"),
+                    Some(&name.referenced),
+                    format!("{:?} is not a valid label name", name.value),
+                );
+            }
+        }
+        Some(names)
     }
 
     /// Relabel rules: null entries and invalid combinations are reported and skipped.
@@ -382,6 +403,9 @@ fn global(cx: &mut Cx<'_>, raw: Option<&RawGlobal>) -> (GlobalConfig, Limits) {
         label_value_length_limit: g.label_value_length_limit.unwrap_or(0),
         target_limit: g.target_limit.unwrap_or(0),
         keep_dropped_targets: g.keep_dropped_targets.unwrap_or(0),
+        series_limit: g.series_limit.unwrap_or(0),
+        series_limit_per_metric: g.series_limit_per_metric.unwrap_or(0),
+        label_limit_keep: cx.label_names("global.label_limit_keep", g.label_limit_keep.as_ref()),
     };
 
     // Accepted and ignored (no effect for an agent), but checked as Prometheus checks them:
@@ -593,6 +617,11 @@ fn scrape_config(
         ),
         target_limit: count(sc.target_limit, limits.target_limit),
         keep_dropped_targets: count(sc.keep_dropped_targets, limits.keep_dropped_targets),
+        series_limit: count(sc.series_limit, limits.series_limit),
+        series_limit_per_metric: count(sc.series_limit_per_metric, limits.series_limit_per_metric),
+        label_limit_keep: cx
+            .label_names(&key("label_limit_keep"), sc.label_limit_keep.as_ref())
+            .or_else(|| limits.label_limit_keep.clone()),
         enable_compression: sc.enable_compression.unwrap_or(defaults.enable_compression),
         http,
         static_configs,

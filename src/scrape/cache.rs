@@ -28,6 +28,14 @@
 //! 3. A slot is seen at most once per scrape; a second sample for it is a duplicate.
 //! 4. Memory follows the live series: arrays are trimmed when they hold much more room than
 //!    lines or slots, and the index exists only during a scrape that needed it.
+//! 6. A failed scrape keeps the cache ([`SeriesCache::fail`]): the series it created (never
+//!    announced) are forgotten, the others stay, each tracked one marked stale once (not
+//!    again until a scrape commits), and `order` stays the last committed scrape's. So a
+//!    target that keeps failing (`sample_limit`, a parse error half-way) neither rebuilds its
+//!    labels every scrape nor sends a marker every scrape.
+//! 7. A line a series limit refused maps to a marker (`LIMITED_*`), so the next scrapes count
+//!    it without building its labels; [`SeriesCache::forget_limited`] drops those lines when
+//!    the limiter has room again, so they are judged anew.
 //! 5. A slot holds no timestamp: a series whose samples carry none was last seen at the last
 //!    committed scrape (every live slot was seen in it, invariant 2) or at the current one;
 //!    only series with explicit timestamps (or one refused as out of order) keep theirs, in
@@ -47,8 +55,10 @@ pub(super) enum Lookup {
     Miss,
     /// Dropped by metric relabeling.
     Dropped,
+    /// Refused by a series limit (which one: [`Limited`]).
+    Limited(Limited),
     /// A series already seen in this scrape.
-    Duplicate,
+    Duplicate(SeriesRef),
     /// A timestamp not after the series' previous one (would break per-series order).
     OutOfOrder,
     /// The series to append to.
@@ -85,6 +95,10 @@ pub(super) struct SeriesCache {
     explicit: HashMap<u32, Times>,
     slots_seen: usize,
     live: usize,
+    /// Set by a failed scrape: every tracked series got a stale marker then (invariant 6).
+    marked_stale: bool,
+    /// Labels hashes of series that ended, collected for the series limiter when `Some`.
+    ended: Option<Vec<u64>>,
 }
 
 /// One line of a scrape: its raw text's hash and what it maps to.
@@ -98,6 +112,21 @@ struct Line {
 
 /// [`Line::slot`] of a text metric relabeling drops.
 const DROPPED: u32 = u32::MAX;
+/// [`Line::slot`] of a text `series_limit` refused.
+const LIMITED_SERIES: u32 = u32::MAX - 1;
+/// [`Line::slot`] of a text `series_limit_per_metric` refused.
+const LIMITED_METRIC: u32 = u32::MAX - 2;
+/// Slot numbers from here on are markers, not slots.
+const FIRST_MARKER: u32 = LIMITED_METRIC;
+
+/// Which series limit refused a line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Limited {
+    /// The target's `series_limit`.
+    Series,
+    /// The family's `series_limit_per_metric`.
+    PerMetric,
+}
 
 struct Slot {
     sref: SeriesRef,
@@ -142,7 +171,47 @@ impl SeriesCache {
             explicit: HashMap::new(),
             slots_seen: 0,
             live: 0,
+            marked_stale: false,
+            ended: None,
         }
+    }
+
+    /// Collects the labels hash of every series that ends from now on (see
+    /// [`SeriesCache::take_ended`]).
+    pub(super) fn track_ended(&mut self) {
+        self.ended.get_or_insert_with(Vec::new);
+    }
+
+    /// The labels hashes of series that ended since the last call (with `track_ended`).
+    pub(super) fn take_ended(&mut self) -> Vec<u64> {
+        self.ended.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Whether a live series has these labels.
+    pub(super) fn contains(&self, labels: &Labels) -> bool {
+        let slots = &self.slots;
+        self.by_labels
+            .find(labels.stable_hash(), |&s| {
+                slots[s as usize].labels == *labels
+            })
+            .is_some()
+    }
+
+    /// The labels of every live series.
+    pub(super) fn live_labels(&self) -> impl Iterator<Item = &Labels> {
+        self.slots.iter().filter(|s| s.live).map(|s| &s.labels)
+    }
+
+    /// Refs from this one on were created by the current (or last) scrape.
+    pub(super) fn first_ref_of_scrape(&self) -> u64 {
+        self.scrape_refs
+    }
+
+    /// Forgets every line a series limit refused, so that they are judged anew (invariant 7).
+    /// Between scrapes only.
+    pub(super) fn forget_limited(&mut self) {
+        self.order
+            .retain(|l| l.slot != LIMITED_SERIES && l.slot != LIMITED_METRIC);
     }
 
     /// Number of live series.
@@ -190,6 +259,8 @@ impl SeriesCache {
         }
         match slot {
             DROPPED => Lookup::Dropped,
+            LIMITED_SERIES => Lookup::Limited(Limited::Series),
+            LIMITED_METRIC => Lookup::Limited(Limited::PerMetric),
             slot => self.see(slot, ts, explicit_ts),
         }
     }
@@ -197,6 +268,16 @@ impl SeriesCache {
     /// Remembers that `raw` is dropped by metric relabeling.
     pub(super) fn insert_dropped(&mut self, raw: &[u8]) {
         let line = self.line(raw, DROPPED);
+        self.add_line(line);
+    }
+
+    /// Remembers that a series limit refused `raw` (invariant 7).
+    pub(super) fn insert_limited(&mut self, raw: &[u8], which: Limited) {
+        let marker = match which {
+            Limited::Series => LIMITED_SERIES,
+            Limited::PerMetric => LIMITED_METRIC,
+        };
+        let line = self.line(raw, marker);
         self.add_line(line);
     }
 
@@ -268,6 +349,7 @@ impl SeriesCache {
             }
         }
         self.committed_ts = ts;
+        self.marked_stale = false;
         if !self.explicit.is_empty() {
             // Slots whose last sample was the scrape's own timestamp need no entry any more.
             let slots = &mut self.slots;
@@ -296,31 +378,44 @@ impl SeriesCache {
         }
     }
 
-    /// Ends a failed scrape: the scrape's own series are forgotten unannounced; every series
-    /// announced before gets a stale marker (when tracked) and is listed in `gone`. The cache
-    /// is left empty.
-    pub(super) fn abandon(
-        &mut self,
-        ts: i64,
-        samples: &mut Vec<Sample>,
-        gone: &mut Vec<SeriesRef>,
-    ) {
+    /// Ends a failed scrape (invariant 6): the series it created are forgotten unannounced;
+    /// every other series stays, and each tracked one gets a stale marker at `ts` unless a
+    /// failed scrape since the last commit gave it one.
+    pub(super) fn fail(&mut self, ts: i64, samples: &mut Vec<Sample>) {
         let iter = self.iter;
-        for (i, slot) in self.slots.iter().enumerate() {
-            // Refs allocated during this scrape were never announced.
-            if slot.live && slot.sref.0 < self.scrape_refs {
-                let committed_ts = match self.explicit.get(&(i as u32)) {
-                    Some(t) if slot.explicit && slot.last_iter == iter => t.prev,
-                    Some(t) if slot.explicit => t.last,
-                    _ => self.committed_ts,
-                };
-                if slot.track_staleness && ts > committed_ts {
-                    samples.push(stale(slot.sref, ts));
-                }
-                gone.push(slot.sref);
+        let mut forget = Vec::new();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if !slot.live {
+                continue;
             }
+            // Refs allocated during this scrape were never announced.
+            if slot.sref.0 >= self.scrape_refs {
+                forget.push(i as u32);
+                continue;
+            }
+            let times = self.explicit.get_mut(&(i as u32));
+            let committed_ts = match times {
+                Some(t) if slot.explicit && slot.last_iter == iter => {
+                    // What this scrape accepted is not kept.
+                    t.last = t.prev;
+                    t.prev
+                }
+                Some(t) if slot.explicit => t.last,
+                _ => self.committed_ts,
+            };
+            if slot.track_staleness && ts > committed_ts && !self.marked_stale {
+                samples.push(stale(slot.sref, ts));
+            }
+            // Seen in no scrape since; the next one is judged against the last commit.
+            slot.last_iter = iter.wrapping_sub(1);
         }
-        self.clear();
+        for s in forget {
+            self.forget_slot(s);
+        }
+        self.marked_stale = true;
+        self.changed.clear();
+        self.diverged = None;
+        self.index = None;
     }
 
     /// Ends every series (the target went away): stale markers at `ts` and `gone` for all.
@@ -332,7 +427,7 @@ impl SeriesCache {
     ) {
         for (i, slot) in self.slots.iter().enumerate() {
             if slot.live {
-                if slot.track_staleness && ts > self.last_ts(i as u32, slot) {
+                if slot.track_staleness && ts > self.last_ts(i as u32, slot) && !self.marked_stale {
                     samples.push(stale(slot.sref, ts));
                 }
                 gone.push(slot.sref);
@@ -368,7 +463,7 @@ impl SeriesCache {
             return Lookup::Miss;
         };
         if s.last_iter == self.iter {
-            return Lookup::Duplicate;
+            return Lookup::Duplicate(s.sref);
         }
         let prev = self.last_ts(slot, s);
         let sref = s.sref;
@@ -434,15 +529,24 @@ impl SeriesCache {
 
     fn end_slot(&mut self, s: u32, ts: i64, samples: &mut Vec<Sample>, gone: &mut Vec<SeriesRef>) {
         let last = self.last_ts(s, &self.slots[s as usize]);
-        let slot = &mut self.slots[s as usize];
-        if slot.track_staleness && ts > last {
+        let slot = &self.slots[s as usize];
+        if slot.track_staleness && ts > last && !self.marked_stale {
             samples.push(stale(slot.sref, ts));
         }
         gone.push(slot.sref);
+        self.forget_slot(s);
+    }
+
+    /// Frees slot `s` (its series ended, or was never announced).
+    fn forget_slot(&mut self, s: u32) {
+        let slot = &mut self.slots[s as usize];
         slot.live = false;
         slot.explicit = false;
         self.explicit.remove(&s);
         let lhash = std::mem::take(&mut slot.labels).stable_hash();
+        if let Some(ended) = &mut self.ended {
+            ended.push(lhash);
+        }
         if let Ok(entry) = self.by_labels.find_entry(lhash, |&owner| owner == s) {
             entry.remove();
         }
@@ -465,7 +569,7 @@ impl SeriesCache {
         self.free.clear();
         self.free.shrink_to_fit();
         for line in &mut self.order {
-            if line.slot != DROPPED {
+            if line.slot < FIRST_MARKER {
                 line.slot = moved.get(line.slot as usize).copied().unwrap_or(DROPPED);
             }
         }
@@ -553,7 +657,10 @@ mod tests {
                     continue;
                 };
                 if !seen.insert(key) {
-                    assert_eq!(got, Lookup::Duplicate, "line {line} of scrape {n}");
+                    assert!(
+                        matches!(got, Lookup::Duplicate(r) if Some(&r) == model.get(&key)),
+                        "line {line} of scrape {n}: {got:?}"
+                    );
                     continue;
                 }
                 let Lookup::Series(r) = got else {
@@ -673,14 +780,69 @@ mod tests {
         assert_eq!(cache.explicit.len(), 1, "refused: its last stays 4000");
         assert_eq!(scrape(&mut cache, 6000, Some(4000)), Lookup::OutOfOrder);
         assert!(matches!(scrape(&mut cache, 7000, None), Lookup::Series(_)));
-        // An abandoned scrape marks it stale after what was committed (7000).
+        // A failed scrape marks it stale after what was committed (7000), and keeps it.
         cache.begin(8000);
-        assert!(matches!(cache.lookup(b"m", 8000, false), Lookup::Series(_)));
-        let (mut samples, mut gone) = (Vec::new(), Vec::new());
-        cache.abandon(8000, &mut samples, &mut gone);
+        let Lookup::Series(r) = cache.lookup(b"m", 8000, false) else {
+            panic!("m is cached");
+        };
+        let mut samples = Vec::new();
+        cache.fail(8000, &mut samples);
         assert_eq!(samples.len(), 1);
         assert_eq!(samples[0].timestamp_ms, 8000);
-        assert_eq!(gone.len(), 1);
+        // A second failure sends no second marker; a success continues the same series.
+        cache.begin(9000);
+        cache.fail(9000, &mut samples);
+        assert_eq!(samples.len(), 1);
+        cache.begin(10_000);
+        assert_eq!(cache.lookup(b"m", 10_000, false), Lookup::Series(r));
+        let (mut samples, mut gone) = (Vec::new(), Vec::new());
+        cache.commit(10_000, &mut samples, &mut gone);
+        assert!(samples.is_empty() && gone.is_empty());
+    }
+
+    #[test]
+    fn a_failed_scrape_forgets_only_the_series_it_created() {
+        let mut cache = SeriesCache::new();
+        let refs = SeriesRefs::default();
+        let mut new_series = Vec::new();
+        cache.track_ended();
+        cache.begin(1000);
+        let Lookup::Series(a) = cache.insert(b"a", labels(1), 1000, false, &refs, &mut new_series)
+        else {
+            panic!("a is new");
+        };
+        cache.commit(1000, &mut Vec::new(), &mut Vec::new());
+        cache.begin(2000);
+        assert_eq!(cache.lookup(b"a", 2000, false), Lookup::Series(a));
+        assert_eq!(cache.lookup(b"b", 2000, false), Lookup::Miss);
+        cache.insert(b"b", labels(2), 2000, false, &refs, &mut new_series);
+        let mut samples = Vec::new();
+        cache.fail(2000, &mut samples);
+        // Only `a` was announced: only it is marked stale, and it stays.
+        assert_eq!(samples.iter().map(|s| s.series).collect::<Vec<_>>(), [a]);
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.take_ended(), [labels(2).stable_hash()]);
+        assert!(cache.contains(&labels(1)) && !cache.contains(&labels(2)));
+        // The next scrape sees `a` where it was and `b` as new.
+        cache.begin(3000);
+        assert_eq!(cache.lookup(b"a", 3000, false), Lookup::Series(a));
+        assert_eq!(cache.lookup(b"b", 3000, false), Lookup::Miss);
+    }
+
+    #[test]
+    fn limited_lines_are_counted_until_forgotten() {
+        let mut cache = SeriesCache::new();
+        for ts in [1000, 2000] {
+            cache.begin(ts);
+            match cache.lookup(b"x", ts, false) {
+                Lookup::Miss => cache.insert_limited(b"x", Limited::PerMetric),
+                other => assert_eq!(other, Lookup::Limited(Limited::PerMetric)),
+            }
+            cache.commit(ts, &mut Vec::new(), &mut Vec::new());
+        }
+        cache.forget_limited();
+        cache.begin(3000);
+        assert_eq!(cache.lookup(b"x", 3000, false), Lookup::Miss);
     }
 
     proptest! {

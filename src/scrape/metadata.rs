@@ -125,6 +125,15 @@ impl MetadataCache {
         }
     }
 
+    /// The `# TYPE` of `family`, if the target declared one.
+    pub(super) fn kind(&self, family: &str) -> Option<MetricType> {
+        let hash = xxhash_rust::xxh3::xxh3_64(family.as_bytes());
+        self.families
+            .find(hash, |f| f.hash == hash && f.meta.family == family)
+            .map(|f| f.meta.kind)
+            .filter(|k| *k != MetricType::Unknown)
+    }
+
     /// Ends a successful scrape: forgets families absent for more than [`FORGET_AFTER`]
     /// scrapes.
     pub(super) fn commit(&mut self) {

@@ -19,6 +19,8 @@ pub struct Metrics {
     pub(super) samples_appended: Family<JobLabels, Counter>,
     pub(super) samples_rejected: Family<FailureLabels, Counter>,
     pub(super) series_active: Family<JobLabels, Gauge>,
+    pub(super) series_limited: Family<FailureLabels, Counter>,
+    pub(super) samples_merged: Family<JobLabels, Counter>,
     pub(super) duration: Family<JobLabels, Histogram, fn() -> Histogram>,
 }
 
@@ -57,6 +59,8 @@ impl Metrics {
             samples_appended: Family::default(),
             samples_rejected: Family::default(),
             series_active: Family::default(),
+            series_limited: Family::default(),
+            samples_merged: Family::default(),
             duration: Family::new_with_constructor(duration_histogram),
         };
         registry.register(
@@ -98,6 +102,16 @@ impl Metrics {
             "scrapelet_scrape_series_active",
             "Series in the scrape caches, by job",
             m.series_active.clone(),
+        );
+        registry.register(
+            "scrapelet_target_series_limited_samples",
+            "Samples dropped (series_limit, series_limit_per_metric) or sent with trimmed labels (label_limit) by the limits that never fail a scrape, by job and reason",
+            m.series_limited.clone(),
+        );
+        registry.register(
+            "scrapelet_target_samples_merged",
+            "Samples merged into another of the same scrape after label_limit_keep trimmed their labels, by job",
+            m.samples_merged.clone(),
         );
         registry.register(
             "scrapelet_scrape_duration_seconds",

@@ -8,14 +8,24 @@
 //!
 //! `# TYPE`, `# HELP` and `# UNIT` lines go to the target's metadata cache (see `metadata`),
 //! which allocates only when a family's metadata is new or changed.
+//!
+//! Guard rails (see `limits`) act on new series only, so they cost nothing on a steady
+//! scrape: `series_limit`/`series_limit_per_metric` refuse a new series (its line is then
+//! cached as refused), `label_limit` with `label_limit_keep` trims it; two series of one scrape
+//! that trimming made identical are merged into one sample (summed, or for gauges and summary
+//! quantiles the larger value). `sample_limit` stops the scrape at the limit, and a failed
+//! scrape keeps the cache (see `cache`, invariant 6).
 
+use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::sync::Arc;
 
-use super::cache::{Lookup, SeriesCache};
+use super::cache::{Limited, Lookup, SeriesCache};
+use super::limits::{self, LabelValues, Refusal, SeriesLimiter};
 use super::metadata::{Line, MetadataCache};
-use crate::append::{Batch, Sample, SeriesRefs};
+use crate::append::{Batch, Sample, SeriesRef, SeriesRefs};
 use crate::config::ScrapeConfig;
-use crate::exposition::{self, Entry, Format, ParseError, Parser};
+use crate::exposition::{self, Entry, Format, MetricType, ParseError, Parser};
 use crate::labels::{Labels, LabelsBuilder, METRIC_NAME};
 use crate::metadata::TargetMetadata;
 use crate::relabel::{Relabeler, is_valid_label_name};
@@ -33,6 +43,12 @@ pub struct Settings {
     pub label_name_length_limit: usize,
     /// 0 means none.
     pub label_value_length_limit: usize,
+    /// 0 means none.
+    pub series_limit: usize,
+    /// 0 means none.
+    pub series_limit_per_metric: usize,
+    /// With `label_limit`: trim series to it, keeping these names first, instead of failing.
+    pub label_limit_keep: Option<Vec<String>>,
     pub metric_relabel: Relabeler,
 }
 
@@ -48,8 +64,8 @@ pub enum ProcessError {
     InvalidLabelName { line: usize, name: String },
     #[error("line {line}: missing metric name (__name__ label)")]
     NoName { line: usize },
-    #[error("sample_limit exceeded ({count} samples, limit {limit})")]
-    SampleLimit { count: usize, limit: usize },
+    #[error("sample_limit exceeded (more than {limit} samples after metric relabeling)")]
+    SampleLimit { limit: usize },
     #[error("line {line}: {what} exceeded (limit {limit})")]
     LabelLimit {
         line: usize,
@@ -83,6 +99,77 @@ pub struct Counts {
     pub added: usize,
     pub duplicates: usize,
     pub out_of_order: usize,
+    /// Samples of series `series_limit` refused.
+    pub series_limited: usize,
+    /// Samples of series `series_limit_per_metric` refused.
+    pub metric_limited: usize,
+    /// Series sent with labels trimmed to `label_limit` (live after this scrape).
+    pub trimmed: usize,
+    /// Samples merged into another one after trimming.
+    pub merged: usize,
+}
+
+/// Why a limit that never fails the scrape acted, as the targets API and the log say it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitNotice {
+    /// `series_limit`, `series_limit_per_metric` or `label_limit`.
+    pub reason: &'static str,
+    /// The metric family it acted on first (empty when not known).
+    pub family: String,
+    /// The family's label with the most distinct values, and their number.
+    pub label: Option<(String, usize)>,
+    /// The count stopped at its bound ([`LabelValues::CAP`]): at least that many.
+    pub capped: bool,
+}
+
+impl fmt::Display for LimitNotice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} exceeded", self.reason)?;
+        if !self.family.is_empty() {
+            write!(f, " by {}", self.family)?;
+        }
+        if self.reason == LABEL_LIMIT {
+            f.write_str(" (labels trimmed)")?;
+        }
+        if let Some((name, n)) = &self.label {
+            let more = if self.capped { " or more" } else { "" };
+            write!(
+                f,
+                ": label {name} has {}{more} values",
+                limits::thousands(*n)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+const SERIES_LIMIT: &str = "series_limit";
+const PER_METRIC: &str = "series_limit_per_metric";
+const LABEL_LIMIT: &str = "label_limit";
+/// The reasons of [`LimitNotice`], in the order of `Processor::episodes`.
+const REASONS: [&str; 3] = [SERIES_LIMIT, PER_METRIC, LABEL_LIMIT];
+/// Refused or trimmed label sets kept per scrape for the explanation, at most.
+const EXPLAIN_MAX: usize = 10_000;
+
+/// A limit acting scrape after scrape, until a successful scrape where it does not.
+struct Episode {
+    family: String,
+    family_hash: u64,
+    values: LabelValues,
+}
+
+/// A label set a limit refused or trimmed in the current scrape (for the explanation).
+struct Refused {
+    reason: usize,
+    family: String,
+    labels: LabelsBuilder,
+}
+
+/// How two samples of one series, made identical by trimming, become one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Merge {
+    Sum,
+    Max,
 }
 
 /// Turns a target's bodies into batches; holds the target's series cache.
@@ -93,6 +180,25 @@ pub struct Processor {
     cache: SeriesCache,
     metadata: MetadataCache,
     scratch: LabelsBuilder,
+    limiter: Option<SeriesLimiter>,
+    /// Series whose labels were trimmed (`label_limit_keep`); their duplicates are merged.
+    trimmed: HashSet<SeriesRef>,
+    /// The current scrape's sample index per series, built only when a merge needs it, up to
+    /// `mapped`.
+    merge_at: HashMap<SeriesRef, usize>,
+    mapped: usize,
+    refused: Vec<Refused>,
+    /// Samples each limit acted on in the current scrape, by [`REASONS`] order.
+    hits: [usize; 3],
+    episodes: [Option<Episode>; 3],
+}
+
+impl fmt::Debug for Processor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Processor")
+            .field("series", &self.cache.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Settings {
@@ -105,6 +211,9 @@ impl Settings {
             label_limit: cfg.label_limit,
             label_name_length_limit: cfg.label_name_length_limit,
             label_value_length_limit: cfg.label_value_length_limit,
+            series_limit: cfg.series_limit,
+            series_limit_per_metric: cfg.series_limit_per_metric,
+            label_limit_keep: cfg.label_limit_keep.clone(),
             metric_relabel: Relabeler::new(&cfg.metric_relabel_configs),
         }
     }
@@ -112,18 +221,31 @@ impl Settings {
 
 impl Processor {
     pub fn new(settings: Arc<Settings>, target_labels: Labels, refs: Arc<SeriesRefs>) -> Self {
+        let limiter = SeriesLimiter::new(settings.series_limit, settings.series_limit_per_metric);
+        let mut cache = SeriesCache::new();
+        if limiter.is_some() {
+            cache.track_ended();
+        }
         Processor {
             settings,
             target_labels,
             refs,
-            cache: SeriesCache::new(),
+            cache,
             metadata: MetadataCache::new(),
             scratch: LabelsBuilder::new(),
+            limiter,
+            trimmed: HashSet::new(),
+            merge_at: HashMap::new(),
+            mapped: 0,
+            refused: Vec::new(),
+            hits: [0; 3],
+            episodes: [None, None, None],
         }
     }
 
     /// Parses `body` into `batch` (new series, samples, staleness markers for vanished
-    /// series). On error the batch holds a partial result: call [`Processor::abandon`].
+    /// series). On error the batch holds a partial result: call [`Processor::fail`]. `ts` is
+    /// also the series limits' clock.
     pub fn process(
         &mut self,
         body: &[u8],
@@ -131,12 +253,23 @@ impl Processor {
         ts: i64,
         batch: &mut Batch,
     ) -> Result<Counts, ProcessError> {
+        if let Some(limiter) = &mut self.limiter
+            && limiter.sweep(ts)
+        {
+            self.cache.forget_limited();
+        }
         self.cache.begin(ts);
         self.metadata.begin();
+        self.merge_at.clear();
+        self.mapped = batch.samples.len();
+        self.refused.clear();
+        self.hits = [0; 3];
         let honor_ts = self.settings.honor_timestamps;
+        let sample_limit = self.settings.sample_limit;
         let mut counts = Counts::default();
         let mut names: Vec<&str> = Vec::new();
         let series_before = batch.series.len();
+        let gone_before = batch.gone.len();
         let format = Format::from_content_type(content_type);
         for entry in Parser::new(body, format) {
             let s = match entry? {
@@ -160,47 +293,207 @@ impl Processor {
                 _ => (ts, false),
             };
             let lookup = match self.cache.lookup(s.series, t, explicit) {
-                Lookup::Miss => match self.build_labels(&s, &mut names)? {
-                    None => {
-                        self.cache.insert_dropped(s.series);
-                        Lookup::Dropped
-                    }
-                    Some(labels) => self.cache.insert(
-                        s.series,
-                        labels,
-                        t,
-                        explicit,
-                        &self.refs,
-                        &mut batch.series,
-                    ),
-                },
+                Lookup::Miss => self.new_series(&s, t, explicit, ts, &mut names, batch)?,
                 found => found,
             };
             match lookup {
                 Lookup::Series(series) => {
                     counts.appended += 1;
+                    if sample_limit > 0 && counts.appended > sample_limit {
+                        // Stop at the limit (as Prometheus): the rest is not even parsed.
+                        return Err(ProcessError::SampleLimit {
+                            limit: sample_limit,
+                        });
+                    }
                     batch.samples.push(Sample {
                         series,
                         timestamp_ms: t,
                         value: s.value,
                     });
                 }
-                Lookup::Duplicate => counts.duplicates += 1,
+                Lookup::Duplicate(series) if self.trimmed.contains(&series) => {
+                    let rule = merge_rule(s.name, &self.metadata);
+                    if self.merge(batch, series, s.value, rule) {
+                        counts.merged += 1;
+                    }
+                }
+                Lookup::Duplicate(_) => counts.duplicates += 1,
                 Lookup::OutOfOrder => counts.out_of_order += 1,
+                Lookup::Limited(Limited::Series) => self.hits[0] += 1,
+                Lookup::Limited(Limited::PerMetric) => self.hits[1] += 1,
                 Lookup::Dropped | Lookup::Miss => {}
             }
-        }
-        let limit = self.settings.sample_limit;
-        if limit > 0 && counts.appended > limit {
-            return Err(ProcessError::SampleLimit {
-                count: counts.appended,
-                limit,
-            });
         }
         counts.added = batch.series.len() - series_before;
         self.cache.commit(ts, &mut batch.samples, &mut batch.gone);
         self.metadata.commit();
+        if !self.trimmed.is_empty() {
+            for r in &batch.gone[gone_before..] {
+                self.trimmed.remove(r);
+            }
+        }
+        self.take_ended(ts);
+        counts.series_limited = self.hits[0];
+        counts.metric_limited = self.hits[1];
+        counts.trimmed = self.trimmed.len();
+        self.hits[2] = counts.trimmed;
+        self.update_episodes();
         Ok(counts)
+    }
+
+    /// A line not in the cache: its labels built, trimmed, judged by the series limits, and
+    /// cached with what became of it.
+    fn new_series<'a>(
+        &mut self,
+        s: &exposition::Sample<'a>,
+        t: i64,
+        explicit: bool,
+        ts: i64,
+        names: &mut Vec<&'a str>,
+        batch: &mut Batch,
+    ) -> Result<Lookup, ProcessError> {
+        let Some((labels, trimmed)) = self.build_labels(s, names)? else {
+            self.cache.insert_dropped(s.series);
+            return Ok(Lookup::Dropped);
+        };
+        if let Some(limiter) = &mut self.limiter
+            && !self.cache.contains(&labels)
+        {
+            let name = labels.get(METRIC_NAME).unwrap_or_default();
+            let family = limits::family_of(name, |f| self.metadata.kind(f));
+            let family_hash = xxhash_rust::xxh3::xxh3_64(family.as_bytes());
+            if let Err(refusal) = limiter.admit(labels.stable_hash(), family_hash, ts) {
+                let (which, reason) = match refusal {
+                    Refusal::Series => (Limited::Series, 0),
+                    Refusal::PerMetric => (Limited::PerMetric, 1),
+                };
+                if self.refused.len() < EXPLAIN_MAX {
+                    self.refused.push(Refused {
+                        reason,
+                        family: family.to_owned(),
+                        labels: labels.to_builder(),
+                    });
+                }
+                self.cache.insert_limited(s.series, which);
+                return Ok(Lookup::Limited(which));
+            }
+        }
+        let lookup =
+            self.cache
+                .insert(s.series, labels, t, explicit, &self.refs, &mut batch.series);
+        if trimmed && let Lookup::Series(r) | Lookup::Duplicate(r) = lookup {
+            self.trimmed.insert(r);
+        }
+        Ok(lookup)
+    }
+
+    /// Merges `value` into the current scrape's sample of `series` (`rule`). False if that
+    /// sample is not in the batch (it was refused as out of order).
+    fn merge(&mut self, batch: &mut Batch, series: SeriesRef, value: f64, rule: Merge) -> bool {
+        while let Some(s) = batch.samples.get(self.mapped) {
+            self.merge_at.entry(s.series).or_insert(self.mapped);
+            self.mapped += 1;
+        }
+        let Some(sample) = self
+            .merge_at
+            .get(&series)
+            .and_then(|&i| batch.samples.get_mut(i))
+        else {
+            return false;
+        };
+        sample.value = match rule {
+            Merge::Sum => sample.value + value,
+            Merge::Max if sample.value.is_nan() || value > sample.value => value,
+            Merge::Max => sample.value,
+        };
+        true
+    }
+
+    /// Series that left the cache count for the limiter's window from `ts`.
+    fn take_ended(&mut self, ts: i64) {
+        if let Some(limiter) = &mut self.limiter {
+            for h in self.cache.take_ended() {
+                limiter.ended(h, ts);
+            }
+        }
+    }
+
+    /// Starts, feeds and ends the limits' episodes after a successful scrape.
+    fn update_episodes(&mut self) {
+        for (i, episode) in self.episodes.iter_mut().enumerate() {
+            if self.hits[i] == 0 {
+                *episode = None;
+                continue;
+            }
+            if episode.is_none() {
+                // The family refused (or trimmed) most in this scrape.
+                let mut by_family: HashMap<&str, usize> = HashMap::new();
+                for r in self.refused.iter().filter(|r| r.reason == i) {
+                    *by_family.entry(&r.family).or_default() += 1;
+                }
+                let family = by_family
+                    .into_iter()
+                    .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(a.0)))
+                    .map(|(f, _)| f.to_owned())
+                    .unwrap_or_default();
+                let family_hash = xxhash_rust::xxh3::xxh3_64(family.as_bytes());
+                let mut values = LabelValues::default();
+                // What flows of the family counts too.
+                let metadata = &self.metadata;
+                for labels in self.cache.live_labels() {
+                    let name = labels.get(METRIC_NAME).unwrap_or_default();
+                    if !family.is_empty() && limits::family_of(name, |f| metadata.kind(f)) == family
+                    {
+                        values.add(labels.iter().map(|l| (l.name, l.value)));
+                    }
+                }
+                *episode = Some(Episode {
+                    family,
+                    family_hash,
+                    values,
+                });
+            }
+            if let Some(e) = episode {
+                for r in self.refused.iter().filter(|r| r.reason == i) {
+                    if xxhash_rust::xxh3::xxh3_64(r.family.as_bytes()) == e.family_hash {
+                        e.values.add(r.labels.iter().map(|l| (l.name, l.value)));
+                    }
+                }
+            }
+        }
+        self.refused.clear();
+    }
+
+    /// What the limits that never fail a scrape are doing now: one notice per limit acting.
+    pub fn limit_notices(&self) -> Vec<LimitNotice> {
+        self.episodes
+            .iter()
+            .zip(REASONS)
+            .filter_map(|(e, reason)| {
+                let e = e.as_ref()?;
+                Some(LimitNotice {
+                    reason,
+                    family: e.family.clone(),
+                    label: e.values.top().map(|(n, c)| (n.to_owned(), c)),
+                    capped: e.values.capped(),
+                })
+            })
+            .collect()
+    }
+
+    /// `series_limit` and the series counted against it now, when the limit is set.
+    pub fn series_limit(&self) -> Option<(usize, usize)> {
+        self.limiter
+            .as_ref()
+            .filter(|l| l.series_limit() > 0)
+            .map(|l| (l.series_limit(), l.current()))
+    }
+
+    /// The labels of every live series of the target.
+    pub fn for_each_series(&self, mut f: impl FnMut(&Labels)) {
+        for labels in self.cache.live_labels() {
+            f(labels);
+        }
     }
 
     /// The target's metric metadata when it changed since the last call (a new family, a
@@ -209,18 +502,24 @@ impl Processor {
         self.metadata.take_update()
     }
 
-    /// Ends a failed scrape: drops its partial result from `batch`, adds staleness markers
-    /// for every series announced before (and lists them as gone), and empties the cache.
-    pub fn abandon(&mut self, ts: i64, batch: &mut Batch) {
+    /// Ends a failed scrape: drops its partial result from `batch` and adds a staleness
+    /// marker for every series announced before; the cache keeps them (see `cache`,
+    /// invariant 6), forgetting only the series this scrape created.
+    pub fn fail(&mut self, ts: i64, batch: &mut Batch) {
         batch.series.clear();
         batch.samples.clear();
-        self.cache.abandon(ts, &mut batch.samples, &mut batch.gone);
+        let first_new = self.cache.first_ref_of_scrape();
+        self.cache.fail(ts, &mut batch.samples);
+        self.trimmed.retain(|r| r.0 < first_new);
+        self.take_ended(ts);
+        self.refused.clear();
     }
 
     /// Ends every series (the target went away, or the loop is retired): staleness markers
     /// at `ts` for tracked series, all listed as gone.
     pub fn end_all(&mut self, ts: i64, batch: &mut Batch) {
         self.cache.end_all(ts, &mut batch.samples, &mut batch.gone);
+        self.trimmed.clear();
     }
 
     /// Number of live series of the target.
@@ -228,12 +527,13 @@ impl Processor {
         self.cache.len()
     }
 
-    /// The final labels of a sample not in the cache; `None` when metric relabeling drops it.
+    /// The final labels of a sample not in the cache, and whether `label_limit_keep` trimmed
+    /// them; `None` when metric relabeling drops it.
     fn build_labels<'a>(
         &mut self,
         s: &exposition::Sample<'a>,
         names: &mut Vec<&'a str>,
-    ) -> Result<Option<Labels>, ProcessError> {
+    ) -> Result<Option<(Labels, bool)>, ProcessError> {
         let line = s.line();
         let lb = &mut self.scratch;
         lb.clear();
@@ -290,8 +590,37 @@ impl Processor {
         if lb.get(METRIC_NAME).is_none() {
             return Err(ProcessError::NoName { line });
         }
+        let mut trimmed = false;
+        if let Some(keep) = &settings.label_limit_keep
+            && settings.label_limit > 0
+            && lb.len() > settings.label_limit
+        {
+            if self.refused.len() < EXPLAIN_MAX {
+                let name = lb.get(METRIC_NAME).unwrap_or_default();
+                let family = limits::family_of(name, |f| self.metadata.kind(f)).to_owned();
+                self.refused.push(Refused {
+                    reason: 2,
+                    family,
+                    labels: lb.clone(),
+                });
+            }
+            trimmed = limits::trim(lb, settings.label_limit, keep);
+        }
         check_limits(settings, lb, line)?;
-        Ok(Some(lb.build()))
+        Ok(Some((lb.build(), trimmed)))
+    }
+}
+
+/// How duplicates of a trimmed series of sample name `name` merge: gauges (and summary
+/// quantiles, info and stateset samples) keep the larger value; counters, untyped samples,
+/// histogram buckets, `_sum` and `_count` are summed.
+fn merge_rule(name: &str, metadata: &MetadataCache) -> Merge {
+    let kind = |f: &str| metadata.kind(f);
+    let family = limits::family_of(name, kind);
+    match kind(family) {
+        Some(MetricType::Gauge | MetricType::Info | MetricType::StateSet) => Merge::Max,
+        Some(MetricType::Summary) if family == name => Merge::Max,
+        _ => Merge::Sum,
     }
 }
 

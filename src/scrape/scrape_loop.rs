@@ -32,7 +32,7 @@ use tracing::Instrument;
 
 use super::fetch::{FetchError, Fetcher};
 use super::metrics::{FailureLabels, HealthLabels, JobLabels, Metrics};
-use super::process::{Counts, ProcessError, Processor, Settings};
+use super::process::{Counts, LimitNotice, ProcessError, Processor, Settings};
 use super::target::Target;
 use crate::append::{Appender, Batch, Sample, SeriesRef, SeriesRefs};
 use crate::client::HttpClient;
@@ -61,6 +61,8 @@ pub struct ScrapeState {
     pub last_samples: usize,
     /// Series in the target's cache.
     pub series: usize,
+    /// The limits that never fail a scrape acting on the target now, with what explains them.
+    pub limits: Vec<LimitNotice>,
 }
 
 /// A target and its live scrape state.
@@ -73,7 +75,13 @@ pub struct TargetStatus {
     /// The labels as last discovered. Discovery can change labels that relabeling does not
     /// keep (a pod's readiness, an annotation): the target and its loop stay, this follows.
     discovered: Mutex<Labels>,
+    /// The running loop's processor (its series), for the cardinality view.
+    processor: Mutex<Option<SharedProcessor>>,
 }
+
+/// A loop's processor, locked by the loop while it turns a body into a batch and by the
+/// cardinality view while it reads the target's series.
+pub(super) type SharedProcessor = Arc<Mutex<Processor>>;
 
 /// Settings shared by every loop of a job.
 pub(super) struct JobSettings {
@@ -154,16 +162,24 @@ const REPORT_NAMES: [&str; 5] = [
     "scrape_series_added",
 ];
 
+/// Added to the report with `series_limit`, as vmagent writes them.
+const SERIES_LIMIT_NAMES: [&str; 3] = [
+    "scrape_series_limit",
+    "scrape_series_current",
+    "scrape_series_limit_samples_dropped",
+];
+
 struct ScrapeLoop {
     status: Arc<TargetStatus>,
     settings: Arc<JobSettings>,
     fetcher: Result<Fetcher, String>,
-    processor: Processor,
+    processor: SharedProcessor,
     /// Removes the target's metadata from the view when the loop ends (it is dropped).
     metadata: MetadataSlot,
     appender: Arc<dyn Appender>,
-    /// The synthetic series' refs, and whether they were announced yet.
-    report: [SeriesRef; 5],
+    /// The synthetic series' refs (`REPORT_NAMES`, then `SERIES_LIMIT_NAMES` with a series
+    /// limit), and whether they were announced yet.
+    report: Vec<SeriesRef>,
     report_announced: bool,
     last_ts: i64,
     buffers: Arc<BodyBuffers>,
@@ -183,6 +199,10 @@ struct LoopMetrics {
     out_of_order: Counter,
     series: Gauge,
     duration: Histogram,
+    /// By the order of `LimitNotice` reasons: series_limit, series_limit_per_metric,
+    /// label_limit.
+    limited: [Counter; 3],
+    merged: Counter,
     metrics: Metrics,
     job: String,
 }
@@ -199,7 +219,24 @@ impl TargetStatus {
                 last_duration: Duration::ZERO,
                 last_samples: 0,
                 series: 0,
+                limits: Vec::new(),
             }),
+            processor: Mutex::new(None),
+        }
+    }
+
+    /// Calls `f` with the labels of every live series of the target (none before its loop
+    /// started). Holds the target's processor meanwhile: its next scrape waits.
+    pub fn for_each_series(&self, f: impl FnMut(&Labels)) {
+        let processor = self
+            .processor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(p) = processor {
+            p.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .for_each_series(f);
         }
     }
 
@@ -288,20 +325,37 @@ impl LoopHandle {
                 }),
             series: deps.metrics.series_active.get_or_create_owned(&job_labels),
             duration: deps.metrics.duration.get_or_create_owned(&job_labels),
+            limited: ["series_limit", "series_limit_per_metric", "label_limit"].map(|reason| {
+                deps.metrics
+                    .series_limited
+                    .get_or_create_owned(&FailureLabels {
+                        job: settings.job.clone(),
+                        reason,
+                    })
+            }),
+            merged: deps.metrics.samples_merged.get_or_create_owned(&job_labels),
             metrics: deps.metrics.clone(),
             job: settings.job.clone(),
         };
         m.health_gauge(Health::Unknown).inc();
-        let report = std::array::from_fn(|_| deps.refs.allocate());
+        let reports = REPORT_NAMES.len()
+            + if settings.process.series_limit > 0 {
+                SERIES_LIMIT_NAMES.len()
+            } else {
+                0
+            };
+        let report = (0..reports).map(|_| deps.refs.allocate()).collect();
+        let processor = Arc::new(Mutex::new(Processor::new(
+            settings.process.clone(),
+            target.labels.clone(),
+            deps.refs.clone(),
+        )));
+        *status.processor.lock().unwrap_or_else(|p| p.into_inner()) = Some(processor.clone());
         let scrape_loop = ScrapeLoop {
             status: status.clone(),
             settings: settings.clone(),
             fetcher,
-            processor: Processor::new(
-                settings.process.clone(),
-                target.labels.clone(),
-                deps.refs.clone(),
-            ),
+            processor,
             metadata: deps.metadata.slot(),
             appender: deps.appender.clone(),
             report,
@@ -415,31 +469,55 @@ impl ScrapeLoop {
             samples: Vec::with_capacity(self.last_sample_count + REPORT_NAMES.len()),
             gone: Vec::new(),
         };
-        let result = fetched.and_then(|content_type| {
-            self.processor
-                .process(&body, content_type.as_deref(), ts, &mut batch)
-                .map_err(ScrapeError::from)
-        });
-        let counts = match &result {
-            Ok(counts) => *counts,
-            Err(_) => {
-                self.processor.abandon(ts, &mut batch);
-                Counts::default()
+        let (result, counts, series_now, series_limit, notices) = {
+            let mut processor = self.processor.lock().unwrap_or_else(|p| p.into_inner());
+            let result = fetched.and_then(|content_type| {
+                processor
+                    .process(&body, content_type.as_deref(), ts, &mut batch)
+                    .map_err(ScrapeError::from)
+            });
+            let counts = match &result {
+                Ok(counts) => *counts,
+                Err(_) => {
+                    processor.fail(ts, &mut batch);
+                    Counts::default()
+                }
+            };
+            if let Some(families) = processor.take_metadata_update() {
+                self.metadata.publish(families);
             }
+            let notices = result.is_ok().then(|| processor.limit_notices());
+            (
+                result,
+                counts,
+                processor.series(),
+                processor.series_limit(),
+                notices,
+            )
         };
-        if let Some(families) = self.processor.take_metadata_update() {
-            self.metadata.publish(families);
-        }
         self.m.scraped.inc_by(counts.scraped as u64);
         self.m.duplicates.inc_by(counts.duplicates as u64);
         self.m.out_of_order.inc_by(counts.out_of_order as u64);
-        let series_now = self.processor.series();
+        let limited = [counts.series_limited, counts.metric_limited, counts.trimmed];
+        for (counter, n) in self.m.limited.iter().zip(limited) {
+            if n > 0 {
+                counter.inc_by(n as u64);
+            }
+        }
+        self.m.merged.inc_by(counts.merged as u64);
         self.m
             .series
             .inc_by(series_now as i64 - self.reported_series as i64);
         self.reported_series = series_now;
 
-        self.add_report(&mut batch, ts, result.is_ok(), duration, &counts);
+        self.add_report(
+            &mut batch,
+            ts,
+            result.is_ok(),
+            duration,
+            &counts,
+            series_limit,
+        );
         self.last_sample_count = batch.samples.len();
         self.m.appended.inc_by(batch.samples.len() as u64);
         self.appender.append(batch);
@@ -449,24 +527,75 @@ impl ScrapeLoop {
             scratch.clear();
         }
         self.buffers.give(body, scratch);
+        if let Some(notices) = notices {
+            self.update_limits(notices);
+        }
         self.update_status(result.err(), duration, counts.appended, series_now);
     }
 
-    fn add_report(&mut self, batch: &mut Batch, ts: i64, up: bool, duration: Duration, c: &Counts) {
+    /// Publishes what the limits that never fail a scrape are doing; a limit that starts
+    /// acting (or moves to another family) is logged once, rate-limited as the other lines.
+    fn update_limits(&mut self, notices: Vec<LimitNotice>) {
+        let started: Vec<LimitNotice> = {
+            let mut s = self.status.state.lock().unwrap_or_else(|p| p.into_inner());
+            let started = notices
+                .iter()
+                .filter(|n| {
+                    !s.limits
+                        .iter()
+                        .any(|o| o.reason == n.reason && o.family == n.family)
+                })
+                .cloned()
+                .collect();
+            s.limits = notices;
+            started
+        };
+        for n in started {
+            let key = self.log_key ^ xxhash_rust::xxh3::xxh3_64(n.reason.as_bytes());
+            let Some(suppressed) = self.log_limiter.check(key, std::time::Instant::now()) else {
+                continue;
+            };
+            let (label, values) = n.label.clone().unwrap_or_default();
+            tracing::warn!(
+                reason = n.reason,
+                family = %n.family,
+                label = %label,
+                values,
+                suppressed,
+                message = %n,
+                "series limited"
+            );
+        }
+    }
+
+    fn add_report(
+        &mut self,
+        batch: &mut Batch,
+        ts: i64,
+        up: bool,
+        duration: Duration,
+        c: &Counts,
+        series_limit: Option<(usize, usize)>,
+    ) {
         if !self.report_announced {
-            for (sref, name) in self.report.iter().zip(REPORT_NAMES) {
+            let names = REPORT_NAMES.iter().chain(&SERIES_LIMIT_NAMES);
+            for (sref, name) in self.report.iter().zip(names) {
                 let mut lb = self.status.target.labels.to_builder();
                 lb.set(METRIC_NAME, name);
                 batch.series.push((*sref, lb.build()));
             }
             self.report_announced = true;
         }
+        let (limit, current) = series_limit.unwrap_or_default();
         let values = [
             if up { 1.0 } else { 0.0 },
             duration.as_secs_f64(),
             c.scraped as f64,
             c.appended as f64,
             c.added as f64,
+            limit as f64,
+            current as f64,
+            c.series_limited as f64,
         ];
         for (sref, value) in self.report.iter().zip(values) {
             batch.samples.push(Sample {
@@ -481,9 +610,12 @@ impl ScrapeLoop {
     fn end_run(&mut self, mark_stale: bool) {
         let ts = self.next_ts();
         let mut batch = Batch::default();
-        self.processor.end_all(ts, &mut batch);
+        self.processor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .end_all(ts, &mut batch);
         if self.report_announced {
-            for sref in self.report {
+            for &sref in &self.report {
                 batch.samples.push(Sample {
                     series: sref,
                     timestamp_ms: ts,

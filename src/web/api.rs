@@ -56,6 +56,9 @@ pub(super) fn targets(view: &TargetsView, query: &str) -> Response<Full<Bytes>> 
                     "health": match s.health { Health::Up => "up", Health::Down => "down", Health::Unknown => "unknown" },
                     "scrapeInterval": crate::config::format_duration(target.interval),
                     "scrapeTimeout": crate::config::format_duration(target.timeout),
+                    // scrapelet's: the limits that never fail a scrape acting now, each with
+                    // its family and the label with the most values.
+                    "seriesLimits": s.limits.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 }));
             }
         }

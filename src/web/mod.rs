@@ -1,5 +1,5 @@
 //! The agent's own HTTP server: `/metrics`, `/-/healthy`, `/-/ready`, `/api/v1/targets`,
-//! `/targets`, and `POST /-/reload`.
+//! `/targets`, `/api/v1/status/tsdb`, and `POST /-/reload`.
 //!
 //! Invariants:
 //! 1. Nothing served here ever contains a secret (configs are never rendered; target URLs
@@ -8,6 +8,7 @@
 
 mod api;
 mod page;
+mod tsdb;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -156,14 +157,35 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
         },
         (_, "/-/reload") => text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n"),
         (&Method::GET, "/api/v1/targets") => api::targets(&state.targets, query),
-        (&Method::GET, "/targets") => respond(
-            StatusCode::OK,
-            "text/html; charset=utf-8",
-            page::targets(&state.targets, query).into(),
-        ),
+        // Both read every selected target's series: off the runtime's threads.
+        (&Method::GET, "/api/v1/status/tsdb") => {
+            let (view, query) = (state.targets.clone(), query.to_owned());
+            match tokio::task::spawn_blocking(move || tsdb::status(&view, &query)).await {
+                Ok(Ok(body)) => respond(
+                    StatusCode::OK,
+                    "application/json",
+                    body.to_string().into(),
+                ),
+                Ok(Err(reason)) => respond(
+                    StatusCode::BAD_REQUEST,
+                    "application/json",
+                    serde_json::json!({"status": "error", "errorType": "bad_data", "error": reason})
+                        .to_string()
+                        .into(),
+                ),
+                Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "cannot compute\n"),
+            }
+        }
+        (&Method::GET, "/targets") => {
+            let (view, query) = (state.targets.clone(), query.to_owned());
+            match tokio::task::spawn_blocking(move || page::targets(&view, &query)).await {
+                Ok(page) => respond(StatusCode::OK, "text/html; charset=utf-8", page.into()),
+                Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "cannot render\n"),
+            }
+        }
         (&Method::GET, "/") => text(
             StatusCode::OK,
-            "scrapelet\n\n/targets\n/api/v1/targets\n/metrics\n/-/healthy\n/-/ready\n",
+            "scrapelet\n\n/targets\n/api/v1/targets\n/api/v1/status/tsdb\n/metrics\n/-/healthy\n/-/ready\n",
         ),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 use std::time::SystemTime;
 
+use super::tsdb::{Cardinality, Stat};
 use crate::labels::Labels;
 use crate::scrape::{Health, JobTargets, TargetsView};
 
@@ -57,7 +58,7 @@ fn job_section(out: &mut String, job: &str, targets: &JobTargets, now: SystemTim
         escape(job),
         targets.active.len()
     );
-    out.push_str("<table><tr><th>Endpoint</th><th>State</th><th>Labels</th><th>Last scrape</th><th>Duration</th><th>Error</th></tr>\n");
+    out.push_str("<table><tr><th>Endpoint</th><th>State</th><th>Labels</th><th>Last scrape</th><th>Duration</th><th>Error</th><th>Series limits</th></tr>\n");
     for t in &targets.active {
         let s = t.state();
         let ago = s
@@ -67,15 +68,22 @@ fn job_section(out: &mut String, job: &str, targets: &JobTargets, now: SystemTim
             .unwrap_or_else(|| "never".to_owned());
         let _ = writeln!(
             out,
-            "<tr><td><a href=\"{url}\">{url}</a></td><td class=\"{h}\">{h}</td><td>{labels}</td><td>{ago}</td><td>{:.3}s</td><td>{err}</td></tr>",
+            "<tr><td><a href=\"{url}\">{url}</a></td><td class=\"{h}\">{h}</td><td>{labels}</td><td>{ago}</td><td>{:.3}s</td><td>{err}</td><td>{limits}</td></tr>",
             s.last_duration.as_secs_f64(),
             url = escape(&t.target.url),
             h = s.health.as_str(),
             labels = labels_html(&t.target.labels),
             err = escape(&s.last_error),
+            limits = s
+                .limits
+                .iter()
+                .map(|n| escape(&n.to_string()))
+                .collect::<Vec<_>>()
+                .join("<br>"),
         );
     }
     out.push_str("</table>\n");
+    cardinality_section(out, targets);
     if targets.dropped_total > 0 {
         let _ = writeln!(
             out,
@@ -100,6 +108,39 @@ fn job_section(out: &mut String, job: &str, targets: &JobTargets, now: SystemTim
         }
         out.push_str("</table></details>\n");
     }
+}
+
+/// Families and labels per target, largest first: where a job's series come from. Computed
+/// now from the targets' caches (see `tsdb`).
+fn cardinality_section(out: &mut String, targets: &JobTargets) {
+    const TOP: usize = 5;
+    out.push_str("<details><summary>Series by target: top metric families and labels</summary><table><tr><th>Endpoint</th><th>Series</th><th>Top metric names (series)</th><th>Top labels (distinct values)</th></tr>\n");
+    for t in &targets.active {
+        let mut c = Cardinality::default();
+        c.add_target(t);
+        let list = |stats: Vec<Stat>| {
+            stats
+                .iter()
+                .map(|s| format!("<code>{}</code> {}", escape(&s.name), s.value))
+                .collect::<Vec<_>>()
+                .join("<br>")
+        };
+        let labels: Vec<Stat> = c
+            .values_by_label(TOP + 1)
+            .into_iter()
+            .filter(|s| s.name != crate::labels::METRIC_NAME)
+            .take(TOP)
+            .collect();
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&t.target.url),
+            c.series,
+            list(c.by_metric_name(TOP)),
+            list(labels),
+        );
+    }
+    out.push_str("</table></details>\n");
 }
 
 fn labels_html(labels: &Labels) -> String {
@@ -132,7 +173,7 @@ fn escape(s: &str) -> String {
 }
 
 /// Decodes `%XX` and `+` in a query value (invalid escapes are kept as written).
-fn percent_decode(s: &str) -> String {
+pub(super) fn percent_decode(s: &str) -> String {
     let hex = |b: u8| char::from(b).to_digit(16).map(|d| d as u8);
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

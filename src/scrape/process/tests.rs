@@ -90,8 +90,7 @@ fn first_scrape_creates_series_with_target_labels() {
             scraped: 2,
             appended: 2,
             added: 2,
-            duplicates: 0,
-            out_of_order: 0
+            ..Counts::default()
         }
     );
     assert_eq!(
@@ -205,14 +204,28 @@ fn two_texts_of_one_series_share_it_and_the_second_is_a_duplicate() {
 }
 
 #[test]
-fn sample_limit_fails_the_scrape() {
+fn sample_limit_fails_the_scrape_at_the_limit_and_keeps_the_cache() {
     let mut r = rig(|s| s.sample_limit = 2);
-    r.scrape("a 1\nb 1\n", 1).expect("within limit");
-    let err = r.scrape("a 1\nb 1\nc 1\n", 2).expect_err("over limit");
+    let (first, _) = r.scrape("a 1\nb 1\n", 1).expect("within limit");
+    // The line after the limit is never parsed: garbage there is not reported.
+    let mut batch = Batch::default();
+    let err =
+        r.p.process(b"a 1\nb 1\nc 1\n!!!\n", None, 2, &mut batch)
+            .expect_err("over limit");
     assert!(
-        matches!(err, ProcessError::SampleLimit { count: 3, limit: 2 }),
+        matches!(err, ProcessError::SampleLimit { limit: 2 }),
         "{err}"
     );
+    r.p.fail(2, &mut batch);
+    assert!(batch.gone.is_empty(), "the cache keeps its series");
+    assert_eq!(r.p.series(), 2);
+    // The next good scrape continues the same series; nothing is announced again.
+    let (b, c) = r.scrape("a 1\nb 1\n", 3).expect("back within limit");
+    assert!(b.series.is_empty());
+    assert_eq!(c.added, 0);
+    let refs: Vec<_> = b.samples.iter().map(|s| s.series).collect();
+    let want: Vec<_> = first.series.iter().map(|(r, _)| *r).collect();
+    assert_eq!(refs, want);
 }
 
 #[test]
@@ -235,7 +248,7 @@ fn a_failed_scrape_marks_every_announced_series_stale() {
         r.p.process(b"a 1\nc 2\n!!!\n", None, 2000, &mut batch)
             .expect_err("garbage");
     assert!(err.to_string().contains("line 3"), "{err}");
-    r.p.abandon(2000, &mut batch);
+    r.p.fail(2000, &mut batch);
     assert!(batch.series.is_empty(), "c must never be announced");
     assert_eq!(
         r.render(&batch),
@@ -252,12 +265,125 @@ fn a_failed_scrape_marks_every_announced_series_stale() {
             ),
         ]
     );
-    let mut gone = batch.gone.clone();
-    gone.sort();
-    let mut want: Vec<_> = first.series.iter().map(|(r, _)| *r).collect();
-    want.sort();
-    assert_eq!(gone, want);
-    assert_eq!(r.p.series(), 0);
+    // Kept: a second failure sends no second marker; recovery continues the same refs.
+    assert!(batch.gone.is_empty());
+    assert_eq!(r.p.series(), 2);
+    let mut batch = Batch::default();
+    r.p.process(b"!!!\n", None, 3000, &mut batch)
+        .expect_err("garbage");
+    r.p.fail(3000, &mut batch);
+    assert!(batch.samples.is_empty(), "marked stale once");
+    let (b, _) = r.scrape("a 1\nb 2\n", 4000).expect("scrape");
+    let refs: Vec<_> = b.samples.iter().map(|s| s.series).collect();
+    let want: Vec<_> = first.series.iter().map(|(r, _)| *r).collect();
+    assert_eq!(refs, want);
+}
+
+/// A body with `steady` series of `ok` and `new` series of `req_total` with user agents
+/// `from..from + new`.
+fn exploding(from: usize, new: usize) -> String {
+    let mut body = String::from("# TYPE ok gauge\n# TYPE req counter\n");
+    for i in 0..3 {
+        body.push_str(&format!("ok{{n=\"{i}\"}} 1\n"));
+    }
+    for i in from..from + new {
+        body.push_str(&format!(
+            "req_total{{method=\"GET\",user_agent=\"ua{i}\"}} 1\n"
+        ));
+    }
+    body
+}
+
+#[test]
+fn series_limit_admits_up_to_the_limit_and_keeps_them_flowing() {
+    let mut r = rig(|s| s.series_limit = 10);
+    let (b, c) = r.scrape(&exploding(0, 20), 1000).expect("never fails");
+    assert_eq!(b.series.len(), 10);
+    assert_eq!(c.series_limited, 13);
+    let notices = r.p.limit_notices();
+    assert_eq!(notices.len(), 1);
+    assert_eq!(
+        notices[0].to_string(),
+        "series_limit exceeded by req: label user_agent has 20 values"
+    );
+    assert_eq!(r.p.series_limit(), Some((10, 10)));
+    // The same body: the same 10 series flow, nothing new.
+    let (b2, c2) = r.scrape(&exploding(0, 20), 2000).expect("scrape");
+    assert!(b2.series.is_empty());
+    assert_eq!(b2.samples.len(), 10);
+    assert_eq!(c2.series_limited, 13);
+    // No marker for a series never sent: the refused ones vanish silently.
+    let (b3, _) = r.scrape(&exploding(0, 7), 3000).expect("scrape");
+    assert_eq!(b3.samples.len(), 10, "the 10 admitted, none stale");
+    assert!(r.p.limit_notices().is_empty(), "the episode ended");
+}
+
+#[test]
+fn the_series_window_is_an_hour_from_last_seen() {
+    const HOUR: i64 = 3_600_000;
+    let mut r = rig(|s| s.series_limit = 5);
+    r.scrape(&exploding(0, 2), 0).expect("scrape");
+    // The req series go; they count for an hour, so new ones wait.
+    r.scrape(&exploding(0, 0), 1000).expect("scrape");
+    let (b, c) = r.scrape(&exploding(100, 2), HOUR).expect("scrape");
+    assert!(b.series.is_empty());
+    assert_eq!(c.series_limited, 2);
+    // An hour after they were last seen (and a sweep later), there is room.
+    let (b, c) = r
+        .scrape(&exploding(100, 2), HOUR + 1000 + 60_000)
+        .expect("scrape");
+    assert_eq!(b.series.len(), 2);
+    assert_eq!(c.series_limited, 0);
+}
+
+#[test]
+fn series_limit_per_metric_spares_the_other_families() {
+    let mut r = rig(|s| s.series_limit_per_metric = 5);
+    let (b, c) = r.scrape(&exploding(0, 50), 1000).expect("scrape");
+    assert_eq!(b.series.len(), 3 + 5);
+    assert_eq!(c.metric_limited, 45);
+    let n = &r.p.limit_notices()[0];
+    assert_eq!(n.reason, "series_limit_per_metric");
+    assert_eq!(n.family, "req");
+    assert_eq!(n.label, Some(("user_agent".to_owned(), 50)));
+}
+
+#[test]
+fn label_limit_keep_trims_and_merges_what_became_one_series() {
+    let mut r = rig(|s| {
+        s.label_limit = 4;
+        s.label_limit_keep = Some(vec!["method".to_owned()]);
+    });
+    // __name__, instance, job, method kept; user_agent trimmed: three lines, one series.
+    let body = "# TYPE req counter\n# TYPE temp gauge\nreq_total{method=\"GET\",user_agent=\"a\"} 1\nreq_total{method=\"GET\",user_agent=\"b\"} 2\nreq_total{method=\"GET\",user_agent=\"c\"} 4\ntemp{method=\"x\",user_agent=\"a\"} 3\ntemp{method=\"x\",user_agent=\"b\"} 5\n";
+    for ts in [1000, 2000] {
+        let (b, c) = r.scrape(body, ts).expect("never fails");
+        assert_eq!(
+            r.render(&b),
+            vec![
+                row(
+                    r#"{__name__="req_total", instance="h:1", job="job1", method="GET"}"#,
+                    ts,
+                    "7"
+                ),
+                row(
+                    r#"{__name__="temp", instance="h:1", job="job1", method="x"}"#,
+                    ts,
+                    "5"
+                ),
+            ],
+            "counters summed, gauges: the larger"
+        );
+        assert_eq!(c.merged, 3);
+        assert_eq!(c.duplicates, 0);
+        assert_eq!(c.trimmed, 2);
+    }
+    let n = &r.p.limit_notices()[0];
+    assert_eq!(n.reason, "label_limit");
+    assert_eq!(n.label, Some(("user_agent".to_owned(), 3)));
+    // Without label_limit_keep the same body fails the scrape, as in Prometheus.
+    let mut strict = rig(|s| s.label_limit = 4);
+    assert!(strict.scrape(body, 1).is_err());
 }
 
 #[test]
