@@ -1046,6 +1046,46 @@ fn the_agent_body_cap_fills_only_unset_body_size_limits() {
 }
 
 #[test]
+fn guard_rails_are_inherited_and_checked() {
+    let c = parse_ok(
+        "global:\n  series_limit: 1000\n  label_limit_keep: [method]\nscrape_configs:\n  - job_name: a\n  - job_name: b\n    series_limit: 5\n    series_limit_per_metric: 2\n    label_limit: 6\n    label_limit_keep: [handler, code]\n",
+    );
+    let (a, b) = (&c.scrape_configs[0], &c.scrape_configs[1]);
+    assert_eq!((a.series_limit, a.series_limit_per_metric), (1000, 0));
+    assert_eq!(
+        a.label_limit_keep.as_deref(),
+        Some(&["method".to_owned()][..])
+    );
+    assert_eq!(
+        (b.series_limit, b.series_limit_per_metric, b.label_limit),
+        (5, 2, 6)
+    );
+    assert_eq!(
+        b.label_limit_keep.as_deref(),
+        Some(&["handler".to_owned(), "code".to_owned()][..])
+    );
+    let none = parse_ok("scrape_configs:\n  - job_name: a\n");
+    assert_eq!(none.scrape_configs[0].series_limit, 0);
+    assert!(none.scrape_configs[0].label_limit_keep.is_none());
+    check(
+        "scrape_configs:\n  - job_name: a\n    label_limit_keep: [ok, 'not-a-name']\n",
+        &[(
+            3,
+            "scrape_configs[0].label_limit_keep[1]",
+            r#""not-a-name" is not a valid label name"#,
+        )],
+    );
+    check(
+        "scrape_configs:\n  - job_name: a\n    series_limit: -1\n",
+        &[(
+            3,
+            "scrape_configs[0].series_limit",
+            "expected a whole number, 0 or more",
+        )],
+    );
+}
+
+#[test]
 fn yaml_anchors_and_merge_keys_work() {
     let c = parse_ok(
         "scrape_configs:

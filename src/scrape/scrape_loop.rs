@@ -562,7 +562,7 @@ impl ScrapeLoop {
                 label = %label,
                 values,
                 suppressed,
-                message = %n,
+                notice = %n,
                 "series limited"
             );
         }
