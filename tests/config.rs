@@ -1245,3 +1245,70 @@ fn basic_auth_takes_a_username_or_a_username_file() {
         "{shown}"
     );
 }
+
+#[test]
+fn series_limits_are_off_by_default_inherited_from_agent_and_overridden_per_endpoint() {
+    let c = parse_ok("remote_write:\n  - url: http://a/w\n");
+    let rw = &c.remote_write[0];
+    assert_eq!((rw.max_hourly_series, rw.max_daily_series), (0, 0));
+    assert_eq!(
+        c.agent.remote_write,
+        scrapelet::config::AgentRemoteWriteConfig::default()
+    );
+    let c = parse_ok(
+        "agent:\n  remote_write:\n    max_hourly_series: 1000\n    max_daily_series: 5000\nremote_write:\n  - url: http://a/w\n  - url: http://b/w\n    max_hourly_series: 10\n  - url: http://c/w\n    max_daily_series: 0\n",
+    );
+    assert_eq!(c.agent.remote_write.max_hourly_series, 1000);
+    assert_eq!(c.agent.remote_write.max_daily_series, 5000);
+    let limits: Vec<(usize, usize)> = c
+        .remote_write
+        .iter()
+        .map(|rw| (rw.max_hourly_series, rw.max_daily_series))
+        .collect();
+    // An entry's own value wins, 0 (no limit) included.
+    assert_eq!(limits, [(1000, 5000), (10, 5000), (1000, 0)]);
+    // Only the agent's keys: the entries inherit both.
+    let c = parse_ok(
+        "agent:\n  remote_write:\n    max_daily_series: 7\nremote_write:\n  - url: http://a/w\n",
+    );
+    assert_eq!(
+        (
+            c.remote_write[0].max_hourly_series,
+            c.remote_write[0].max_daily_series
+        ),
+        (0, 7)
+    );
+}
+
+#[test]
+fn bad_series_limits_name_their_line_and_key() {
+    let cases: [(&str, u64, &str, &str); 4] = [
+        (
+            "remote_write:\n  - url: http://a/w\n    max_hourly_series: -1\n",
+            3,
+            "remote_write[0].max_hourly_series",
+            "expected a whole number, 0 or more",
+        ),
+        (
+            "remote_write:\n  - url: http://a/w\n  - url: http://b/w\n    max_daily_series: lots\n",
+            4,
+            "remote_write[1].max_daily_series",
+            "expected a whole number, 0 or more",
+        ),
+        (
+            "agent:\n  remote_write:\n    max_hourly_series: 1.5\n",
+            3,
+            "agent.remote_write.max_hourly_series",
+            "expected a whole number, 0 or more",
+        ),
+        (
+            "agent:\n  remote_write:\n    max_daily_serie: 10\n",
+            3,
+            "agent.remote_write.max_daily_serie",
+            r#"unknown key "max_daily_serie" (did you mean "max_daily_series"?)"#,
+        ),
+    ];
+    for (yaml, line, key, message) in cases {
+        check(yaml, &[(line, key, message)]);
+    }
+}

@@ -175,6 +175,13 @@ pub struct RemoteWriteConfig {
     pub send_exemplars: bool,
     /// Send native histograms. Default false.
     pub send_native_histograms: bool,
+    /// scrapelet's own: at most this many distinct series (by their wire labels) are sent to
+    /// the endpoint within any hour; samples of the others are dropped (counted). 0: no limit.
+    /// Default `agent.remote_write.max_hourly_series`.
+    pub max_hourly_series: usize,
+    /// As `max_hourly_series`, within any 24 hours. Default
+    /// `agent.remote_write.max_daily_series`.
+    pub max_daily_series: usize,
 }
 
 /// `queue_config:`, with Prometheus's defaults.
@@ -273,6 +280,17 @@ pub struct AgentConfig {
     pub debug_output: bool,
     pub buffer: BufferConfig,
     pub scrape: AgentScrapeConfig,
+    pub remote_write: AgentRemoteWriteConfig,
+}
+
+/// `agent.remote_write:`: what every `remote_write` entry has unless it sets its own (already
+/// applied to [`RemoteWriteConfig`] when the config is loaded).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AgentRemoteWriteConfig {
+    /// Default for [`RemoteWriteConfig::max_hourly_series`]; 0 (default): no limit.
+    pub max_hourly_series: usize,
+    /// Default for [`RemoteWriteConfig::max_daily_series`]; 0 (default): no limit.
+    pub max_daily_series: usize,
 }
 
 /// `agent.scrape:`: limits every scrape config shares.
@@ -567,6 +585,8 @@ impl Default for RemoteWriteConfig {
             },
             send_exemplars: false,
             send_native_histograms: false,
+            max_hourly_series: 0,
+            max_daily_series: 0,
         }
     }
 }

@@ -99,6 +99,7 @@ pub(super) struct RawAgent {
     pub debug_output: Option<bool>,
     pub buffer: Option<RawBuffer>,
     pub scrape: Option<RawAgentScrape>,
+    pub remote_write: Option<RawAgentRemoteWrite>,
 }
 
 /// `agent.scrape:`
@@ -106,6 +107,14 @@ pub(super) struct RawAgent {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAgentScrape {
     pub max_body_size: Option<S<RawSize>>,
+}
+
+/// `agent.remote_write:`: what every `remote_write` entry has unless it sets its own.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAgentRemoteWrite {
+    pub max_hourly_series: Option<u64>,
+    pub max_daily_series: Option<u64>,
 }
 
 /// `agent.buffer:`
@@ -263,6 +272,9 @@ with_http_client! {
         pub metadata_config: Option<RawMetadataConfig>,
         pub send_exemplars: Option<bool>,
         pub send_native_histograms: Option<bool>,
+        // scrapelet's own (vmagent's -remoteWrite.maxHourlySeries / maxDailySeries).
+        pub max_hourly_series: Option<u64>,
+        pub max_daily_series: Option<u64>,
 
         // Known to Prometheus, ignored or rejected by scrapelet.
         #[expect(dead_code, reason = "accepted and ignored, see resolve")]

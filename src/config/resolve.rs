@@ -16,15 +16,16 @@ use super::duration::{format_duration, parse_duration};
 use super::error::clean;
 use super::locate::KeyIndex;
 use super::raw::{
-    Entries, RawAgentScrape, RawBuffer, RawConfig, RawGlobal, RawHttpClient, RawKubernetesSdConfig,
-    RawMetadataConfig, RawQueueConfig, RawRemoteWrite, RawScrapeConfig, RawSize, RawStaticConfig,
-    S, StringMap,
+    Entries, RawAgentRemoteWrite, RawAgentScrape, RawBuffer, RawConfig, RawGlobal, RawHttpClient,
+    RawKubernetesSdConfig, RawMetadataConfig, RawQueueConfig, RawRemoteWrite, RawScrapeConfig,
+    RawSize, RawStaticConfig, S, StringMap,
 };
 use super::size::parse_size;
 use super::{
-    AgentConfig, AgentScrapeConfig, Authorization, BasicAuth, BufferConfig, Config, FieldSelector,
-    GlobalConfig, HttpClientConfig, KubernetesSdConfig, LabelSelector, MetadataConfig, Problem,
-    QueueConfig, RemoteWriteConfig, Scheme, ScrapeConfig, Secret, StaticConfig, TlsConfig,
+    AgentConfig, AgentRemoteWriteConfig, AgentScrapeConfig, Authorization, BasicAuth, BufferConfig,
+    Config, FieldSelector, GlobalConfig, HttpClientConfig, KubernetesSdConfig, LabelSelector,
+    MetadataConfig, Problem, QueueConfig, RemoteWriteConfig, Scheme, ScrapeConfig, Secret,
+    StaticConfig, TlsConfig,
 };
 use crate::labels::Labels;
 use crate::relabel::RelabelConfig;
@@ -40,7 +41,9 @@ pub(super) fn resolve(raw: RawConfig, origin: &str, index: &KeyIndex) -> (Config
     let (global, limits) = global(&mut cx, raw.global.as_ref());
     let mut scrape_configs =
         scrape_configs(&mut cx, raw.scrape_configs.as_deref(), &global, &limits);
-    let remote_write = remote_writes(&mut cx, raw.remote_write.as_deref());
+    let agent_remote_write =
+        agent_remote_write(raw.agent.as_ref().and_then(|a| a.remote_write.as_ref()));
+    let remote_write = remote_writes(&mut cx, raw.remote_write.as_deref(), &agent_remote_write);
     let agent = AgentConfig {
         debug_output: raw
             .agent
@@ -49,6 +52,7 @@ pub(super) fn resolve(raw: RawConfig, origin: &str, index: &KeyIndex) -> (Config
             .unwrap_or(false),
         buffer: buffer(&mut cx, raw.agent.as_ref().and_then(|a| a.buffer.as_ref())),
         scrape: agent_scrape(&mut cx, raw.agent.as_ref().and_then(|a| a.scrape.as_ref())),
+        remote_write: agent_remote_write,
     };
     // The agent-wide cap on bodies applies where a scrape config sets none.
     for sc in &mut scrape_configs {
@@ -74,6 +78,16 @@ fn agent_scrape(cx: &mut Cx<'_>, raw: Option<&RawAgentScrape>) -> AgentScrapeCon
         out.max_body_size = size;
     }
     out
+}
+
+/// `agent.remote_write`, with its defaults (no limits).
+fn agent_remote_write(raw: Option<&RawAgentRemoteWrite>) -> AgentRemoteWriteConfig {
+    let d = AgentRemoteWriteConfig::default();
+    let Some(raw) = raw else { return d };
+    AgentRemoteWriteConfig {
+        max_hourly_series: raw.max_hourly_series.map_or(d.max_hourly_series, to_usize),
+        max_daily_series: raw.max_daily_series.map_or(d.max_daily_series, to_usize),
+    }
 }
 
 /// `agent.buffer`, with its defaults; bounds checked.
@@ -991,6 +1005,7 @@ fn static_configs(
 fn remote_writes(
     cx: &mut Cx<'_>,
     raw: Option<&[S<Option<RawRemoteWrite>>]>,
+    agent: &AgentRemoteWriteConfig,
 ) -> Vec<RemoteWriteConfig> {
     let mut out: Vec<RemoteWriteConfig> = Vec::new();
     // Name -> (index, whether it was generated).
@@ -1005,7 +1020,7 @@ fn remote_writes(
             );
             continue;
         };
-        let resolved = remote_write(cx, &path, rw);
+        let resolved = remote_write(cx, &path, rw, agent);
         let explicit = rw.name.as_ref().is_some_and(|n| !n.value.is_empty());
         if let Some((first, first_generated)) = names.insert(resolved.name.clone(), (i, !explicit))
         {
@@ -1035,7 +1050,12 @@ fn remote_writes(
     out
 }
 
-fn remote_write(cx: &mut Cx<'_>, path: &str, rw: &RawRemoteWrite) -> RemoteWriteConfig {
+fn remote_write(
+    cx: &mut Cx<'_>,
+    path: &str,
+    rw: &RawRemoteWrite,
+    agent: &AgentRemoteWriteConfig,
+) -> RemoteWriteConfig {
     let defaults = RemoteWriteConfig::default();
     let key = |k: &str| format!("{path}.{k}");
 
@@ -1161,6 +1181,11 @@ fn remote_write(cx: &mut Cx<'_>, path: &str, rw: &RawRemoteWrite) -> RemoteWrite
         http,
         send_exemplars: rw.send_exemplars.unwrap_or(false),
         send_native_histograms: rw.send_native_histograms.unwrap_or(false),
+        // An entry's own value wins, 0 included (no limit for it).
+        max_hourly_series: rw
+            .max_hourly_series
+            .map_or(agent.max_hourly_series, to_usize),
+        max_daily_series: rw.max_daily_series.map_or(agent.max_daily_series, to_usize),
     }
 }
 

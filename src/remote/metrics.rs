@@ -1,7 +1,7 @@
 //! Self-metrics of remote write, one series per endpoint (label `endpoint` = the remote's name).
 //!
-//! Every label comes from a bounded set: endpoint names from the config, `reason` and `code`
-//! from the constants below.
+//! Every label comes from a bounded set: endpoint names from the config, `reason`, `code` and
+//! `window` from the constants below.
 
 use std::sync::atomic::{AtomicI64, AtomicU64};
 
@@ -35,6 +35,8 @@ pub struct RemoteMetrics {
     metadata_retried: Family<EndpointLabel, Counter>,
     metadata_failed: Family<ReasonLabel, Counter>,
     metadata_bytes_sent: Family<EndpointLabel, Counter>,
+    series_limit: Family<WindowLabel, Gauge>,
+    series_current: Family<WindowLabel, Gauge>,
 }
 
 /// Why samples were dropped before being sent (`reason` of `samples_dropped_total`).
@@ -49,6 +51,18 @@ pub mod drop_reason {
     pub const TOO_OLD: &str = "too_old";
     /// Still queued when the shutdown deadline passed.
     pub const SHUTDOWN: &str = "shutdown";
+    /// A series beyond `max_hourly_series` (its samples are dropped while the hour is full).
+    pub const MAX_HOURLY_SERIES: &str = "max_hourly_series";
+    /// A series beyond `max_daily_series` (its samples are dropped while the day is full).
+    pub const MAX_DAILY_SERIES: &str = "max_daily_series";
+}
+
+/// The `window` of the series limit gauges.
+pub mod series_window {
+    /// `max_hourly_series`: the last hour.
+    pub const HOURLY: &str = "hourly";
+    /// `max_daily_series`: the last 24 hours.
+    pub const DAILY: &str = "daily";
 }
 
 /// Why the receiver's refusal was final (`reason` of `samples_failed_total`).
@@ -92,6 +106,16 @@ pub(crate) struct EndpointMetrics {
     /// `metadata_failed_total` per reason; `expired` is metadata's own.
     pub(crate) metadata_failed: FailCounters,
     pub(crate) metadata_expired: Counter,
+    /// `series_limit` and `series_current` of the hourly and the daily window.
+    pub(crate) series_hourly: SeriesGauges,
+    pub(crate) series_daily: SeriesGauges,
+}
+
+/// The series limit of one window, and the series it counts now.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SeriesGauges {
+    pub(crate) limit: Gauge,
+    pub(crate) current: Gauge,
 }
 
 /// `samples_dropped_total` per reason.
@@ -102,6 +126,8 @@ pub(crate) struct DropCounters {
     pub(crate) write_relabel: Counter,
     pub(crate) too_old: Counter,
     pub(crate) shutdown: Counter,
+    pub(crate) max_hourly_series: Counter,
+    pub(crate) max_daily_series: Counter,
 }
 
 /// `samples_failed_total` per reason.
@@ -133,6 +159,12 @@ struct EndpointLabel {
 struct ReasonLabel {
     endpoint: String,
     reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WindowLabel {
+    endpoint: String,
+    window: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -177,6 +209,8 @@ impl RemoteMetrics {
             metadata_retried: Family::default(),
             metadata_failed: Family::default(),
             metadata_bytes_sent: Family::default(),
+            series_limit: Family::default(),
+            series_current: Family::default(),
         };
         let r = registry;
         // Counters get their `_total` suffix from the encoder.
@@ -285,6 +319,18 @@ impl RemoteMetrics {
             "Compressed bytes of metadata requests the receiver accepted.",
             m.metadata_bytes_sent.clone(),
         );
+        r.register(
+            "scrapelet_remote_series_limit",
+            "Distinct series the endpoint may be sent within the window (max_hourly_series, \
+             max_daily_series); 0: no limit.",
+            m.series_limit.clone(),
+        );
+        r.register(
+            "scrapelet_remote_series_current",
+            "Distinct series the window's limit counts now: sent within the window, or live and \
+             sent (0 without a limit).",
+            m.series_current.clone(),
+        );
         m
     }
 
@@ -308,6 +354,16 @@ impl RemoteMetrics {
         };
         let d = &self.samples_dropped;
         let f = &self.samples_failed;
+        let series = |window: &str| {
+            let label = WindowLabel {
+                endpoint: name.to_owned(),
+                window: window.to_owned(),
+            };
+            SeriesGauges {
+                limit: self.series_limit.get_or_create_owned(&label),
+                current: self.series_current.get_or_create_owned(&label),
+            }
+        };
         EndpointMetrics {
             samples_sent: self.samples_sent.get_or_create_owned(&e),
             samples_retried: self.samples_retried.get_or_create_owned(&e),
@@ -323,6 +379,8 @@ impl RemoteMetrics {
                 write_relabel: reason(d, drop_reason::WRITE_RELABEL),
                 too_old: reason(d, drop_reason::TOO_OLD),
                 shutdown: reason(d, drop_reason::SHUTDOWN),
+                max_hourly_series: reason(d, drop_reason::MAX_HOURLY_SERIES),
+                max_daily_series: reason(d, drop_reason::MAX_DAILY_SERIES),
             },
             bytes_sent: self.bytes_sent.get_or_create_owned(&e),
             requests: RequestCounters {
@@ -353,6 +411,8 @@ impl RemoteMetrics {
                 encode: reason(&self.metadata_failed, fail_reason::ENCODE),
             },
             metadata_expired: reason(&self.metadata_failed, fail_reason::EXPIRED),
+            series_hourly: series(series_window::HOURLY),
+            series_daily: series(series_window::DAILY),
         }
     }
 }
@@ -422,8 +482,18 @@ impl RemoteMetrics {
                 drop_reason::WRITE_RELABEL,
                 drop_reason::TOO_OLD,
                 drop_reason::SHUTDOWN,
+                drop_reason::MAX_HOURLY_SERIES,
+                drop_reason::MAX_DAILY_SERIES,
             ],
         );
+        for window in [series_window::HOURLY, series_window::DAILY] {
+            let label = WindowLabel {
+                endpoint: name.to_owned(),
+                window: window.to_owned(),
+            };
+            self.series_limit.remove(&label);
+            self.series_current.remove(&label);
+        }
         for code in REQUEST_CODES {
             self.requests.remove(&CodeLabel {
                 endpoint: name.to_owned(),

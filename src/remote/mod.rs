@@ -7,7 +7,8 @@
 //! Appender (scrape loops)
 //!   -> source::Fanout        one bounded input queue per endpoint (append never blocks)
 //!   -> queue (reader)        series table: wire labels computed once per series
-//!                            (external labels, then write_relabel_configs, then protobuf)
+//!                            (external labels, then write_relabel_configs, then protobuf);
+//!                            series limits decided once per series (limits)
 //!   -> shards                hash(wire labels) -> shard; batches cut by size or deadline
 //!   -> send + retry          encode once (encode), snappy, POST (write_client); retry 5xx,
 //!                            timeouts and network errors with backoff; 429 if configured
@@ -22,8 +23,8 @@
 //!    time and retries in place, and a reshard flushes the old shards before starting new ones.
 //! 2. Accounting: every sample read is sent, refused (`samples_failed_total{reason}`) or
 //!    dropped (`samples_dropped_total{reason}`).
-//! 3. Bounded memory: per endpoint, the series table follows the active series, and queues are
-//!    bounded by configured capacities.
+//! 3. Bounded memory: per endpoint, the series table follows the active series, queues are
+//!    bounded by configured capacities, and series limits (`limits`) by the limits.
 //! 4. Isolation: endpoints share nothing but the immutable input batches.
 //! 5. The input seam is [`BatchSource`]; a queue publishes the lowest position it has not fully
 //!    handled ([`QueueHandle::progress`]), so the on-disk buffer can replace [`Fanout`].
@@ -39,6 +40,7 @@
 mod debug;
 mod encode;
 mod error;
+mod limits;
 mod metadata;
 mod metrics;
 pub mod prompb;
@@ -56,7 +58,7 @@ pub use debug::{DEBUG_INTERVAL, EXAMPLES};
 pub use encode::{EncodeError, RequestEncoder, WireSample, wire_hash};
 pub use error::Error;
 pub(crate) use metrics::EndpointMetrics;
-pub use metrics::{RemoteMetrics, drop_reason, fail_reason};
+pub use metrics::{RemoteMetrics, drop_reason, fail_reason, series_window};
 pub use queue::{QueueHandle, QueueTuning};
 pub use retry::RETRY_AFTER_CAP;
 pub use sharding::SHARD_UPDATE_INTERVAL;

@@ -11,7 +11,9 @@
 //! 3. A sample is routed only if its series is known; otherwise it is counted as dropped
 //!    (`unknown_series`, or `write_relabel` for a series relabeling dropped). Samples older
 //!    than `sample_age_limit` (when set) are dropped as `too_old` (here, and again before each
-//!    retry of a batch).
+//!    retry of a batch); then samples of series refused by a series limit are dropped as
+//!    `max_hourly_series` or `max_daily_series` (invariant 11). Every such drop happens after
+//!    the sample's index in its shard is counted (invariant 6).
 //! 4. Shard = hash(wire labels) mod shard count: a series keeps its shard even when it ends
 //!    and comes back under a new ref (a restarted scrape loop continues its series). A reshard
 //!    closes the old shards and waits until they have sent everything (retries included)
@@ -40,11 +42,20 @@
 //! 10. Metric metadata (with `metadata_config.send`) is sent by a task of its own beside the
 //!     shards (`metadata`), sharing the sender; it stops when the queue drains, stops hard or
 //!     ends.
+//! 11. Series limits (`max_hourly_series`, `max_daily_series`; see `limits`): a series'
+//!     admission is decided on its first sample that would be sent (not skipped, dropped or
+//!     too old) by the hash of its wire labels, and kept as the mark of its series table entry,
+//!     so an admitted series costs nothing more per sample. A refused series is asked again on
+//!     each sample whether a window has room (O(1) while it is full), so it is admitted once
+//!     the window frees room. An admitted series is released from the limiter when it goes or
+//!     is defined again; the limiter (and what it counted) lives as long as the queue: a
+//!     restart of the queue (a reload that changes the endpoint, a restart of the agent)
+//!     starts counting afresh, as vmagent does.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -52,6 +63,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::encode::{RequestEncoder, WireSample, wire_hash};
+use super::limits::{ADMITTED, REFUSED, SeriesLimits, Window};
 use super::metadata::spawn_metadata;
 use super::metrics::EndpointMetrics;
 use super::send::{Sender, oldest_allowed_ms};
@@ -65,6 +77,10 @@ use crate::config::RemoteWriteConfig;
 use crate::labels::Labels;
 use crate::metadata::MetadataView;
 use crate::relabel::Relabeler;
+use crate::telemetry::LogLimiter;
+
+/// At most one log line per endpoint and window in this long while a series limit drops.
+const LIMIT_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A running queue (one endpoint). Dropping the handle does not stop the queue; it ends when
 /// its source ends (after flushing), at once after [`QueueHandle::stop_sending`], or after
@@ -328,6 +344,10 @@ struct Reader<C> {
     routed: Vec<Vec<Routed>>,
     rates: Rates,
     highest_read_ms: Option<i64>,
+    /// The endpoint's series limits, if it has any (invariant 11); then `series` has marks.
+    limits: Option<SeriesLimits>,
+    /// One line per window per [`LIMIT_LOG_INTERVAL`] while a limit drops samples.
+    limit_log: LogLimiter,
 }
 
 impl<C: WriteClient> Reader<C> {
@@ -345,6 +365,18 @@ impl<C: WriteClient> Reader<C> {
         metrics.shards_max.set(q.max_shards.max(min_shards) as i64);
         metrics.shards_desired.set(min_shards as f64);
         metrics.shard_capacity.set(q.capacity as i64);
+        let limits = SeriesLimits::new(
+            cfg.max_hourly_series,
+            cfg.max_daily_series,
+            Arc::new(Instant::now),
+        );
+        for (gauges, limit) in [
+            (&metrics.series_hourly, cfg.max_hourly_series),
+            (&metrics.series_daily, cfg.max_daily_series),
+        ] {
+            gauges.limit.set(gauge_value(limit));
+            gauges.current.set(0);
+        }
         let sender = Arc::new(Sender::new(
             cfg.name.clone(),
             client,
@@ -360,7 +392,11 @@ impl<C: WriteClient> Reader<C> {
             doubt: None,
             start_cursors: Vec::new(),
             counts: Vec::new(),
-            series: SeriesTable::default(),
+            series: if limits.is_some() {
+                SeriesTable::with_marks()
+            } else {
+                SeriesTable::default()
+            },
             entries: Vec::new(),
             routing: Routing::new(cfg, external_labels),
             shards: Vec::new(),
@@ -368,6 +404,8 @@ impl<C: WriteClient> Reader<C> {
             routed: Vec::new(),
             rates: Rates::new(tuning.shard_update_interval),
             highest_read_ms: None,
+            limits,
+            limit_log: LogLimiter::new(LIMIT_LOG_INTERVAL, 2),
         }
     }
 
@@ -478,9 +516,16 @@ impl<C: WriteClient> Reader<C> {
 
     /// Handles one batch: definitions, then samples, then gone refs (invariants 1-3, 6-8).
     async fn route(&mut self, position: Position, batch: &Batch) {
+        // The series limits' time for the whole batch.
+        let at = self.limits.as_ref().map_or(0, SeriesLimits::now);
         for (r, labels) in &batch.series {
             let prepared = self.routing.prepare(labels);
-            self.series.define(*r, prepared);
+            if let Some((Some(before), ADMITTED)) = self.series.define(*r, prepared)
+                && let Some(limits) = &mut self.limits
+            {
+                // Defined again: decided again on its next sample (invariant 11).
+                limits.release(before.shard_hash, at);
+            }
             if let Some(Resume {
                 previous: Some((routing, hashes)),
                 ..
@@ -493,6 +538,7 @@ impl<C: WriteClient> Reader<C> {
         let oldest_ms = oldest_allowed_ms(self.sender.cfg.sample_age_limit).unwrap_or(i64::MIN);
         let (mut unknown, mut relabeled, mut too_old) = (0u64, 0u64, 0u64);
         let (mut skipped, mut resent) = (0u64, 0u64);
+        let (mut over_hourly, mut over_daily) = (0u64, 0u64);
         let n = self.shards.len() as u64;
         self.counts.clear();
         self.counts.resize(self.shards.len(), 0);
@@ -557,6 +603,35 @@ impl<C: WriteClient> Reader<C> {
                 too_old += 1;
                 continue;
             }
+            // Series limits: decided once per series, kept as its entry's mark (invariant 11).
+            let mut admitted = false;
+            if let Some(limits) = &mut self.limits {
+                let mark = self.series.mark(e);
+                if mark != ADMITTED {
+                    let hash = prepared.shard_hash;
+                    // Refused before: nothing to look up while a window stays full.
+                    let verdict = if mark == REFUSED
+                        && let Some(window) = limits.full(at)
+                    {
+                        Err(window)
+                    } else {
+                        limits.admit(hash, at)
+                    };
+                    match verdict {
+                        Ok(()) => admitted = true,
+                        Err(window) => {
+                            match window {
+                                Window::Hourly => over_hourly += 1,
+                                Window::Daily => over_daily += 1,
+                            }
+                            if mark != REFUSED {
+                                self.series.set_mark(e, REFUSED);
+                            }
+                            continue;
+                        }
+                    }
+                }
+            }
             self.routed[shard].push(Routed {
                 hash: prepared.shard_hash,
                 index,
@@ -566,6 +641,9 @@ impl<C: WriteClient> Reader<C> {
                     value: s.value,
                 },
             });
+            if admitted {
+                self.series.set_mark(e, ADMITTED);
+            }
         }
         self.sender.metrics.samples_resent.inc_by(resent);
         Counters::add(&self.sender.counters.samples_in, samples - skipped);
@@ -573,9 +651,11 @@ impl<C: WriteClient> Reader<C> {
         dropped.unknown_series.inc_by(unknown);
         dropped.write_relabel.inc_by(relabeled);
         dropped.too_old.inc_by(too_old);
+        dropped.max_hourly_series.inc_by(over_hourly);
+        dropped.max_daily_series.inc_by(over_daily);
         Counters::add(
             &self.sender.counters.samples_dropped,
-            unknown + relabeled + too_old,
+            unknown + relabeled + too_old + over_hourly + over_daily,
         );
         if unknown > 0 {
             tracing::debug!(
@@ -589,7 +669,11 @@ impl<C: WriteClient> Reader<C> {
             }
         }
         for r in &batch.gone {
-            self.series.remove(*r);
+            if let Some((Some(gone), ADMITTED)) = self.series.remove(*r)
+                && let Some(limits) = &mut self.limits
+            {
+                limits.release(gone.shard_hash, at);
+            }
             if let Some(Resume {
                 previous: Some((_, hashes)),
                 ..
@@ -598,6 +682,9 @@ impl<C: WriteClient> Reader<C> {
                 hashes.remove(r);
             }
         }
+        self.publish_limits(at);
+        self.log_limited(Window::Hourly, over_hourly);
+        self.log_limited(Window::Daily, over_daily);
         self.progress.set_next(Position(position.0 + 1));
         if self.resume.as_ref().is_some_and(|r| position >= r.until) {
             self.resume = None;
@@ -614,8 +701,51 @@ impl<C: WriteClient> Reader<C> {
         }
     }
 
+    /// Lets the series limits forget what expired (when due) and publishes what they count.
+    fn publish_limits(&mut self, at: u32) {
+        let Some(limits) = &mut self.limits else {
+            return;
+        };
+        limits.maintain(at);
+        let m = &self.sender.metrics;
+        for (window, _, current) in limits.counts() {
+            let gauges = match window {
+                Window::Hourly => &m.series_hourly,
+                Window::Daily => &m.series_daily,
+            };
+            gauges.current.set(gauge_value(current));
+        }
+    }
+
+    /// Says that `window`'s limit dropped `samples` of this batch: one line per window per
+    /// [`LIMIT_LOG_INTERVAL`], with how many were held back since the last.
+    fn log_limited(&self, window: Window, samples: u64) {
+        let Some(limits) = &self.limits else {
+            return;
+        };
+        if samples == 0 {
+            return;
+        }
+        let key = LogLimiter::key(&window.name());
+        let Some(held_back) = self.limit_log.check(key, limits.instant()) else {
+            return;
+        };
+        let limit = limits.limit(window).unwrap_or(0);
+        // The endpoint comes from the reader's span.
+        tracing::warn!(
+            limit,
+            window = window.name(),
+            samples,
+            similar_not_logged = held_back,
+            "series limit reached; samples of series beyond it are dropped"
+        );
+    }
+
     /// One tick of dynamic sharding (Prometheus's `updateShardsLoop` body).
     async fn update_shards(&mut self) {
+        if let Some(at) = self.limits.as_ref().map(SeriesLimits::now) {
+            self.publish_limits(at);
+        }
         self.rates.tick(&self.sender.counters);
         let cfg = &self.sender.cfg;
         let (min, max) = (
@@ -788,6 +918,11 @@ impl Routing {
         }
         Some(labels)
     }
+}
+
+/// A count as a gauge's value (saturating).
+fn gauge_value(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// A 64-bit mixer (splitmix64's finalizer): spreads sequential refs over hash buckets.

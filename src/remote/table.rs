@@ -15,6 +15,10 @@
 //! 2. A remembered entry number is only used after checking that the entry holds the
 //!    sample's ref (refs are never reused, so a check that passes is right); otherwise the ref
 //!    is looked up and the list remembered anew.
+//! 3. A table made [`SeriesTable::with_marks`] keeps one byte per entry beside it (the queue's
+//!    series-limit decision): 0 when the entry is defined, whatever the user sets after, handed
+//!    back with the value when the series is defined again or goes. Without marks it costs
+//!    nothing.
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -37,6 +41,8 @@ pub(super) struct SeriesTable<T> {
     /// Entry numbers of sample lists, by first ref (invariant 2).
     lists: HashMap<u64, Vec<u32>, BuildHasherDefault<RefHasher>>,
     live: usize,
+    /// Entry `n`'s mark is `marks[n]` (invariant 3); `None` without marks.
+    marks: Option<Pages<u8>>,
 }
 
 struct Entry<T> {
@@ -62,6 +68,7 @@ impl<T> Default for SeriesTable<T> {
             index: HashTable::new(),
             lists: HashMap::default(),
             live: 0,
+            marks: None,
         }
     }
 }
@@ -79,13 +86,23 @@ impl<T> SeriesTable<T> {
         self.live == 0
     }
 
-    /// Defines `series` as `value` (replacing what it was).
-    pub(super) fn define(&mut self, series: SeriesRef, value: T) {
+    /// A table with a mark per entry (invariant 3).
+    pub(super) fn with_marks() -> Self {
+        SeriesTable {
+            marks: Some(Pages::default()),
+            ..SeriesTable::default()
+        }
+    }
+
+    /// Defines `series` as `value`; if it was defined, returns what it was and its mark (the
+    /// mark starts again at 0).
+    pub(super) fn define(&mut self, series: SeriesRef, value: T) -> Option<(T, u8)> {
         if let Some(n) = self.find(series.0)
             && let Some(e) = self.entries.get_mut(n as usize)
         {
-            e.value = Some(value);
-            return;
+            let old = e.value.replace(value);
+            let mark = self.take_mark(n);
+            return old.map(|old| (old, mark));
         }
         let entry = Entry {
             sref: series.0,
@@ -98,30 +115,63 @@ impl<T> SeriesTable<T> {
                 }
                 n
             }
-            // More than u32::MAX series would not fit in memory long before.
-            None => u32::try_from(self.entries.push(entry)).unwrap_or(UNKNOWN),
+            None => {
+                let n = self.entries.push(entry);
+                if let Some(marks) = &mut self.marks {
+                    marks.push(0);
+                }
+                // More than u32::MAX series would not fit in memory long before.
+                u32::try_from(n).unwrap_or(UNKNOWN)
+            }
         };
+        self.take_mark(n);
         let entries = &self.entries;
         self.index.insert_unique(mix(series.0), n, |&i| {
             entries.get(i as usize).map_or(0, |e| mix(e.sref))
         });
         self.live += 1;
+        None
     }
 
-    /// Forgets `series` (gone), and the list it heads.
-    pub(super) fn remove(&mut self, series: SeriesRef) {
-        let entries = &self.entries;
-        if let Ok(found) = self.index.find_entry(mix(series.0), |&i| {
-            entries.get(i as usize).is_some_and(|e| e.sref == series.0)
-        }) {
-            let (n, _) = found.remove();
-            if let Some(e) = self.entries.get_mut(n as usize) {
-                *e = Entry::default();
-                self.free.push(n);
-                self.live -= 1;
-            }
-        }
+    /// Forgets `series` (gone), and the list it heads; returns its value and mark.
+    pub(super) fn remove(&mut self, series: SeriesRef) -> Option<(T, u8)> {
         self.lists.remove(&series.0);
+        let entries = &self.entries;
+        let found = self.index.find_entry(mix(series.0), |&i| {
+            entries.get(i as usize).is_some_and(|e| e.sref == series.0)
+        });
+        let Ok(found) = found else { return None };
+        let (n, _) = found.remove();
+        let e = self.entries.get_mut(n as usize)?;
+        let value = std::mem::take(e).value;
+        self.free.push(n);
+        self.live -= 1;
+        let mark = self.take_mark(n);
+        value.map(|v| (v, mark))
+    }
+
+    /// The mark of entry `n` (0 without marks).
+    pub(super) fn mark(&self, n: u32) -> u8 {
+        self.marks
+            .as_ref()
+            .and_then(|m| m.get(n as usize))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Sets the mark of entry `n` (nothing without marks).
+    pub(super) fn set_mark(&mut self, n: u32, mark: u8) {
+        if let Some(m) = self.marks.as_mut().and_then(|m| m.get_mut(n as usize)) {
+            *m = mark;
+        }
+    }
+
+    /// The mark of entry `n`, reset to 0.
+    fn take_mark(&mut self, n: u32) -> u8 {
+        self.marks
+            .as_mut()
+            .and_then(|m| m.get_mut(n as usize))
+            .map_or(0, std::mem::take)
     }
 
     /// The entry numbers of `samples`' series, in order ([`UNKNOWN`] for a series not in the
@@ -223,5 +273,34 @@ mod tests {
         assert!(t.lists.is_empty());
         t.resolve(&samples(&[]), &mut out);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn marks_start_at_zero_and_come_back_with_the_value() {
+        let mut t: SeriesTable<&'static str> = SeriesTable::with_marks();
+        assert_eq!(t.define(SeriesRef(1), "a"), None);
+        let mut out = Vec::new();
+        t.resolve(&samples(&[1]), &mut out);
+        let n = out[0];
+        assert_eq!(t.mark(n), 0);
+        t.set_mark(n, 7);
+        assert_eq!(t.mark(n), 7);
+        // Defined again: the old value and mark come back, the mark starts again.
+        assert_eq!(t.define(SeriesRef(1), "b"), Some(("a", 7)));
+        assert_eq!(t.mark(n), 0);
+        t.set_mark(n, 3);
+        assert_eq!(t.remove(SeriesRef(1)), Some(("b", 3)));
+        assert_eq!(t.remove(SeriesRef(1)), None);
+        // The entry is reused with a fresh mark.
+        t.define(SeriesRef(2), "c");
+        t.resolve(&samples(&[2]), &mut out);
+        assert_eq!(out[0], n);
+        assert_eq!(t.mark(n), 0);
+        // Without marks: always 0, setting one does nothing.
+        let mut plain: SeriesTable<&'static str> = SeriesTable::default();
+        plain.define(SeriesRef(1), "a");
+        plain.set_mark(0, 5);
+        assert_eq!(plain.mark(0), 0);
+        assert_eq!(plain.remove(SeriesRef(1)), Some(("a", 0)));
     }
 }

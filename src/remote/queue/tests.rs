@@ -852,3 +852,181 @@ async fn a_hard_stop_with_a_store_keeps_unsent_samples_for_the_next_run() {
         "the cursor did not move past unsent samples"
     );
 }
+
+/// A clock for the series limits that the test moves by hand, in seconds.
+fn hand_clock() -> (
+    Arc<std::sync::atomic::AtomicU64>,
+    super::super::limits::Clock,
+) {
+    let base = Instant::now();
+    let offset = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let at = offset.clone();
+    let clock =
+        Arc::new(move || base + Duration::from_secs(at.load(std::sync::atomic::Ordering::Relaxed)));
+    (offset, clock)
+}
+
+/// A reader of `cfg` (with limits) whose limits read `clock`.
+fn limited_reader(
+    cfg: &RemoteWriteConfig,
+    fake: &Fake,
+    clock: super::super::limits::Clock,
+) -> Reader<Fake> {
+    let mut r = reader(cfg, &Labels::empty(), fake);
+    r.limits
+        .as_mut()
+        .expect("the config sets a limit")
+        .set_clock(clock);
+    r
+}
+
+/// Waits (polling, with a deadline) until the fake was asked `n` times.
+async fn attempts_reach(fake: &Fake, n: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while *fake
+        .inner
+        .attempts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        < n
+    {
+        assert!(tokio::time::Instant::now() < deadline, "{n} requests");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test]
+async fn series_limits_admit_the_first_series_and_drop_the_samples_of_the_rest() {
+    let fake = Fake::default();
+    let mut cfg = config(2, 10);
+    cfg.max_hourly_series = 3;
+    cfg.max_daily_series = 10;
+    let (_, clock) = hand_clock();
+    let mut r = limited_reader(&cfg, &fake, clock);
+    r.start_shards(2);
+    let all: Vec<u64> = (1..=5).collect();
+    r.route(Position(0), &batch(&all, &all, 1, &[])).await;
+    r.route(Position(1), &batch(&[], &all, 2, &[])).await;
+    // A series that comes later is refused as well; the admitted ones keep flowing.
+    r.route(Position(2), &batch(&[6], &[6, 3, 2, 1], 3, &[]))
+        .await;
+    r.stop_shards().await;
+    let got: Vec<(String, Vec<i64>)> = fake.by_series().into_iter().collect();
+    let want: Vec<(String, Vec<i64>)> = (1..=3)
+        .map(|id| (format!("__name__=m,id={id}"), vec![1, 2, 3]))
+        .collect();
+    assert_eq!(got, want);
+    let m = &r.sender.metrics;
+    assert_eq!(m.dropped.max_hourly_series.get(), 5);
+    assert_eq!(m.dropped.max_daily_series.get(), 0);
+    assert_eq!(m.samples_sent.get(), 9);
+    assert_eq!(
+        (m.series_hourly.limit.get(), m.series_hourly.current.get()),
+        (3, 3)
+    );
+    assert_eq!(
+        (m.series_daily.limit.get(), m.series_daily.current.get()),
+        (10, 3)
+    );
+    // Without limits nothing is marked or counted.
+    let plain = reader(&config(1, 10), &Labels::empty(), &fake);
+    assert!(plain.limits.is_none());
+    assert_eq!(plain.sender.metrics.series_hourly.limit.get(), 0);
+}
+
+#[tokio::test]
+async fn refused_series_are_admitted_once_the_window_has_room_and_logged_once_a_minute() {
+    use std::sync::atomic::Ordering;
+    let capture = crate::telemetry::capture::Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(capture.clone())
+        .with_ansi(false)
+        .finish();
+    // A current-thread runtime: the reader logs on this thread.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let warnings = || -> Vec<String> {
+        capture
+            .lines()
+            .into_iter()
+            .filter(|l| l.contains("series limit reached"))
+            .collect()
+    };
+    let fake = Fake::default();
+    let mut cfg = config(1, 10);
+    cfg.max_hourly_series = 2;
+    let (hand, clock) = hand_clock();
+    let mut r = limited_reader(&cfg, &fake, clock);
+    r.start_shards(1);
+    r.route(Position(0), &batch(&[1, 2, 3], &[1, 2, 3], 0, &[]))
+        .await;
+    assert_eq!(warnings().len(), 1);
+    let line = &warnings()[0];
+    for field in ["limit=2", "window=\"hourly\"", "samples=1"] {
+        assert!(line.contains(field), "{field} in {line}");
+    }
+    // Within the minute: held back.
+    r.route(Position(1), &batch(&[], &[1, 2, 3], 1, &[])).await;
+    assert_eq!(warnings().len(), 1);
+    // A minute on: logged again, saying one line was held back. Series 1 goes.
+    hand.store(61, Ordering::Relaxed);
+    r.route(Position(2), &batch(&[], &[1, 2, 3], 2, &[1])).await;
+    assert_eq!(warnings().len(), 2);
+    assert!(
+        warnings()[1].contains("similar_not_logged=1"),
+        "{:?}",
+        warnings()
+    );
+    // An hour after series 1 went it still counts; a second more and it is forgotten: 3
+    // takes its place, a new series 4 does not fit.
+    hand.store(61 + 3_600, Ordering::Relaxed);
+    r.route(Position(3), &batch(&[], &[2, 3], 3, &[])).await;
+    hand.store(62 + 3_600, Ordering::Relaxed);
+    r.route(Position(4), &batch(&[4], &[2, 3, 4], 4, &[])).await;
+    r.route(Position(5), &batch(&[], &[2, 3, 4], 5, &[])).await;
+    r.stop_shards().await;
+    let by_series = fake.by_series();
+    assert_eq!(by_series["__name__=m,id=1"], vec![0, 1, 2]);
+    assert_eq!(by_series["__name__=m,id=2"], vec![0, 1, 2, 3, 4, 5]);
+    assert_eq!(by_series["__name__=m,id=3"], vec![4, 5]);
+    assert!(!by_series.contains_key("__name__=m,id=4"));
+    let m = &r.sender.metrics;
+    // 3 at 0..=3, 4 at 4 and 5.
+    assert_eq!(m.dropped.max_hourly_series.get(), 6);
+    assert_eq!(m.series_hourly.current.get(), 2);
+}
+
+#[tokio::test]
+async fn a_sample_dropped_by_a_series_limit_still_counts_in_its_shard_index() {
+    // One shard, one sample per request. Batch 0: series 1 is admitted, 2 and 3 refused.
+    // Batch 1 lists 2 and 3 before 1: the request with 1's sample ends at index 3 of the
+    // shard's samples of batch 1 (dropped ones counted, as every run counts them).
+    let fake = Fake::default();
+    let mut cfg = config(1, 1);
+    cfg.max_hourly_series = 1;
+    let (_, clock) = hand_clock();
+    let mut r = limited_reader(&cfg, &fake, clock);
+    let store = Arc::new(Recorded::default());
+    r.resume_from(Some(Cursors::default()), Some(store));
+    r.route(Position(0), &batch(&[1, 2, 3], &[1, 2, 3], 0, &[]))
+        .await;
+    r.route(Position(1), &batch(&[], &[2, 3, 1], 1, &[])).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while fake.received_samples() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "two samples");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // The next request hangs: while it is in flight the cursor is what was delivered.
+    fake.script([Step::Hang]);
+    r.route(Position(2), &batch(&[], &[1], 2, &[])).await;
+    attempts_reach(&fake, 3).await;
+    assert_eq!(
+        r.progress.snapshot().shards,
+        vec![ShardCursor {
+            position: Position(1),
+            skip: 3,
+        }]
+    );
+    r.sender.hard_stop.cancel();
+    r.stop_shards().await;
+    assert_eq!(r.sender.metrics.dropped.max_hourly_series.get(), 4);
+}
