@@ -201,6 +201,19 @@ fn every_value_set_renders_a_valid_agent_config() {
     );
     assert!(pods.kubernetes_sd_configs[0].attach_node_metadata);
     assert_eq!(pods.metric_relabel_configs.len(), 1);
+    // The guard rails reach every job, and the endpoint's series caps their endpoint.
+    assert_eq!(
+        (pods.series_limit, pods.series_limit_per_metric),
+        (20_000, 5_000)
+    );
+    assert_eq!(pods.label_limit, 30);
+    assert_eq!(
+        pods.label_limit_keep.as_deref(),
+        Some(&["handler".to_owned(), "method".to_owned(), "code".to_owned()][..])
+    );
+    assert_eq!(pods.body_size_limit, 32 << 20);
+    assert_eq!(config.remote_write[0].max_hourly_series, 1_000_000);
+    assert_eq!(config.remote_write[0].max_daily_series, 3_000_000);
 
     let names: Vec<&str> = config
         .remote_write

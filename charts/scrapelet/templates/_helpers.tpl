@@ -146,6 +146,18 @@ global:
   external_labels:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+  {{- with .Values.scrape.seriesLimit }}
+  series_limit: {{ int64 . }}
+  {{- end }}
+  {{- with .Values.scrape.seriesLimitPerMetric }}
+  series_limit_per_metric: {{ int64 . }}
+  {{- end }}
+  {{- with .Values.scrape.labelLimit }}
+  label_limit: {{ int64 . }}
+  {{- end }}
+  {{- if kindIs "slice" .Values.scrape.labelLimitKeep }}
+  label_limit_keep: {{ toJson .Values.scrape.labelLimitKeep }}
+  {{- end }}
 {{- if not (or .Values.selfMonitor.enabled $pods.enabled .Values.extraScrapeConfigs) }}
 scrape_configs: []
 {{- else }}
@@ -188,8 +200,13 @@ scrape_configs:
   {{- toYaml . | nindent 2 }}
   {{- end }}
 {{- end }}
-{{- if or .Values.buffer.maxSize .Values.buffer.maxAge .Values.buffer.fsyncInterval }}
+{{- if or .Values.buffer.maxSize .Values.buffer.maxAge .Values.buffer.fsyncInterval .Values.scrape.maxBodySize }}
 agent:
+  {{- with .Values.scrape.maxBodySize }}
+  scrape:
+    max_body_size: {{ . | quote }}
+  {{- end }}
+  {{- if or .Values.buffer.maxSize .Values.buffer.maxAge .Values.buffer.fsyncInterval }}
   buffer:
     {{- with .Values.buffer.maxSize }}
     max_size: {{ . | quote }}
@@ -200,6 +217,7 @@ agent:
     {{- with .Values.buffer.fsyncInterval }}
     fsync_interval: {{ . | quote }}
     {{- end }}
+  {{- end }}
 {{- end }}
 {{- with .Values.remoteWrite }}
 remote_write:
@@ -246,6 +264,12 @@ remote_write:
     {{- with .writeRelabelConfigs }}
     write_relabel_configs:
       {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with .maxHourlySeries }}
+    max_hourly_series: {{ int64 . }}
+    {{- end }}
+    {{- with .maxDailySeries }}
+    max_daily_series: {{ int64 . }}
     {{- end }}
   {{- end }}
 {{- end }}
