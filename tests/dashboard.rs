@@ -12,10 +12,8 @@
 //!   dashboard's variables substituted, is evaluated through Prometheus's HTTP API: each
 //!   parses and returns data. The variables' own queries return the cluster and the node.
 //!
-//! The buffer row names the write-ahead buffer's metrics (`scrapelet_buffer_*`, issue 4). Until
-//! the buffer is merged the agent exports none of them, and queries that name only those are
-//! skipped; as soon as the agent exports any `scrapelet_buffer_` family, they are checked like
-//! every other query.
+//! Every query is checked, the buffer row's (`scrapelet_buffer_*`) like the others: the agent
+//! always runs with its write-ahead buffer.
 
 mod support;
 
@@ -286,18 +284,6 @@ fn families(text: &str) -> BTreeMap<String, BTreeSet<String>> {
     out
 }
 
-/// Whether the agent that wrote `families` has the write-ahead buffer.
-fn has_buffer(families: &BTreeMap<String, BTreeSet<String>>) -> bool {
-    families.keys().any(|k| k.starts_with(BUFFER_PREFIX))
-}
-
-/// Whether `expr` names only buffer metrics, so that it is skipped while the agent has no
-/// buffer.
-fn buffer_only(expr: &str) -> bool {
-    let metrics = names(expr).metrics;
-    !metrics.is_empty() && metrics.iter().all(|m| m.starts_with(BUFFER_PREFIX))
-}
-
 /// The label names the dashboard may use on metric `name`: its own, those of the target that
 /// scraped it, and `le` on histogram buckets.
 fn labels_of(
@@ -540,8 +526,11 @@ async fn every_metric_and_label_the_dashboard_names_is_exported() {
             expr: selector.clone(),
             legend: format!("{{{{{label}}}}}"),
         }));
-    let buffer = has_buffer(&families);
-    for q in all.filter(|q| buffer || !buffer_only(&q.expr)) {
+    assert!(
+        families.keys().any(|k| k.starts_with(BUFFER_PREFIX)),
+        "the agent exports no buffer metrics"
+    );
+    for q in all {
         let n = names(&q.expr);
         if n.metrics.is_empty() {
             problems.push(format!("{}: no metric in {}", q.panel, q.expr));
@@ -624,9 +613,6 @@ fn promql_names_are_extracted() {
         &["node"],
     );
     assert_eq!(legend_labels("p99 {{job}} {{ reason }}"), ["job", "reason"]);
-    assert!(buffer_only("max(scrapelet_buffer_bytes{a=\"b\"})"));
-    assert!(!buffer_only("scrapelet_buffer_bytes / scrapelet_targets"));
-    assert!(!buffer_only("vector(1)"));
     assert_eq!(
         substitute(
             r#"rate(x{c=~"$cluster", n=~"${node}"}[$__rate_interval])"#,
@@ -719,11 +705,10 @@ mod prometheus {
             .await
             .unwrap_or_else(|e| panic!("{e}"))
             .1;
-        let buffer = has_buffer(&families(&own));
-        let queries: Vec<Query> = queries
-            .into_iter()
-            .filter(|q| buffer || !buffer_only(&q.expr))
-            .collect();
+        assert!(
+            families(&own).keys().any(|k| k.starts_with(BUFFER_PREFIX)),
+            "the agent exports no buffer metrics:\n{own}"
+        );
         let deadline = tokio::time::Instant::now() + WAIT;
         let exposition = loop {
             let mut failures = Vec::new();

@@ -145,6 +145,9 @@ impl Translator {
             match c {
                 '(' => self.group()?,
                 ')' => {
+                    if self.frames.len() < 2 {
+                        return Err("unexpected )".to_owned());
+                    }
                     self.pos += 1;
                     self.out.push(')');
                     self.close_frame();
@@ -192,6 +195,11 @@ impl Translator {
             }
             self.last_was_repeat = is_repeat;
         }
+        // Go reports unbalanced groups itself (and so must we: what we accept, `regex`
+        // compiles; found by fuzzing).
+        if self.frames.len() > 1 {
+            return Err("missing closing )".to_owned());
+        }
         Ok(())
     }
 
@@ -200,6 +208,10 @@ impl Translator {
     fn repeat_op(&mut self, op: &str) -> Result<(), String> {
         if self.last_was_repeat {
             return Err(format!("invalid nested repetition operator: `{op}`"));
+        }
+        // Nothing to repeat: at the start, after `(` or `|` (Go's message; found by fuzzing).
+        if self.frames.last().is_none_or(|f| f.last.is_none()) {
+            return Err(format!("missing argument to repetition operator: `{op}`"));
         }
         if op.len() == 1 {
             self.out.push_str(op);
@@ -230,7 +242,7 @@ impl Translator {
     /// A group closes: it becomes the last item of the group around it.
     fn close_frame(&mut self) {
         if self.frames.len() < 2 {
-            return; // unbalanced: the regex crate reports it
+            return; // unbalanced: `run` refuses it first
         }
         self.fold_last();
         let chain = self.frames.pop().map_or(0, |f| f.done);
@@ -762,6 +774,14 @@ mod tests {
             (r"[z-a]", "invalid character class range"),
             (r"[[:foo:]]", "invalid character class range"),
             (r"[\b]", "invalid escape sequence"),
+            // Found by the fuzz target: a repetition with nothing before it.
+            (r"*[^\x00-\x7F]*", "missing argument to repetition operator"),
+            (r"(+a)", "missing argument to repetition operator"),
+            (r"a|?", "missing argument to repetition operator"),
+            (r"{2}", "missing argument to repetition operator"),
+            (r"(x{9.1*F", "missing closing )"),
+            (r"a)", "unexpected )"),
+            (r"(a))(", "unexpected )"),
         ];
         for (go, want) in cases {
             match translate(go) {

@@ -178,6 +178,13 @@ impl<'de> Deserialize<'de> for Action {
     }
 }
 
+/// The `regex` crate pattern for the Go (RE2) pattern `go`, as relabel rules read it
+/// (unanchored; capture groups numbered as in `go`), or Go's reason for refusing it. For
+/// tools and the fuzz target: whatever this accepts, `regex` compiles.
+pub fn translate_go_regex(go: &str) -> Result<String, String> {
+    goregex::translate(go).map(|t| t.pattern)
+}
+
 impl Regex {
     /// Compiles `source` anchored at both ends, read as Go reads it.
     pub fn new(source: &str) -> Result<Self, regex::Error> {

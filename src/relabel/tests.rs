@@ -677,7 +677,7 @@ fn yaml_errors_name_the_problem() {
     // (YAML, a fragment the error must contain)
     let cases = [
         ("target_label: x\nsource_label: [a]\n", "source_label"),
-        ("regex: 'a(b'\n", "invalid regex \"a(b\": unclosed group"),
+        ("regex: 'a(b'\n", "invalid regex \"a(b\": missing closing )"),
         ("regex: 'a{2}{3}'\n", "invalid nested repetition operator"),
         ("regex: '(a)\\1'\n", "invalid regex"),
         ("action: replce\n", "unknown relabel action \"replce\""),

@@ -245,7 +245,30 @@ mod tests {
             text.contains("# TYPE process_cpu_seconds counter"),
             "{text}"
         );
-        assert!(value("process_cpu_seconds_total") >= 0.0);
+        // The CPU counter follows the work done: burn CPU until a fresh read shows more (in
+        // USER_HZ ticks, 10 ms), or fail at the deadline.
+        let before = value("process_cpu_seconds_total");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut x = 0u64;
+        let after = loop {
+            for i in 0..2_000_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+            }
+            let mut again = String::new();
+            prometheus_client::encoding::text::encode(&mut again, &registry).expect("encode");
+            let now: f64 = again
+                .lines()
+                .find(|l| l.starts_with("process_cpu_seconds_total "))
+                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+                .expect("process_cpu_seconds_total");
+            if now > before || std::time::Instant::now() > deadline {
+                break now;
+            }
+        };
+        assert!(
+            after > before,
+            "CPU seconds stayed at {before} while the test burned CPU"
+        );
         assert!(value("process_resident_memory_bytes") > 1024.0 * 1024.0);
         assert!(value("process_virtual_memory_bytes") >= value("process_resident_memory_bytes"));
         assert!(value("process_open_fds") >= 3.0);
