@@ -16,7 +16,7 @@ use base64::Engine;
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
@@ -139,8 +139,13 @@ async fn agent(options: impl FnOnce(Options) -> Options) -> TestAgent {
     .await
 }
 
-/// A rustls client trusting `ca`, presenting `client` when given.
+/// A rustls client trusting `ca`, presenting `client` when given, speaking HTTP/1.1.
 fn client_config(ca: &Ca, client: Option<&Leaf>) -> Arc<rustls::ClientConfig> {
+    client_config_alpn(ca, client, &[b"http/1.1"])
+}
+
+/// [`client_config`] offering `alpn`.
+fn client_config_alpn(ca: &Ca, client: Option<&Leaf>, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -155,13 +160,14 @@ fn client_config(ca: &Ca, client: Option<&Leaf>) -> Arc<rustls::ClientConfig> {
             .unwrap_or_else(|e| panic!("client cert: {e}")),
         None => builder.with_no_client_auth(),
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Arc::new(config)
 }
 
 /// What an HTTPS GET saw: the server's certificate, status, headers and body.
 struct Answer {
     server_cert: Option<CertificateDer<'static>>,
+    version: http::Version,
     status: u16,
     headers: HeaderMap,
     body: String,
@@ -189,11 +195,8 @@ async fn https_get(
             .1
             .peer_certificates()
             .and_then(|c| c.first().cloned());
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| format!("http handshake: {e}"))?;
-        tokio::spawn(conn);
-        let mut request = http::Request::get(path).header("host", "localhost");
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        let mut request = http::Request::get(format!("https://localhost{path}"));
         if let Some((user, password)) = basic {
             let encoded =
                 base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
@@ -202,10 +205,29 @@ async fn https_get(
         let request = request
             .body(Empty::<Bytes>::new())
             .map_err(|e| e.to_string())?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("request: {}", error_chain(&e)))?;
+        let response = if h2 {
+            let (mut sender, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                    .await
+                    .map_err(|e| format!("http handshake: {e}"))?;
+            tokio::spawn(conn);
+            sender.send_request(request).await
+        } else {
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                .await
+                .map_err(|e| format!("http handshake: {e}"))?;
+            tokio::spawn(conn);
+            let (mut parts, body) = request.into_parts();
+            parts.uri = path.parse().map_err(|e| format!("{e}"))?;
+            parts
+                .headers
+                .insert("host", http::HeaderValue::from_static("localhost"));
+            sender
+                .send_request(http::Request::from_parts(parts, body))
+                .await
+        }
+        .map_err(|e| format!("request: {}", error_chain(&e)))?;
+        let version = response.version();
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response
@@ -216,6 +238,7 @@ async fn https_get(
             .to_bytes();
         Ok(Answer {
             server_cert,
+            version,
             status,
             headers,
             body: String::from_utf8_lossy(&body).into_owned(),
@@ -407,10 +430,20 @@ async fn tls_with_a_required_client_certificate() {
     .await
     .unwrap_or_else(|e| panic!("with a client certificate: {e}"));
     assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.version, http::Version::HTTP_11);
     assert!(
         answer.body.contains("scrapelet_web_connections"),
         "{}",
         answer.body
+    );
+    // HTTP/2 through ALPN (http_server_config.http2 defaults to true).
+    let h2 = client_config_alpn(&server_ca, Some(&prometheus), &[b"h2", b"http/1.1"]);
+    let answer = https_get(addr, "/-/ready", h2, None)
+        .await
+        .unwrap_or_else(|e| panic!("HTTP/2: {e}"));
+    assert_eq!(
+        (answer.version, answer.status),
+        (http::Version::HTTP_2, 200)
     );
 
     // Without a certificate, or with one from another CA, nothing is answered.
