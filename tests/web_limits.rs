@@ -246,6 +246,10 @@ async fn idle_and_half_sent_connections_neither_lock_out_scrapers_nor_leak() {
     );
     assert!(header >= 1.0, "none closed by the header timeout");
     assert!(idle >= 1.0, "none closed by the idle timeout");
+    // One warning said so, not one per eviction.
+    let logs = process.logs();
+    let warnings = logs.matches("is at --web.max-connections").count();
+    assert_eq!(warnings, 1, "{logs}");
 
     // And the agent's descriptors come back to their baseline.
     let mut now = fds(pid);

@@ -4,7 +4,7 @@
 //! Start-up order: registry, the write-ahead buffer under `--data-dir` (recovery, cursors),
 //! delivery (so the appender exists), scrape manager, discovery, web server, then the control
 //! loop (`control`), which owns the running parts, feeds discovery updates to scraping and
-//! applies reloads (SIGHUP via [`Agent::reload`], `POST /-/reload`, the config file changing on
+//! applies reloads (SIGHUP via [`Agent::reload`], `POST /-/reload` with `--web.enable-lifecycle`, the config file changing on
 //! disk: `watch`); ready once the config is applied. Shutdown order is the reverse data path: stop discovery and scraping
 //! first (nothing new is appended), then seal the buffer and let delivery flush within the
 //! grace period (what is not sent stays in the buffer for the next run), then close the web

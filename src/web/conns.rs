@@ -39,10 +39,15 @@ pub(super) struct Table {
     common: Arc<Common>,
     /// None: no cap.
     permits: Option<Arc<Semaphore>>,
+    max_connections: usize,
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
     next_id: AtomicU64,
     header_read_timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
+    /// Times room was made at the cap since the last warning, and when that was (ms since
+    /// the epoch; [`NEVER`] before the first): one warning a minute at most.
+    evictions: AtomicU64,
+    warned_at: AtomicU64,
 }
 
 /// What every connection of a table shares.
@@ -113,10 +118,13 @@ impl Table {
                 became_idle: Notify::new(),
             }),
             permits: (max_connections > 0).then(|| Arc::new(Semaphore::new(max_connections))),
+            max_connections,
             conns: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
             header_read_timeout: Some(header_read_timeout).filter(|d| !d.is_zero()),
             idle_timeout: Some(idle_timeout).filter(|d| !d.is_zero()),
+            evictions: AtomicU64::new(0),
+            warned_at: AtomicU64::new(NEVER),
         })
     }
 
@@ -136,6 +144,7 @@ impl Table {
                 idle.as_mut().enable();
                 if let Some(victim) = self.longest_idle() {
                     victim.evict.notify_one();
+                    self.note_eviction();
                 }
                 tokio::select! {
                     p = permits.clone().acquire_owned() => match p {
@@ -172,6 +181,29 @@ impl Table {
     #[cfg(test)]
     fn len(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Counts room made at the cap; warns once a minute at most (a flood of connections
+    /// must not flood the log too).
+    fn note_eviction(&self) {
+        let evictions = self.evictions.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = self.common.now();
+        let last = self.warned_at.load(Ordering::Relaxed);
+        if last != NEVER && now.saturating_sub(last) < 60_000 {
+            return;
+        }
+        if self
+            .warned_at
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.evictions.fetch_sub(evictions, Ordering::Relaxed);
+            tracing::warn!(
+                max_connections = self.max_connections,
+                evicted = evictions,
+                "the web server is at --web.max-connections; closing the connections idle the longest to make room"
+            );
+        }
     }
 
     /// The connection that has been pending or idle the longest.
