@@ -670,3 +670,41 @@ async fn the_agent_scrapes_itself_through_tls_and_basic_auth() {
     assert_eq!(answer.status, 401);
     assert!(answer.headers.contains_key("www-authenticate"));
 }
+
+#[test]
+fn check_web_config_validates_a_file_and_the_files_it_names() {
+    let ca = Ca::new("server ca");
+    let files = WebFiles::new();
+    files.use_server(&ca.issue("scrapelet", &["localhost"]));
+    let good = files.config("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n");
+    let run = |file: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_scrapelet"))
+            .arg("check-web-config")
+            .arg(file)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run scrapelet: {e}"))
+    };
+    let out = run(&good);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}: valid (TLS on, basic auth off)\n", good.display())
+    );
+
+    // A key that is not the certificate's: refused at the key, with its line.
+    files.write(
+        "other.key",
+        &KeyPair::generate().expect("key").serialize_pem(),
+    );
+    let bad = files.config("tls_server_config:\n  cert_file: tls.crt\n  key_file: other.key\n");
+    let out = run(&bad);
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}:3: tls_server_config.key_file: unusable certificate and key",
+            bad.display()
+        )),
+        "{stderr}"
+    );
+}
