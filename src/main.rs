@@ -24,8 +24,37 @@ struct Cli {
     config: Option<PathBuf>,
 
     /// Where the web server (/metrics, /-/ready, /api/v1/targets) listens.
-    #[arg(long, default_value = "0.0.0.0:9464", value_name = "ADDR")]
+    #[arg(
+        long,
+        visible_alias = "web.listen-address",
+        default_value = "0.0.0.0:9464",
+        value_name = "ADDR"
+    )]
     listen_address: SocketAddr,
+
+    /// Serve `POST /-/reload` (as Prometheus; without it 403). SIGHUP and a changed config
+    /// file reload without it.
+    #[arg(long = "web.enable-lifecycle")]
+    web_enable_lifecycle: bool,
+
+    /// TLS, basic auth and response headers of the web server: a web config file in the
+    /// format of Prometheus's exporter-toolkit. A bad file stops start-up.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    web_config_file: Option<PathBuf>,
+
+    /// Connections the web server holds at once; at the cap the longest-idle one is closed
+    /// to make room. 0: no cap.
+    #[arg(long = "web.max-connections", default_value_t = 512, value_name = "N")]
+    web_max_connections: usize,
+
+    /// How long a client may take to send a request head (a new connection: its TLS
+    /// handshake and first request) or a request body. 0s: no limit.
+    #[arg(long = "web.read-header-timeout", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    web_read_header_timeout: Duration,
+
+    /// Web connections without a request for this long are closed. 0s: never.
+    #[arg(long = "web.idle-timeout", default_value = "2m", value_parser = parse_duration, value_name = "DURATION")]
+    web_idle_timeout: Duration,
 
     /// Where the agent keeps its state.
     #[arg(long, default_value = "data", value_name = "DIR")]
@@ -64,6 +93,11 @@ enum Command {
         /// The config file.
         file: PathBuf,
     },
+    /// Validates a web config file (`--web.config.file`) and the files it names.
+    CheckWebConfig {
+        /// The web config file.
+        file: PathBuf,
+    },
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {
@@ -74,10 +108,17 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
         .map_err(|_| format!("{s:?} is not a whole number of seconds (e.g. 25s)"))
 }
 
+/// A Prometheus duration (`10s`, `2m`, `1m30s`).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    config::parse_duration(s).map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::CheckConfig { file }) = &cli.command {
-        return check_config(file);
+    match &cli.command {
+        Some(Command::CheckConfig { file }) => return check_config(file),
+        Some(Command::CheckWebConfig { file }) => return check_web_config(file),
+        None => {}
     }
     if let Err(e) = log::init(cli.log_format, &cli.log_level) {
         eprintln!("scrapelet: {e}");
@@ -120,6 +161,24 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     }
 }
 
+fn check_web_config(file: &std::path::Path) -> ExitCode {
+    match scrapelet::web::Security::load(file) {
+        Ok(web) => {
+            println!(
+                "{}: valid (TLS {}, basic auth {})",
+                file.display(),
+                if web.tls() { "on" } else { "off" },
+                if web.basic_auth() { "on" } else { "off" },
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}", error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn run(cli: Cli, path: PathBuf) -> ExitCode {
     let config = match config::load(&path) {
         Ok(c) => c,
@@ -136,6 +195,14 @@ async fn run(cli: Cli, path: PathBuf) -> ExitCode {
         node_name: cli.node_name.filter(|n| !n.is_empty()),
         config_file: Some(path),
         config_watch_interval: cli.config_watch_interval,
+        enable_lifecycle: cli.web_enable_lifecycle,
+        web_limits: scrapelet::web::Limits {
+            max_connections: cli.web_max_connections,
+            header_read_timeout: cli.web_read_header_timeout,
+            idle_timeout: cli.web_idle_timeout,
+            ..scrapelet::web::Limits::default()
+        },
+        web_config_file: cli.web_config_file,
         ..Options::default()
     };
     // Installed before the agent starts: a signal during start-up is handled once it runs.

@@ -252,6 +252,19 @@ fn every_value_set_renders_a_valid_agent_config() {
         }
     }
     assert_eq!(files.len(), 4);
+    // The self-scrape's credentials and TLS files too (web.basicAuth, web.tls).
+    let own = &config.scrape_configs[0].http;
+    let basic = own.basic_auth.as_ref().expect("self-scrape basic_auth");
+    files.extend(basic.username_file.clone());
+    files.extend(basic.password_file.clone());
+    let tls = &own.tls_config;
+    files.extend(
+        [&tls.ca_file, &tls.cert_file, &tls.key_file]
+            .into_iter()
+            .flatten()
+            .cloned(),
+    );
+    assert_eq!(files.len(), 9);
     for file in &files {
         let dir = file.parent().and_then(Path::to_str).expect("a directory");
         let mount = agent["volumeMounts"]
@@ -266,7 +279,10 @@ fn every_value_set_renders_a_valid_agent_config() {
             .as_array()
             .and_then(|v| v.iter().find(|v| v["name"] == mount["name"]))
             .expect("the mount's volume");
-        let secret = dir.rsplit('/').next().expect("secret name");
+        let secret = match dir {
+            "/etc/scrapelet/web" => "scrapelet-web",
+            _ => dir.rsplit('/').next().expect("secret name"),
+        };
         assert_eq!(volume["secret"]["secretName"], secret, "{volume:#}");
     }
     let secret_volumes = spec["volumes"]
@@ -276,8 +292,8 @@ fn every_value_set_renders_a_valid_agent_config() {
         .filter(|v| v.get("secret").is_some())
         .count();
     assert_eq!(
-        secret_volumes, 4,
-        "three Secrets of remote write, one extra volume"
+        secret_volumes, 6,
+        "three Secrets of remote write, one extra volume, the web config and the self-scrape's credentials"
     );
 
     // Restart on change (reloadOnChange false): a checksum, and the agent does not watch;
@@ -318,6 +334,19 @@ fn every_value_set_renders_a_valid_agent_config() {
     let rules = rbac_rules(&manifests);
     assert!(rules.contains(&(vec!["nodes".to_owned()], read_only())));
     assert!(rules.contains(&(vec!["nodes/metrics".to_owned()], vec!["get".to_owned()])));
+
+    // The web server: its flags, and probes over TCP (the web config wants client certs).
+    assert_eq!(flag(agent, "web.max-connections"), "1024");
+    assert_eq!(flag(agent, "web.config.file"), "/etc/scrapelet/web/web.yml");
+    assert!(strings(&agent["args"]).contains(&"--web.enable-lifecycle"));
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert_eq!(
+            agent[probe]["tcpSocket"],
+            json!({"port": "http-metrics"}),
+            "{probe}"
+        );
+        assert!(agent[probe].get("httpGet").is_none(), "{probe}");
+    }
 
     // The monitors give the labels the dashboard reads.
     for (kind, endpoints) in [
@@ -467,6 +496,135 @@ fn nodes_are_readable_only_when_node_metadata_is_attached() {
 }
 
 #[test]
+fn the_web_server_is_plain_http_without_lifecycle_by_default() {
+    let manifests = render(&[
+        "--set",
+        "serviceMonitor.enabled=true,podMonitor.enabled=true",
+    ]);
+    let agent = container(pod_spec(&manifests), "scrapelet");
+    let args = strings(&agent["args"]);
+    assert_eq!(flag(agent, "web.max-connections"), "512");
+    assert!(
+        !args
+            .iter()
+            .any(|a| a.starts_with("--web.config.file") || a.starts_with("--web.enable-lifecycle")),
+        "{args:?}"
+    );
+    assert_eq!(agent["livenessProbe"]["httpGet"]["path"], "/-/healthy");
+    assert!(agent["livenessProbe"]["httpGet"].get("scheme").is_none());
+    let own = &config(&manifests).scrape_configs[0];
+    assert_eq!(own.scheme, scrapelet::config::Scheme::Http);
+    assert!(own.http.basic_auth.is_none());
+    for (kind, endpoints) in [
+        ("ServiceMonitor", "endpoints"),
+        ("PodMonitor", "podMetricsEndpoints"),
+    ] {
+        let endpoint = &manifest(&manifests, kind, "")["spec"][endpoints][0];
+        for key in ["scheme", "tlsConfig", "basicAuth"] {
+            assert!(endpoint.get(key).is_none(), "{kind}: {key}: {endpoint:#}");
+        }
+    }
+}
+
+#[test]
+fn with_tls_and_basic_auth_the_agent_its_probes_and_the_monitors_still_reach_it() {
+    let web = "web.configSecret.name=scrapelet-web,web.tls.enabled=true,\
+               web.basicAuth.secret=scrape-creds,serviceMonitor.enabled=true,podMonitor.enabled=true";
+    let manifests = render(&["--set", web]);
+    let spec = pod_spec(&manifests);
+    let agent = container(spec, "scrapelet");
+
+    // The web config from its Secret, mounted whole (no subPath: rotations reach it).
+    assert_eq!(
+        flag(agent, "web.config.file"),
+        "/etc/scrapelet/web/web-config.yml"
+    );
+    let mount = agent["volumeMounts"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["mountPath"] == "/etc/scrapelet/web"))
+        .unwrap_or_else(|| panic!("web config not mounted: {agent:#}"));
+    assert!(mount.get("subPath").is_none());
+    let volume = spec["volumes"]
+        .as_array()
+        .and_then(|v| v.iter().find(|v| v["name"] == mount["name"]))
+        .expect("the web config volume");
+    assert_eq!(volume["secret"]["secretName"], "scrapelet-web");
+
+    // The probes over HTTPS (answered without basic auth).
+    for (probe, path) in [
+        ("livenessProbe", "/-/healthy"),
+        ("readinessProbe", "/-/ready"),
+    ] {
+        assert_eq!(
+            agent[probe]["httpGet"],
+            json!({"path": path, "port": "http-metrics", "scheme": "HTTPS"})
+        );
+    }
+
+    // The self-scrape: HTTPS to 127.0.0.1 (unverified without a CA), basic auth from the
+    // mounted Secret.
+    let own = &config(&manifests).scrape_configs[0];
+    assert_eq!(own.scheme, scrapelet::config::Scheme::Https);
+    assert!(own.http.tls_config.insecure_skip_verify);
+    let basic = own.http.basic_auth.as_ref().expect("basic_auth");
+    assert_eq!(
+        basic.username_file.as_deref(),
+        Some(Path::new("/etc/scrapelet/secrets/scrape-creds/username"))
+    );
+    assert_eq!(
+        basic.password_file.as_deref(),
+        Some(Path::new("/etc/scrapelet/secrets/scrape-creds/password"))
+    );
+    assert!(
+        agent["volumeMounts"].as_array().is_some_and(|m| m
+            .iter()
+            .any(|m| m["mountPath"] == "/etc/scrapelet/secrets/scrape-creds")),
+        "{agent:#}"
+    );
+
+    // The monitors: HTTPS, and the same credentials through the operator.
+    for (kind, endpoints) in [
+        ("ServiceMonitor", "endpoints"),
+        ("PodMonitor", "podMetricsEndpoints"),
+    ] {
+        let endpoint = &manifest(&manifests, kind, "")["spec"][endpoints][0];
+        assert_eq!(endpoint["scheme"], "https", "{kind}");
+        assert_eq!(
+            endpoint["tlsConfig"],
+            json!({"insecureSkipVerify": true}),
+            "{kind}"
+        );
+        assert_eq!(
+            endpoint["basicAuth"],
+            json!({"username": {"name": "scrape-creds", "key": "username"},
+                   "password": {"name": "scrape-creds", "key": "password"}}),
+            "{kind}"
+        );
+    }
+
+    // With the CA and a name: verified, by the agent and the operator alike.
+    let verified = render(&[
+        "--set",
+        web,
+        "--set",
+        "web.tls.caKey=ca.crt,web.tls.serverName=scrapelet.monitoring.svc",
+    ]);
+    let tls = &config(&verified).scrape_configs[0].http.tls_config;
+    assert!(!tls.insecure_skip_verify);
+    assert_eq!(
+        tls.ca_file.as_deref(),
+        Some(Path::new("/etc/scrapelet/web/ca.crt"))
+    );
+    assert_eq!(tls.server_name.as_deref(), Some("scrapelet.monitoring.svc"));
+    let endpoint = &manifest(&verified, "ServiceMonitor", "")["spec"]["endpoints"][0];
+    assert_eq!(
+        endpoint["tlsConfig"],
+        json!({"ca": {"secret": {"name": "scrapelet-web", "key": "ca.crt"}},
+               "serverName": "scrapelet.monitoring.svc"})
+    );
+}
+
+#[test]
 fn bad_values_are_refused_with_the_reason() {
     let check = |args: &[&str], expected: &str| match helm_template(args) {
         Ok(out) => panic!("{args:?} rendered:\n{out}"),
@@ -525,6 +683,23 @@ fn bad_values_are_refused_with_the_reason() {
         "/remoteWrite/0/basicAuth",
     );
     check(&["--set", "buffer.maxSize=1gb"], "/buffer/maxSize");
+    check(&["--set", "web.tls.enable=true"], "'enable' not allowed");
+    check(&["--set", "web.maxConnections=-1"], "/web/maxConnections");
+    check(
+        &["--set", "web.tls.enabled=true"],
+        "web.tls.enabled needs web.configSecret.name",
+    );
+    check(
+        &["--set", "web.basicAuth.secret=s"],
+        "web.basicAuth.secret needs web.configSecret.name",
+    );
+    check(
+        &[
+            "--set",
+            "web.configSecret.name=w,web.tls.enabled=true,web.tls.clientCertKey=c",
+        ],
+        "web.tls.clientCertKey and web.tls.clientKeyKey go together",
+    );
     check(&["--set", "buffer.maxAge=6 hours"], "/buffer/maxAge");
 }
 

@@ -4,7 +4,7 @@
 //! Start-up order: registry, the write-ahead buffer under `--data-dir` (recovery, cursors),
 //! delivery (so the appender exists), scrape manager, discovery, web server, then the control
 //! loop (`control`), which owns the running parts, feeds discovery updates to scraping and
-//! applies reloads (SIGHUP via [`Agent::reload`], `POST /-/reload`, the config file changing on
+//! applies reloads (SIGHUP via [`Agent::reload`], `POST /-/reload` with `--web.enable-lifecycle`, the config file changing on
 //! disk: `watch`); ready once the config is applied. Shutdown order is the reverse data path: stop discovery and scraping
 //! first (nothing new is appended), then seal the buffer and let delivery flush within the
 //! grace period (what is not sent stays in the buffer for the next run), then close the web
@@ -55,6 +55,15 @@ pub struct Options {
     /// The filesystem the buffer's writer goes through (tests give a failing or stalled
     /// disk; the real one by default).
     pub buffer_fs: BufferFs,
+    /// `--web.enable-lifecycle`: serve `POST /-/reload` (otherwise 403, as Prometheus).
+    /// Reloads by SIGHUP and by the config file changing need nothing.
+    pub enable_lifecycle: bool,
+    /// The web server's connection cap, timeouts and body cap.
+    pub web_limits: web::Limits,
+    /// `--web.config.file`: TLS, basic auth and headers for the web server.
+    pub web_config_file: Option<PathBuf>,
+    /// How often the web config's files are checked for changes (1s); zero: never.
+    pub web_config_check_interval: Duration,
 }
 
 /// The filesystem of [`Options::buffer_fs`].
@@ -119,6 +128,9 @@ pub enum Error {
     /// Discovery could not start (e.g. Kubernetes discovery without a node name).
     #[error(transparent)]
     Discovery(#[from] discovery::Error),
+    /// The web config file (`--web.config.file`) is missing or invalid.
+    #[error(transparent)]
+    WebConfig(#[from] web::ConfigError),
 }
 
 impl Default for Options {
@@ -132,6 +144,10 @@ impl Default for Options {
             config_file: None,
             config_watch_interval: Duration::from_secs(10),
             buffer_fs: BufferFs::default(),
+            enable_lifecycle: false,
+            web_limits: web::Limits::default(),
+            web_config_file: None,
+            web_config_check_interval: Duration::from_secs(1),
         }
     }
 }
@@ -139,6 +155,11 @@ impl Default for Options {
 impl Agent {
     /// Starts the agent with `config`.
     pub async fn start(config: Config, options: Options) -> Result<Agent, Error> {
+        // First: a bad web config stops start-up before anything is opened.
+        let security = match &options.web_config_file {
+            Some(path) => Some(Arc::new(web::Security::load(path)?)),
+            None => None,
+        };
         std::fs::create_dir_all(&options.data_dir).map_err(|source| Error::DataDir {
             path: options.data_dir.clone(),
             source,
@@ -161,6 +182,7 @@ impl Agent {
         )?;
         let remote = RemoteWrite::with_wal(wal, &config, debug_output, &mut registry)?;
         let scrape_metrics = scrape::Metrics::register(&mut registry);
+        let web_metrics = web::Metrics::register(&mut registry);
         let mut manager = scrape::Manager::new(
             remote.appender(),
             Arc::new(SeriesRefs::default()),
@@ -188,10 +210,17 @@ impl Agent {
                 targets: targets.clone(),
                 ready: ready.clone(),
                 reload: Some(reloader(commands.clone())),
+                lifecycle: options.enable_lifecycle,
+            },
+            web::Settings {
+                limits: options.web_limits.clone(),
+                security: security.clone(),
+                security_check_interval: options.web_config_check_interval,
+                metrics: web_metrics,
             },
         )
         .await?;
-        log_start(&config, &options, web.local_addr());
+        log_start(&config, &options, web.local_addr(), security.as_deref());
         let stop = CancellationToken::new();
         if let Some(path) = &options.config_file
             && !options.config_watch_interval.is_zero()
@@ -291,7 +320,12 @@ fn reloader(commands: mpsc::Sender<Command>) -> web::Reloader {
     })
 }
 
-fn log_start(config: &Config, options: &Options, addr: SocketAddr) {
+fn log_start(
+    config: &Config,
+    options: &Options,
+    addr: SocketAddr,
+    security: Option<&web::Security>,
+) {
     let static_targets: usize = config
         .scrape_configs
         .iter()
@@ -307,6 +341,9 @@ fn log_start(config: &Config, options: &Options, addr: SocketAddr) {
         version = env!("CARGO_PKG_VERSION"),
         node = options.node_name.as_deref().unwrap_or("none"),
         listen = %addr,
+        tls = security.is_some_and(web::Security::tls),
+        basic_auth = security.is_some_and(web::Security::basic_auth),
+        lifecycle = options.enable_lifecycle,
         data_dir = %options.data_dir.display(),
         jobs = config.scrape_configs.len(),
         static_targets,

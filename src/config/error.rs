@@ -6,7 +6,7 @@ use super::Problem;
 use super::locate::{KeyIndex, ROOT};
 
 /// The one problem serde-saphyr stopped at.
-pub(super) fn yaml_problem(err: &serde_saphyr::Error, origin: &str, index: &KeyIndex) -> Problem {
+pub(crate) fn yaml_problem(err: &serde_saphyr::Error, origin: &str, index: &KeyIndex) -> Problem {
     let err = err.without_snippet();
     let location = err.location();
     if matches!(err, serde_saphyr::Error::MultipleDocuments { .. }) {

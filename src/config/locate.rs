@@ -16,7 +16,7 @@ use serde_saphyr::granit_parser::{Event, Parser};
 
 /// Every node of the first YAML document with its path, offset and key line.
 #[derive(Debug, Default)]
-pub(super) struct KeyIndex {
+pub(crate) struct KeyIndex {
     /// In document order.
     nodes: Vec<Node>,
     /// Path -> line of its key (or of the item itself in a sequence); first occurrence wins.
@@ -48,11 +48,11 @@ enum Kind {
 }
 
 /// The path to show for the document root.
-pub(super) const ROOT: &str = "(root)";
+pub(crate) const ROOT: &str = "(root)";
 
 impl KeyIndex {
     /// Indexes `text` up to the end of its first document or its first syntax error.
-    pub(super) fn build(text: &str) -> KeyIndex {
+    pub(crate) fn build(text: &str) -> KeyIndex {
         let mut index = KeyIndex::default();
         let mut stack: Vec<Frame> = Vec::new();
         for item in Parser::new_from_str(text) {
@@ -110,7 +110,7 @@ impl KeyIndex {
 
     /// The line of the key at `path`, or of the nearest enclosing key that is in the text
     /// (paths that come from an alias or a merge key are not). 0 when nothing matches.
-    pub(super) fn line_of(&self, path: &str) -> u64 {
+    pub(crate) fn line_of(&self, path: &str) -> u64 {
         let mut path = path;
         loop {
             if let Some(line) = self.lines.get(path) {
@@ -124,7 +124,7 @@ impl KeyIndex {
     }
 
     /// The line of the key at exactly `path`, if it is written in the text.
-    pub(super) fn exact_line(&self, path: &str) -> Option<u64> {
+    pub(crate) fn exact_line(&self, path: &str) -> Option<u64> {
         self.lines.get(path).copied()
     }
 

@@ -31,6 +31,13 @@ mod raw;
 mod resolve;
 mod size;
 
+/// The YAML machinery of this module for other files read the same way (the web config
+/// file, src/web/config.rs): problems with file, line and key path.
+pub(crate) mod yaml {
+    pub(crate) use super::error::yaml_problem;
+    pub(crate) use super::locate::{KeyIndex, ROOT};
+}
+
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use size::{SizeError, parse_size};
 

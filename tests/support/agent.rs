@@ -64,16 +64,36 @@ impl TestAgent {
     }
 
     /// Starts the agent from the config file at `path`, which reloads re-read; the file is
-    /// checked for changes every `watch` (zero: never).
+    /// checked for changes every `watch` (zero: never). `POST /-/reload` is enabled
+    /// (`--web.enable-lifecycle`), as the tests of reloads need it.
     pub async fn start_file(path: &std::path::Path, watch: Duration) -> TestAgent {
         let config = scrapelet::config::load(path).unwrap_or_else(|e| panic!("test config: {e}"));
         let dir = tempfile::tempdir().expect("tempdir");
         let options = Options {
             config_file: Some(path.to_owned()),
             config_watch_interval: watch,
+            enable_lifecycle: true,
             ..test_options(&dir)
         };
         Self::start_with(config, options, dir).await
+    }
+
+    /// Starts the agent with the YAML `config` on 127.0.0.1:0 and the options `options`
+    /// makes of the test defaults (web server settings and the like).
+    pub async fn start_options(
+        config: &str,
+        options: impl FnOnce(Options) -> Options,
+    ) -> TestAgent {
+        let config = scrapelet::config::parse(config, "test.yml")
+            .unwrap_or_else(|e| panic!("test config: {e}"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = options(test_options(&dir));
+        Self::start_with(config, options, dir).await
+    }
+
+    /// Sends a body-less `method` request to `path` on the agent: (status, body).
+    pub async fn request(&self, method: http::Method, path: &str) -> (u16, String) {
+        request(method, &format!("{}{path}", self.base())).await
     }
 
     /// POSTs to `path` on the agent: (status, body).

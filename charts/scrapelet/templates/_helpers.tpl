@@ -51,9 +51,33 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 /etc/scrapelet/secrets/{{ . }}
 {{- end }}
 
-{{/* The names of the Secrets the remote-write endpoints read, sorted, without duplicates. */}}
+{{/* Where the web config Secret (web.configSecret) is mounted. */}}
+{{- define "scrapelet.webDir" -}}
+/etc/scrapelet/web
+{{- end }}
+
+{{/* Refuses web values that cannot work together. */}}
+{{- define "scrapelet.checkWeb" -}}
+{{- $web := .Values.web }}
+{{- if and $web.tls.enabled (not $web.configSecret.name) }}
+{{- fail "web.tls.enabled needs web.configSecret.name: the web config with tls_server_config" }}
+{{- end }}
+{{- if and $web.basicAuth.secret (not $web.configSecret.name) }}
+{{- fail "web.basicAuth.secret needs web.configSecret.name: the web config with basic_auth_users" }}
+{{- end }}
+{{- if and (or $web.tls.caKey $web.tls.serverName $web.tls.clientCertKey $web.tls.clientKeyKey) (not $web.tls.enabled) }}
+{{- fail "web.tls.caKey, serverName, clientCertKey and clientKeyKey need web.tls.enabled" }}
+{{- end }}
+{{- if ne (empty $web.tls.clientCertKey) (empty $web.tls.clientKeyKey) }}
+{{- fail "web.tls.clientCertKey and web.tls.clientKeyKey go together" }}
+{{- end }}
+{{- end }}
+
+{{/* The names of the Secrets the remote-write endpoints and the self-scrape read, sorted,
+without duplicates. */}}
 {{- define "scrapelet.secretNames" -}}
 {{- $names := list }}
+{{- with .Values.web.basicAuth.secret }}{{ $names = append $names . }}{{ end }}
 {{- range .Values.remoteWrite }}
 {{- with .basicAuth }}{{ $names = append $names .passwordSecret.name }}{{ with .usernameSecret }}{{ $names = append $names .name }}{{ end }}{{ end }}
 {{- with .bearerTokenSecret }}{{ $names = append $names .name }}{{ end }}
@@ -167,6 +191,32 @@ scrape_configs:
   # its per-job metrics (scrapelet_targets{job="kubernetes-pods"}).
   - job_name: scrapelet
     honor_labels: true
+    {{- with .Values.web.tls }}
+    {{- if .enabled }}
+    scheme: https
+    tls_config:
+      {{- if .caKey }}
+      ca_file: {{ printf "%s/%s" (include "scrapelet.webDir" .) .caKey | quote }}
+      {{- with .serverName }}
+      server_name: {{ . | quote }}
+      {{- end }}
+      {{- else }}
+      # No CA given (web.tls.caKey): the agent's own certificate over 127.0.0.1, unverified.
+      insecure_skip_verify: true
+      {{- end }}
+      {{- if .clientCertKey }}
+      cert_file: {{ printf "%s/%s" (include "scrapelet.webDir" .) .clientCertKey | quote }}
+      key_file: {{ printf "%s/%s" (include "scrapelet.webDir" .) .clientKeyKey | quote }}
+      {{- end }}
+    {{- end }}
+    {{- end }}
+    {{- with .Values.web.basicAuth }}
+    {{- if .secret }}
+    basic_auth:
+      username_file: {{ printf "%s/%s" (include "scrapelet.secretDir" .secret) .usernameKey | quote }}
+      password_file: {{ printf "%s/%s" (include "scrapelet.secretDir" .secret) .passwordKey | quote }}
+    {{- end }}
+    {{- end }}
     static_configs:
       - targets: ["127.0.0.1:{{ .Values.port }}"]
         labels:

@@ -5,9 +5,46 @@ label of the agent's per-job metrics).
 */}}
 {{- define "scrapelet.monitorEndpoint" -}}
 {{- $m := .monitor }}
+{{- $web := .web -}}
 - port: http-metrics
   path: /metrics
   honorLabels: true
+  {{- if $web.tls.enabled }}
+  scheme: https
+  tlsConfig:
+    {{- if $web.tls.caKey }}
+    ca:
+      secret:
+        name: {{ $web.configSecret.name }}
+        key: {{ $web.tls.caKey }}
+    {{- with $web.tls.serverName }}
+    serverName: {{ . }}
+    {{- end }}
+    {{- else }}
+    # No CA given (web.tls.caKey): the certificate is not verified.
+    insecureSkipVerify: true
+    {{- end }}
+    {{- if $web.tls.clientCertKey }}
+    cert:
+      secret:
+        name: {{ $web.configSecret.name }}
+        key: {{ $web.tls.clientCertKey }}
+    keySecret:
+      name: {{ $web.configSecret.name }}
+      key: {{ $web.tls.clientKeyKey }}
+    {{- end }}
+  {{- end }}
+  {{- with $web.basicAuth }}
+  {{- if .secret }}
+  basicAuth:
+    username:
+      name: {{ .secret }}
+      key: {{ .usernameKey }}
+    password:
+      name: {{ .secret }}
+      key: {{ .passwordKey }}
+  {{- end }}
+  {{- end }}
   {{- with $m.interval }}
   interval: {{ . }}
   {{- end }}
