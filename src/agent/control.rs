@@ -9,6 +9,7 @@
 //! (`scrapelet_config_last_reload_successful` 0); the running one stays.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -56,7 +57,9 @@ struct ResultLabel {
 
 pub(super) struct Control {
     pub parts: Parts,
-    pub updates: mpsc::UnboundedReceiver<discovery::Update>,
+    /// Discovery's updates, latest wins per job (nothing piles up while a reload runs).
+    pub updates: Arc<discovery::Updates>,
+    pub readiness: Arc<super::Readiness>,
     pub commands: mpsc::Receiver<Command>,
     pub config_file: Option<PathBuf>,
     /// The running config (what a reload is compared with).
@@ -123,10 +126,13 @@ impl Control {
                     }
                     None => break,
                 },
-                update = self.updates.recv() => match update {
-                    Some(u) => self.parts.manager.sync(u),
-                    None => break,
-                },
+                updates = self.updates.next() => {
+                    for update in updates {
+                        self.parts.manager.sync(update);
+                    }
+                    self.updates.applied();
+                    let _ = self.readiness.check();
+                }
             }
         }
         self.parts

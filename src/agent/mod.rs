@@ -83,6 +83,44 @@ pub struct Agent {
     grace: Duration,
 }
 
+/// What `/-/ready` answers. The config is loaded and the buffer open and recovered before
+/// the web server listens (until then a probe cannot connect); then the agent is ready once
+/// the control loop runs and every discovery has completed its first list and the scrape
+/// manager has applied it ([`discovery::Updates::waiting`]): static configs at once,
+/// Kubernetes discovery after the API server answered the first pod list. Once ready, it stays
+/// ready (as Prometheus): a reload or an API server outage later does not take the agent out
+/// of its Service.
+pub(crate) struct Readiness {
+    /// The control loop runs.
+    started: AtomicBool,
+    /// Latched once ready.
+    ready: AtomicBool,
+    updates: Arc<discovery::Updates>,
+}
+
+impl Readiness {
+    /// `Ok` when ready, else why not. Logs once when the agent becomes ready.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.ready.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if !self.started.load(Ordering::Relaxed) {
+            return Err("starting".to_owned());
+        }
+        let waiting = self.updates.waiting();
+        if !waiting.is_empty() {
+            return Err(format!(
+                "waiting for the first list of pods from the Kubernetes API (jobs: {})",
+                waiting.join(", ")
+            ));
+        }
+        if !self.ready.swap(true, Ordering::Relaxed) {
+            tracing::info!("scrapelet is ready");
+        }
+        Ok(())
+    }
+}
+
 /// A reload could not be done.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -168,17 +206,21 @@ impl Agent {
         )
         .with_metadata(remote.metadata());
         manager.apply_config(&config.scrape_configs)?;
-        let (updates_tx, updates_rx) = mpsc::unbounded_channel();
+        let updates = Arc::new(discovery::Updates::new());
         let kubernetes = options.node_name.clone().map(|node| {
             discovery::kubernetes::Options::new(
                 node,
                 discovery::kubernetes::Metrics::register(&mut registry),
             )
         });
-        let mut discovery = discovery::Manager::new(updates_tx).with_kubernetes(kubernetes);
+        let mut discovery = discovery::Manager::new(updates.clone()).with_kubernetes(kubernetes);
         discovery.start(&config.scrape_configs).await?;
 
-        let ready = Arc::new(AtomicBool::new(false));
+        let readiness = Arc::new(Readiness {
+            started: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
+            updates: updates.clone(),
+        });
         let targets = manager.targets();
         let (commands, commands_rx) = mpsc::channel(8);
         let web = web::Server::start(
@@ -186,7 +228,10 @@ impl Agent {
             web::State {
                 registry: Arc::new(registry),
                 targets: targets.clone(),
-                ready: ready.clone(),
+                ready: {
+                    let readiness = readiness.clone();
+                    Arc::new(move || readiness.check())
+                },
                 reload: Some(reloader(commands.clone())),
             },
         )
@@ -209,7 +254,8 @@ impl Agent {
                 discovery,
                 remote,
             },
-            updates: updates_rx,
+            updates,
+            readiness: readiness.clone(),
             commands: commands_rx,
             config_file: options.config_file.clone(),
             config,
@@ -217,7 +263,9 @@ impl Agent {
             metrics: reload_metrics,
         };
         let runner = tokio::spawn(control.run(stop.clone()));
-        ready.store(true, Ordering::Relaxed);
+        readiness.started.store(true, Ordering::Relaxed);
+        // Without Kubernetes discovery: ready now.
+        let _ = readiness.check();
         Ok(Agent {
             web,
             runner,
