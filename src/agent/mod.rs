@@ -4,11 +4,13 @@
 //! Start-up order: registry, the write-ahead buffer under `--data-dir` (recovery, cursors),
 //! delivery (so the appender exists), scrape manager, discovery, web server, then the control
 //! loop (`control`), which owns the running parts, feeds discovery updates to scraping and
-//! applies reloads (SIGHUP via [`Agent::reload`], `POST /-/reload`, the config file changing on
-//! disk: `watch`); ready once the config is applied. Shutdown order is the reverse data path: stop discovery and scraping
+//! applies reloads (SIGHUP via [`Agent::request_reload`], `POST /-/reload`, the config file
+//! changing on disk: `watch`); ready once every discovery's first list is applied
+//! ([`Readiness`]). Shutdown order is the reverse data path: stop discovery and scraping
 //! first (nothing new is appended), then seal the buffer and let delivery flush within the
 //! grace period (what is not sent stays in the buffer for the next run), then close the web
-//! server (it serves `/metrics` to the end).
+//! server (it serves `/metrics` to the end). Every wait of the shutdown is bounded (see
+//! [`Agent::shutdown`]).
 
 mod control;
 mod watch;
@@ -33,6 +35,15 @@ use crate::scrape::{self, TargetsView};
 use crate::telemetry::{self, redact_url};
 use crate::wal::{self, Wal};
 use crate::web;
+
+/// How long shutdown waits for scrape loops to stop.
+pub const STOP_BOUND: Duration = Duration::from_secs(5);
+
+/// How long shutdown waits for a reload that is applying its config (stopping and restarting
+/// changed endpoints, bounded by their flush deadline) before giving up on flushing.
+pub const RELOAD_BOUND: Duration = Duration::from_secs(
+    remote::RELOAD_FLUSH_DEADLINE.as_secs() + remote::HARD_STOP_BOUND.as_secs(),
+);
 
 /// Settings that come from the command line, not the config file.
 #[derive(Clone, Debug)]
@@ -297,18 +308,43 @@ impl Agent {
         self.targets.clone()
     }
 
+    /// Asks for a reload of the config file without waiting for it (SIGHUP): the outcome is
+    /// logged. Returns false when reloads are already queued (the last of them reads the
+    /// file as it is then, so this one is covered) or the agent is stopping.
+    pub fn request_reload(&self) -> bool {
+        let (reply, _) = oneshot::channel();
+        self.commands
+            .try_send(Command::Reload {
+                config: None,
+                reply,
+            })
+            .is_ok()
+    }
+
     /// Stops discovery and scraping, flushes delivery within the grace period (what is not
-    /// sent stays in the buffer), stops the web server.
+    /// sent stays in the buffer), stops the web server. Bounded: a reload being checked is
+    /// abandoned, one being applied gets [`RELOAD_BOUND`]; scraping gets [`STOP_BOUND`] to
+    /// stop; remote write the grace period plus [`remote::HARD_STOP_BOUND`]. Whatever did not
+    /// finish in time is left behind: the buffer is on disk.
     pub async fn shutdown(self) {
         self.stop.cancel();
-        match self.runner.await {
-            Ok(parts) => {
+        let mut runner = self.runner;
+        match tokio::time::timeout(RELOAD_BOUND, &mut runner).await {
+            Ok(Ok(parts)) => {
                 drop(parts.discovery);
-                parts.manager.shutdown().await;
+                if tokio::time::timeout(STOP_BOUND, parts.manager.shutdown())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(bound = ?STOP_BOUND, "scrape loops did not stop in time; going on without them");
+                }
                 parts.remote.shutdown(self.grace).await;
             }
-            Err(e) => {
-                tracing::error!(error = %e, "the control loop failed; shutting down without flushing")
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the control loop failed; shutting down without flushing (what was not sent stays in the buffer)")
+            }
+            Err(_) => {
+                tracing::error!(bound = ?RELOAD_BOUND, "a config reload did not finish in time; shutting down without flushing (what was not sent stays in the buffer)")
             }
         }
         self.web.shutdown().await;

@@ -49,7 +49,9 @@ pub mod drop_reason {
     pub const WRITE_RELABEL: &str = "write_relabel";
     /// Older than `queue_config.sample_age_limit`.
     pub const TOO_OLD: &str = "too_old";
-    /// Still queued when the shutdown deadline passed.
+    /// Still queued when the shutdown deadline passed, with the in-memory input only
+    /// (`RemoteWrite::new`, embedding). The agent's input is the on-disk buffer: what it did
+    /// not send by then stays there and the next run sends it, so this stays 0.
     pub const SHUTDOWN: &str = "shutdown";
     /// A series beyond `max_hourly_series` (its samples are dropped while the hour is full).
     pub const MAX_HOURLY_SERIES: &str = "max_hourly_series";

@@ -66,7 +66,8 @@ pub use source::{
     BatchSource, CursorStore, Cursors, EndpointInput, Fanout, MemoryQueue, Position, ShardCursor,
 };
 pub use write::{
-    INPUT_QUEUE_FACTOR, RELOAD_FLUSH_DEADLINE, ReloadSummary, RemoteWrite, endpoint_key,
+    HARD_STOP_BOUND, INPUT_QUEUE_FACTOR, RELOAD_FLUSH_DEADLINE, ReloadSummary, RemoteWrite,
+    Validator, endpoint_key,
 };
 pub(crate) use write::{Input, Start};
 pub use write_client::{

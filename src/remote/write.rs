@@ -17,8 +17,11 @@
 //!    skipped, at most one sample per series and shard sent again); starts new endpoints at the end of
 //!    the input ("now").
 //! 4. Shutdown stops accepting batches, lets every endpoint send what it holds, and after the
-//!    grace period abandons the rest: counted as dropped (reason `shutdown`) with the in-memory
-//!    input, kept for the next run with the buffer.
+//!    grace period stops them hard and abandons the rest: with the on-disk buffer it stays
+//!    there (cursors saved) and the next run sends it; with the in-memory input it is counted
+//!    as dropped (reason `shutdown`). After the hard stop, shutdown waits at most
+//!    [`HARD_STOP_BOUND`] for the queues to end (a hung disk can hold a cursor write), then
+//!    returns anyway: shutdown takes at most the grace period plus that bound.
 //! 5. `reload` and `shutdown` take `&mut self`/`self` and must be awaited to the end; the set
 //!    of running endpoints changes only there.
 
@@ -60,6 +63,32 @@ pub struct RemoteWrite {
     metadata: MetadataView,
 }
 
+/// Checks configurations against the endpoints running when it was made (see
+/// [`RemoteWrite::validator`]).
+pub struct Validator {
+    control: Arc<dyn Control>,
+    /// Name and key of each running endpoint.
+    running: Vec<(String, u64)>,
+}
+
+impl Validator {
+    /// What [`RemoteWrite::validate`] does.
+    pub fn validate(&self, config: &Config) -> Result<(), Error> {
+        let external = &config.global.external_labels;
+        for cfg in &config.remote_write {
+            let key = endpoint_key(cfg, external);
+            if !self
+                .running
+                .iter()
+                .any(|(n, k)| *n == cfg.name && *k == key)
+            {
+                drop(self.control.prepare(cfg)?);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What a reload did with the endpoints (see [`RemoteWrite::reload`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReloadSummary {
@@ -86,6 +115,12 @@ impl std::fmt::Display for ReloadSummary {
 /// How long a reload lets an endpoint whose configuration changed send what it holds before
 /// stopping it hard (what it did not send is then sent again by its successor).
 pub const RELOAD_FLUSH_DEADLINE: Duration = Duration::from_secs(5);
+
+/// How long shutdown waits, after stopping the queues hard, for them to end (they save their
+/// cursors on the way out; only a disk that does not answer makes that take long). Past it,
+/// shutdown gives up on them: the buffer is on disk, and at worst cursors not saved make the
+/// next run send a little again.
+pub const HARD_STOP_BOUND: Duration = Duration::from_secs(5);
 
 /// Where an endpoint's input starts.
 pub(crate) enum Start {
@@ -128,6 +163,9 @@ pub(crate) trait Input: Send + Sync + 'static {
     /// After a shutdown whose grace passed: throws away what the input holds for endpoints
     /// and returns how many samples were lost (0 for an input kept on disk).
     fn discard(&self) -> usize;
+    /// Whether what endpoints did not send outlives the process (the on-disk buffer): then a
+    /// shutdown past its grace loses nothing, the next run sends it.
+    fn keeps_unsent(&self) -> bool;
 }
 
 impl std::fmt::Debug for RemoteWrite {
@@ -181,6 +219,7 @@ trait Control: Send + Sync + 'static {
     fn appender(&self) -> Arc<dyn Appender>;
     fn close(&self);
     fn discard(&self) -> usize;
+    fn keeps_unsent(&self) -> bool;
 }
 
 /// Starts a prepared endpoint: with the external labels, where to start, and the routing of
@@ -362,18 +401,20 @@ impl RemoteWrite {
     /// must validate every part of a configuration before applying any. (A file can still
     /// change in between: `reload` checks again.)
     pub fn validate(&self, config: &Config) -> Result<(), Error> {
-        let external = &config.global.external_labels;
-        for cfg in &config.remote_write {
-            let key = endpoint_key(cfg, external);
-            if !self
+        self.validator().validate(config)
+    }
+
+    /// What [`RemoteWrite::validate`] needs, owned, so that a configuration can be checked
+    /// off the async runtime (building a client reads TLS files, which can block).
+    pub fn validator(&self) -> Validator {
+        Validator {
+            control: self.control.clone(),
+            running: self
                 .endpoints
                 .iter()
-                .any(|e| e.cfg.name == cfg.name && e.key == key)
-            {
-                drop(self.control.prepare(cfg)?);
-            }
+                .map(|e| (e.cfg.name.clone(), e.key))
+                .collect(),
         }
-        Ok(())
     }
 
     /// Applies a new configuration's `remote_write` and `global.external_labels`; only what
@@ -517,15 +558,35 @@ impl RemoteWrite {
         }
     }
 
-    /// Stops accepting batches, sends what is queued, and after `grace` abandons the rest.
-    /// Returns whether everything was sent (or refused) in time.
+    /// Stops accepting batches, sends what is queued, and after `grace` stops the queues hard
+    /// and abandons the rest (invariant 4); returns after at most `grace` plus
+    /// [`HARD_STOP_BOUND`]. Returns whether everything was sent (or refused) in time.
     pub async fn shutdown(self, grace: Duration) -> bool {
+        self.shutdown_bounded(grace, HARD_STOP_BOUND).await
+    }
+
+    /// [`RemoteWrite::shutdown`] with the bound after the hard stop given (tests).
+    pub(crate) async fn shutdown_bounded(self, grace: Duration, bound: Duration) -> bool {
+        use std::sync::atomic::{AtomicBool, Ordering};
         self.control.close();
         let stoppers: Vec<_> = self.endpoints.iter().map(|e| e.queue.stopper()).collect();
+        // Per endpoint: its name, and whether its queue has ended.
+        let ended: Vec<(String, Arc<AtomicBool>)> = self
+            .endpoints
+            .iter()
+            .map(|e| (e.cfg.name.clone(), Arc::new(AtomicBool::new(false))))
+            .collect();
         let mut waits: Vec<_> = self
             .endpoints
             .into_iter()
-            .map(|e| futures_util::future::Either::Left(e.queue.join()))
+            .zip(&ended)
+            .map(|(e, (_, done))| {
+                let done = done.clone();
+                futures_util::future::Either::Left(async move {
+                    e.queue.join().await;
+                    done.store(true, Ordering::Relaxed);
+                })
+            })
             .collect();
         if let Some(debug) = self.debug {
             waits.push(futures_util::future::Either::Right(async move {
@@ -535,19 +596,34 @@ impl RemoteWrite {
         let all = join_all(waits);
         tokio::pin!(all);
         let clean = tokio::time::timeout(grace, &mut all).await.is_ok();
-        if !clean {
-            for stop in &stoppers {
-                stop.cancel();
-            }
-            all.await;
-        }
-        let discarded = self.control.discard();
         if clean {
             tracing::info!("remote write stopped; everything queued was sent");
-        } else {
-            tracing::warn!(grace = ?grace, discarded_input = discarded, "remote write stopped before everything queued was sent; the rest is counted as dropped (shutdown)");
+            return true;
         }
-        clean
+        let unfinished = |ended: &[(String, Arc<AtomicBool>)]| {
+            ended
+                .iter()
+                .filter(|(_, done)| !done.load(Ordering::Relaxed))
+                .map(|(name, _)| name.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let endpoints = unfinished(&ended);
+        for stop in &stoppers {
+            stop.cancel();
+        }
+        let ended_in_time = tokio::time::timeout(bound, &mut all).await.is_ok();
+        let discarded = self.control.discard();
+        if self.control.keeps_unsent() {
+            tracing::warn!(grace = ?grace, endpoints = %endpoints, "remote write stopped at the end of the shutdown grace period; what was not sent stays in the buffer and is sent by the next run");
+        } else {
+            tracing::warn!(grace = ?grace, endpoints = %endpoints, discarded_input = discarded, "remote write stopped at the end of the shutdown grace period; what was not sent is dropped (counted: samples_dropped_total reason shutdown)");
+        }
+        if !ended_in_time {
+            let stuck = unfinished(&ended);
+            tracing::error!(bound = ?bound, endpoints = %stuck, "remote write queues did not end after the hard stop (a cursor write that does not return?); exiting without waiting for them: the next run may send some samples again");
+        }
+        false
     }
 }
 
@@ -612,6 +688,10 @@ where
     fn discard(&self) -> usize {
         self.input.discard()
     }
+
+    fn keeps_unsent(&self) -> bool {
+        self.input.keeps_unsent()
+    }
 }
 
 impl Input for Fanout {
@@ -664,6 +744,10 @@ impl Input for Fanout {
 
     fn discard(&self) -> usize {
         self.discard_queued()
+    }
+
+    fn keeps_unsent(&self) -> bool {
+        false
     }
 }
 
@@ -820,6 +904,122 @@ mod tests {
         assert!(!text.contains("endpoint=\"a\""), "{text}");
         assert!(text.contains("endpoint=\"c\""), "{text}");
         assert!(remote.shutdown(Duration::from_secs(10)).await);
+    }
+
+    /// Never answers (a receiver that accepted the connection and went quiet).
+    struct Silent;
+
+    impl WriteClient for Silent {
+        async fn store(&self, _body: bytes::Bytes) -> Result<(), super::super::SendError> {
+            std::future::pending().await
+        }
+    }
+
+    /// A cursor store on a disk that does not answer: commits never complete.
+    struct HungStore;
+
+    impl super::super::CursorStore for HungStore {
+        fn commit(&self, _cursors: Cursors) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+            Box::pin(std::future::pending())
+        }
+        fn offer(&self, _cursors: Cursors) {}
+    }
+
+    /// The in-memory input with cursors "saved" on a hung disk, as the buffer's would be.
+    struct HungDisk(Arc<Fanout>);
+
+    impl Input for HungDisk {
+        type Source = MemoryQueue;
+
+        fn endpoint(
+            &self,
+            cfg: &RemoteWriteConfig,
+            metrics: &EndpointMetrics,
+            start: Start,
+        ) -> EndpointInput<MemoryQueue> {
+            EndpointInput {
+                store: Some(Arc::new(HungStore)),
+                ..self.0.endpoint(cfg, metrics, start)
+            }
+        }
+        fn debug(&self) -> MemoryQueue {
+            Input::debug(self.0.as_ref())
+        }
+        fn retire(
+            self: &Arc<Self>,
+            _name: &str,
+            _forget: bool,
+        ) -> impl Future<Output = Option<Cursors>> + Send + 'static {
+            std::future::ready(None)
+        }
+        fn appender(self: Arc<Self>) -> Arc<dyn Appender> {
+            self.0.clone()
+        }
+        fn close(&self) {
+            self.0.close();
+        }
+        fn discard(&self) -> usize {
+            0
+        }
+        fn keeps_unsent(&self) -> bool {
+            true
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_is_bounded_after_the_hard_stop_even_when_cursors_cannot_be_saved() {
+        use crate::append::{Batch, Sample, SeriesRef};
+        let captured = crate::telemetry::capture::Capture::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(captured.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let config = Config {
+            remote_write: vec![cfg("http://127.0.0.1:1/w")],
+            ..Default::default()
+        };
+        let metrics = RemoteMetrics::register(&mut Registry::default());
+        let remote = RemoteWrite::start_from(
+            HungDisk(Arc::new(Fanout::new())),
+            &config,
+            false,
+            &metrics,
+            QueueTuning::default(),
+            |_cfg: &RemoteWriteConfig| Ok(Silent),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        remote.appender().append(Batch {
+            series: vec![(SeriesRef(1), Labels::from_pairs([("__name__", "up")]))],
+            samples: vec![Sample {
+                series: SeriesRef(1),
+                timestamp_ms: 42,
+                value: 1.0,
+            }],
+            gone: vec![],
+        });
+        let (grace, bound) = (Duration::from_millis(200), Duration::from_millis(300));
+        let began = std::time::Instant::now();
+        // Without the bound this never returns: the queue's last cursor commit hangs.
+        let clean = tokio::time::timeout(
+            Duration::from_secs(20),
+            remote.shutdown_bounded(grace, bound),
+        )
+        .await;
+        assert_eq!(clean, Ok(false), "shutdown did not return");
+        let took = began.elapsed();
+        assert!(took < grace + bound + Duration::from_secs(2), "{took:?}");
+        let logs = captured.text();
+        assert!(
+            logs.contains("what was not sent stays in the buffer and is sent by the next run"),
+            "{logs}"
+        );
+        assert!(!logs.contains("counted as dropped"), "{logs}");
+        assert!(
+            logs.contains("remote write queues did not end after the hard stop")
+                && logs.contains("endpoints=a"),
+            "{logs}"
+        );
     }
 
     #[tokio::test]
