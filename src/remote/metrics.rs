@@ -73,6 +73,9 @@ pub mod fail_reason {
     pub const REJECTED: &str = "rejected";
     /// A 429 while `retry_on_http_429` is off.
     pub const RATE_LIMITED: &str = "rate_limited";
+    /// A redirect that is not followed: 301, 302 or 303 (a POST is not turned into a GET),
+    /// 307/308 with `follow_redirects: false`, or one without `Location`.
+    pub const REDIRECT: &str = "redirect";
     /// The request could not be built (never expected).
     pub const ENCODE: &str = "encode";
     /// Metadata only: not delivered within its `send_interval` (the next round sends it
@@ -137,6 +140,7 @@ pub(crate) struct DropCounters {
 pub(crate) struct FailCounters {
     pub(crate) rejected: Counter,
     pub(crate) rate_limited: Counter,
+    pub(crate) redirect: Counter,
     pub(crate) encode: Counter,
 }
 
@@ -235,7 +239,8 @@ impl RemoteMetrics {
         );
         r.register(
             "scrapelet_remote_samples_failed",
-            "Samples the receiver refused for good (4xx), by reason.",
+            "Samples the receiver refused for good, by reason: rejected (4xx), rate_limited (429), \
+             redirect (a redirect not followed), encode.",
             m.samples_failed.clone(),
         );
         r.register(
@@ -313,7 +318,7 @@ impl RemoteMetrics {
         r.register(
             "scrapelet_remote_metadata_failed",
             "Metric metadata entries not delivered, by reason: refused for good (rejected, \
-             rate_limited), or not delivered within send_interval (expired).",
+             rate_limited, redirect), or not delivered within send_interval (expired).",
             m.metadata_failed.clone(),
         );
         r.register(
@@ -373,6 +378,7 @@ impl RemoteMetrics {
             failed: FailCounters {
                 rejected: reason(f, fail_reason::REJECTED),
                 rate_limited: reason(f, fail_reason::RATE_LIMITED),
+                redirect: reason(f, fail_reason::REDIRECT),
                 encode: reason(f, fail_reason::ENCODE),
             },
             dropped: DropCounters {
@@ -410,6 +416,7 @@ impl RemoteMetrics {
             metadata_failed: FailCounters {
                 rejected: reason(&self.metadata_failed, fail_reason::REJECTED),
                 rate_limited: reason(&self.metadata_failed, fail_reason::RATE_LIMITED),
+                redirect: reason(&self.metadata_failed, fail_reason::REDIRECT),
                 encode: reason(&self.metadata_failed, fail_reason::ENCODE),
             },
             metadata_expired: reason(&self.metadata_failed, fail_reason::EXPIRED),
@@ -464,6 +471,7 @@ impl RemoteMetrics {
             &[
                 fail_reason::REJECTED,
                 fail_reason::RATE_LIMITED,
+                fail_reason::REDIRECT,
                 fail_reason::ENCODE,
             ],
         );
@@ -472,6 +480,7 @@ impl RemoteMetrics {
             &[
                 fail_reason::REJECTED,
                 fail_reason::RATE_LIMITED,
+                fail_reason::REDIRECT,
                 fail_reason::ENCODE,
                 fail_reason::EXPIRED,
             ],

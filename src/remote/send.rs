@@ -340,7 +340,7 @@ impl<C: WriteClient> Sender<C> {
             Err(SendError::RateLimited { .. }) => &r.too_many_requests,
             Err(SendError::Server { .. }) => &r.server_error,
             Err(SendError::Rejected { status, .. }) if status.is_client_error() => &r.client_error,
-            Err(SendError::Rejected { .. }) => &r.other,
+            Err(SendError::Rejected { .. } | SendError::Redirect { .. }) => &r.other,
         };
         counter.inc();
     }
@@ -394,6 +394,7 @@ impl<C: WriteClient> Sender<C> {
         let failed = &self.counters(load).failed;
         let counter = match error {
             SendError::RateLimited { .. } => &failed.rate_limited,
+            SendError::Redirect { .. } => &failed.redirect,
             _ => &failed.rejected,
         };
         counter.inc_by(n);
