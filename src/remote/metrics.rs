@@ -37,6 +37,15 @@ pub struct RemoteMetrics {
     metadata_bytes_sent: Family<EndpointLabel, Counter>,
     series_limit: Family<WindowLabel, Gauge>,
     series_current: Family<WindowLabel, Gauge>,
+    setting_ignored: Family<SettingLabel, Gauge>,
+}
+
+/// The settings of `setting_ignored`: accepted in the config, not implemented.
+pub mod ignored_setting {
+    /// Exemplars are never sent.
+    pub const SEND_EXEMPLARS: &str = "send_exemplars";
+    /// Native histograms are never sent.
+    pub const SEND_NATIVE_HISTOGRAMS: &str = "send_native_histograms";
 }
 
 /// Why samples were dropped before being sent (`reason` of `samples_dropped_total`).
@@ -174,6 +183,12 @@ struct WindowLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SettingLabel {
+    endpoint: String,
+    setting: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabel {
     endpoint: String,
     code: String,
@@ -217,6 +232,7 @@ impl RemoteMetrics {
             metadata_bytes_sent: Family::default(),
             series_limit: Family::default(),
             series_current: Family::default(),
+            setting_ignored: Family::default(),
         };
         let r = registry;
         // Counters get their `_total` suffix from the encoder.
@@ -338,7 +354,27 @@ impl RemoteMetrics {
              sent (0 without a limit).",
             m.series_current.clone(),
         );
+        r.register(
+            "scrapelet_remote_setting_ignored",
+            "1 for each remote_write setting that is set but not implemented yet, so has no \
+             effect (send_exemplars: exemplars are not sent; send_native_histograms: native \
+             histograms are not sent); absent when not set.",
+            m.setting_ignored.clone(),
+        );
         m
+    }
+
+    /// Sets `setting_ignored{endpoint=name, setting}` to 1 when `set`, removes it otherwise.
+    pub(crate) fn set_setting_ignored(&self, name: &str, setting: &str, set: bool) {
+        let label = SettingLabel {
+            endpoint: name.to_owned(),
+            setting: setting.to_owned(),
+        };
+        if set {
+            self.setting_ignored.get_or_create(&label).set(1);
+        } else {
+            self.setting_ignored.remove(&label);
+        }
     }
 
     /// The handles of endpoint `name`.
@@ -510,6 +546,12 @@ impl RemoteMetrics {
                 endpoint: name.to_owned(),
                 code: code.to_owned(),
             });
+        }
+        for setting in [
+            ignored_setting::SEND_EXEMPLARS,
+            ignored_setting::SEND_NATIVE_HISTOGRAMS,
+        ] {
+            self.set_setting_ignored(name, setting, false);
         }
     }
 }

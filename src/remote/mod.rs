@@ -58,7 +58,7 @@ pub use debug::{DEBUG_INTERVAL, EXAMPLES};
 pub use encode::{EncodeError, RequestEncoder, WireSample, wire_hash};
 pub use error::Error;
 pub(crate) use metrics::EndpointMetrics;
-pub use metrics::{RemoteMetrics, drop_reason, fail_reason, series_window};
+pub use metrics::{RemoteMetrics, drop_reason, fail_reason, ignored_setting, series_window};
 pub use queue::{QueueHandle, QueueTuning};
 pub use retry::RETRY_AFTER_CAP;
 pub use sharding::SHARD_UPDATE_INTERVAL;

@@ -24,6 +24,10 @@
 //!    returns anyway: shutdown takes at most the grace period plus that bound.
 //! 5. `reload` and `shutdown` take `&mut self`/`self` and must be awaited to the end; the set
 //!    of running endpoints changes only there.
+//! 6. Settings accepted but not implemented (`send_exemplars`, `send_native_histograms`):
+//!    while set, an endpoint has `scrapelet_remote_setting_ignored{setting}` 1 and a warning
+//!    names them when the endpoint starts or a reload sets them. They are not part of
+//!    [`endpoint_key`]: toggling them restarts nothing.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -54,6 +58,7 @@ use prometheus_client::registry::Registry;
 /// The running remote write side of the agent.
 pub struct RemoteWrite {
     control: Arc<dyn Control>,
+    metrics: RemoteMetrics,
     /// In configuration order.
     endpoints: Vec<Endpoint>,
     debug: Option<DebugOutput>,
@@ -351,6 +356,7 @@ impl RemoteWrite {
         for (cfg, starter) in config.remote_write.iter().zip(starters) {
             let queue = starter(external, Start::Configured, None);
             tracing::info!(endpoint = %cfg.name, url = %redact_url(&cfg.url), "remote write endpoint started");
+            note_ignored_settings(metrics, cfg, None);
             endpoints.push(Endpoint {
                 key: endpoint_key(cfg, external),
                 cfg: cfg.clone(),
@@ -360,6 +366,7 @@ impl RemoteWrite {
         }
         let mut remote = RemoteWrite {
             control,
+            metrics: metrics.clone(),
             endpoints,
             debug: None,
             flush: RELOAD_FLUSH_DEADLINE,
@@ -477,8 +484,11 @@ impl RemoteWrite {
         }
         for (cfg, key, starter) in plan {
             let Some(starter) = starter else {
-                if let Some(kept) = old.remove(&cfg.name) {
+                if let Some(mut kept) = old.remove(&cfg.name) {
                     summary.kept += 1;
+                    // Only what the key leaves out can differ (invariant 6).
+                    note_ignored_settings(&self.metrics, cfg, Some(&kept.cfg));
+                    kept.cfg = cfg.clone();
                     self.endpoints.push(kept);
                 }
                 continue;
@@ -486,6 +496,7 @@ impl RemoteWrite {
             let queue = match stopped.remove(&cfg.name) {
                 Some(previous) => {
                     summary.restarted += 1;
+                    note_ignored_settings(&self.metrics, cfg, Some(&previous.cfg));
                     tracing::info!(endpoint = %cfg.name, url = %redact_url(&cfg.url), reason = "config changed", "remote write endpoint restarted");
                     let start = previous.cursors.map_or(Start::Now, Start::Resume);
                     let routing = Routing::new(&previous.cfg, &previous.external);
@@ -494,6 +505,7 @@ impl RemoteWrite {
                 None => {
                     summary.started += 1;
                     tracing::info!(endpoint = %cfg.name, url = %redact_url(&cfg.url), "remote write endpoint started");
+                    note_ignored_settings(&self.metrics, cfg, None);
                     starter(external, Start::Now, None)
                 }
             };
@@ -751,10 +763,46 @@ impl Input for Fanout {
     }
 }
 
+/// Sets `setting_ignored` for endpoint `cfg` and warns about each setting that is set now and
+/// was not in `before` (the endpoint's previous configuration; `None` when it starts) (module
+/// invariant 6).
+fn note_ignored_settings(
+    metrics: &RemoteMetrics,
+    cfg: &RemoteWriteConfig,
+    before: Option<&RemoteWriteConfig>,
+) {
+    use super::metrics::ignored_setting::{SEND_EXEMPLARS, SEND_NATIVE_HISTOGRAMS};
+    let settings = |c: &RemoteWriteConfig| {
+        [
+            (SEND_EXEMPLARS, c.send_exemplars, "exemplars are not sent"),
+            (
+                SEND_NATIVE_HISTOGRAMS,
+                c.send_native_histograms,
+                "native histograms are not sent",
+            ),
+        ]
+    };
+    let was = before.map(settings);
+    for (i, (setting, set, effect)) in settings(cfg).into_iter().enumerate() {
+        metrics.set_setting_ignored(&cfg.name, setting, set);
+        let set_before = was.is_some_and(|w| w[i].1);
+        if set && !set_before {
+            tracing::warn!(endpoint = %cfg.name, setting, "remote_write setting is not implemented yet and has no effect: {effect}");
+        }
+    }
+}
+
 /// A stable hash of what defines an endpoint: its configuration (secrets included, never
-/// shown) and the external labels.
+/// shown) and the external labels. Settings that change nothing the endpoint does
+/// (`send_exemplars`, `send_native_histograms`: not implemented) are left out, so toggling
+/// them restarts nothing.
 pub fn endpoint_key(cfg: &RemoteWriteConfig, external_labels: &Labels) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let cfg = &RemoteWriteConfig {
+        send_exemplars: false,
+        send_native_histograms: false,
+        ..cfg.clone()
+    };
     // `Debug` of the config shows every field but secrets, which are added separately.
     h.update(format!("{cfg:?}").as_bytes());
     h.update(format!("{external_labels:?}").as_bytes());
@@ -903,6 +951,104 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(!text.contains("endpoint=\"a\""), "{text}");
         assert!(text.contains("endpoint=\"c\""), "{text}");
+        assert!(remote.shutdown(Duration::from_secs(10)).await);
+    }
+
+    #[test]
+    fn endpoint_key_leaves_out_settings_that_are_not_implemented() {
+        let none = Labels::empty();
+        let base = cfg("http://a/w");
+        let toggled = RemoteWriteConfig {
+            send_exemplars: true,
+            send_native_histograms: true,
+            ..base.clone()
+        };
+        assert_eq!(endpoint_key(&base, &none), endpoint_key(&toggled, &none));
+    }
+
+    #[tokio::test]
+    async fn toggling_ignored_settings_on_reload_keeps_the_endpoint_running_and_says_so() {
+        let captured = crate::telemetry::capture::Capture::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(captured.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let mut registry = Registry::default();
+        let metrics = RemoteMetrics::register(&mut registry);
+        let config = |exemplars: bool, histograms: bool| Config {
+            remote_write: vec![RemoteWriteConfig {
+                send_exemplars: exemplars,
+                send_native_histograms: histograms,
+                ..cfg("http://a/w")
+            }],
+            ..Default::default()
+        };
+        let ignored = |setting: &str| {
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, &registry)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let series = format!(
+                "scrapelet_remote_setting_ignored{{endpoint=\"a\",setting=\"{setting}\"}} "
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix(&series))
+                .map(str::to_owned)
+        };
+        let mut remote = RemoteWrite::start_with(
+            &config(false, true),
+            false,
+            &metrics,
+            QueueTuning::default(),
+            |cfg| HttpWriteClient::new(cfg).map(|_| Accept),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let id = |r: &RemoteWrite| r.endpoints().map(|(_, q)| q.id()).next();
+        let before = id(&remote);
+        assert_eq!(ignored("send_native_histograms").as_deref(), Some("1"));
+        assert_eq!(ignored("send_exemplars"), None);
+        let started = captured.text();
+        assert!(
+            started.contains("remote_write setting is not implemented yet and has no effect: native histograms are not sent")
+                && started.contains("setting=\"send_native_histograms\""),
+            "{started}"
+        );
+
+        for (exemplars, histograms) in [(true, true), (false, false), (true, false)] {
+            let summary = remote
+                .reload(&config(exemplars, histograms), false)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                summary,
+                ReloadSummary {
+                    kept: 1,
+                    ..Default::default()
+                },
+                "exemplars={exemplars} histograms={histograms}"
+            );
+            assert_eq!(id(&remote), before, "the same queue runs");
+            assert_eq!(ignored("send_exemplars").is_some(), exemplars);
+            assert_eq!(ignored("send_native_histograms").is_some(), histograms);
+        }
+        let logs = captured.text();
+        assert!(!logs.contains("endpoint restarted"), "{logs}");
+        assert_eq!(
+            logs.matches("remote write endpoint started").count(),
+            1,
+            "{logs}"
+        );
+        // A warning each time a setting became set: histograms at start, exemplars twice.
+        assert_eq!(
+            logs.matches("setting=\"send_exemplars\"").count(),
+            2,
+            "{logs}"
+        );
+        assert_eq!(
+            logs.matches("setting=\"send_native_histograms\"").count(),
+            1,
+            "{logs}"
+        );
         assert!(remote.shutdown(Duration::from_secs(10)).await);
     }
 
