@@ -324,10 +324,13 @@ impl Agent {
     /// Stops discovery and scraping, flushes delivery within the grace period (what is not
     /// sent stays in the buffer), stops the web server. Bounded: a reload being checked is
     /// abandoned, one being applied gets [`RELOAD_BOUND`]; scraping gets [`STOP_BOUND`] to
-    /// stop; remote write the grace period plus [`remote::HARD_STOP_BOUND`]. Whatever did not
-    /// finish in time is left behind: the buffer is on disk.
+    /// stop; remote write what is left of the grace period (counted from the call) plus
+    /// [`remote::HARD_STOP_BOUND`]. So it returns within the larger of the grace period and
+    /// `RELOAD_BOUND + STOP_BOUND`, plus `HARD_STOP_BOUND`. Whatever did not finish in time is
+    /// left behind: the buffer is on disk.
     pub async fn shutdown(self) {
         self.stop.cancel();
+        let flush_until = tokio::time::Instant::now() + self.grace;
         let mut runner = self.runner;
         match tokio::time::timeout(RELOAD_BOUND, &mut runner).await {
             Ok(Ok(parts)) => {
@@ -338,7 +341,8 @@ impl Agent {
                 {
                     tracing::warn!(bound = ?STOP_BOUND, "scrape loops did not stop in time; going on without them");
                 }
-                parts.remote.shutdown(self.grace).await;
+                let grace = flush_until.saturating_duration_since(tokio::time::Instant::now());
+                parts.remote.shutdown(grace).await;
             }
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "the control loop failed; shutting down without flushing (what was not sent stays in the buffer)")
