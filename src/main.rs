@@ -140,8 +140,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(cli, path))
+    let code = runtime.block_on(run(cli, path));
+    // Bounded: a thread blocked in a file read that never returns (a reload's TLS file on a
+    // FIFO or a hung mount, abandoned at shutdown) must not keep the process alive.
+    runtime.shutdown_timeout(EXIT_BOUND);
+    code
 }
+
+/// How long the exit waits for threads still blocked in file reads.
+const EXIT_BOUND: Duration = Duration::from_secs(1);
 
 fn check_config(file: &std::path::Path) -> ExitCode {
     match config::load(file) {
@@ -223,8 +230,13 @@ async fn run(cli: Cli, path: PathBuf) -> ExitCode {
     let signal = loop {
         match signals.next().await {
             Signal::Reload => {
-                // The outcome is logged by the agent; a refused config keeps the running one.
-                let _ = agent.reload().await;
+                // Not waited for: SIGTERM is honoured while a reload runs. The outcome is
+                // logged by the agent; a refused config keeps the running one.
+                if !agent.request_reload() {
+                    tracing::info!(
+                        "SIGHUP: reloads are already queued; the last of them reads the file as it is then"
+                    );
+                }
             }
             Signal::Stop(name) => break name,
         }

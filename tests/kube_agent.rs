@@ -846,3 +846,77 @@ async fn gone_and_dropped_watches_keep_one_loop_per_target() {
     );
     c.shutdown().await;
 }
+
+/// `/-/ready` means "scraping this node's pods": while the API server has not answered the
+/// first pod list, 503 with the reason; once it has, 200, and the pod is already a target.
+#[tokio::test]
+async fn ready_only_once_the_first_list_of_pods_is_applied() {
+    let api = KubeApi::start().await;
+    let rx = Receiver::start().await;
+    let target = app_target(1).await;
+    api.apply_pod(&scraped_pod("web-1", &target));
+    api.hold_lists();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig, None);
+    let agent = TestAgent::start_config(example_config(&kubeconfig, &rx), Some(NODE)).await;
+
+    support::eventually(WAIT, "the first pod list request (held)", || {
+        api.pod_lists() >= 1
+    })
+    .await;
+    let (status, body) = agent.get("/-/ready").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        body,
+        format!(
+            "not ready: waiting for the first list of pods from the Kubernetes API (jobs: {JOB})\n"
+        )
+    );
+    // Liveness is not readiness.
+    assert_eq!(agent.get("/-/healthy").await.0, 200);
+    assert!(target.requests() == 0, "nothing is scraped before the list");
+
+    api.release_lists();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = agent.get("/-/ready").await;
+        if status == 200 {
+            assert_eq!(body, "scrapelet is ready.\n");
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(Instant::now() < deadline, "not ready in time: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Ready means the scrape manager has the pods: the pod is a target at that moment.
+    let json = agent.targets_json().await;
+    let active = json["data"]["activeTargets"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        active
+            .iter()
+            .any(|t| t["labels"]["instance"] == instance(&target).as_str()),
+        "{json}"
+    );
+    wait_scraped(&rx, "app_requests_total", &instance(&target)).await;
+    agent.agent.shutdown().await;
+}
+
+/// Without Kubernetes discovery the agent is ready as soon as it has started.
+#[tokio::test]
+async fn ready_at_once_with_static_configs_only() {
+    let target = app_target(1).await;
+    let agent = TestAgent::start(&format!(
+        "scrape_configs:\n  - job_name: s\n    static_configs:\n      - targets: ['{}']\n",
+        instance(&target)
+    ))
+    .await;
+    assert_eq!(
+        agent.get("/-/ready").await,
+        (200, "scrapelet is ready.\n".to_owned())
+    );
+    agent.agent.shutdown().await;
+}

@@ -6,14 +6,14 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use scrapelet::config::{self, ScrapeConfig};
 use scrapelet::discovery::kubernetes::{Metrics, Options};
-use scrapelet::discovery::{Manager, TargetGroup, Update};
+use scrapelet::discovery::{Manager, TargetGroup, Updates};
 use support::kube_api::{KubeApi, PodBuilder};
-use tokio::sync::mpsc;
 
 const NODE: &str = "node-a";
 const WAIT: Duration = Duration::from_secs(15);
@@ -21,7 +21,8 @@ const WAIT: Duration = Duration::from_secs(15);
 /// A discovery manager for `NODE` with short backoffs, and its metrics registry.
 struct Discovery {
     manager: Manager,
-    updates: mpsc::UnboundedReceiver<Update>,
+    /// Latest wins per job: an update replaced before it was taken is never seen.
+    updates: Arc<Updates>,
     registry: Registry,
     /// The last update of each job.
     last: BTreeMap<String, Vec<TargetGroup>>,
@@ -29,13 +30,13 @@ struct Discovery {
 
 impl Discovery {
     async fn start(configs: &[ScrapeConfig]) -> Discovery {
-        let (tx, updates) = mpsc::unbounded_channel();
+        let updates = Arc::new(Updates::new());
         let mut registry = Registry::default();
         let mut options = Options::new(NODE, Metrics::register(&mut registry));
         options.min_backoff = Duration::from_millis(20);
         options.max_backoff = Duration::from_millis(200);
         options.coalesce = Duration::from_millis(20);
-        let mut manager = Manager::new(tx).with_kubernetes(Some(options));
+        let mut manager = Manager::new(updates.clone()).with_kubernetes(Some(options));
         manager.start(configs).await.expect("start discovery");
         Discovery {
             manager,
@@ -60,20 +61,25 @@ impl Discovery {
         }
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let update = tokio::time::timeout_at(deadline, self.updates.recv())
+            let updates = tokio::time::timeout_at(deadline, self.updates.next())
                 .await
                 .unwrap_or_else(|_| {
                     panic!(
                         "no matching update for {job} in time; last: {:#?}",
                         self.last.get(job)
                     )
-                })
-                .expect("updates channel open");
-            self.last.insert(update.job.clone(), update.groups.clone());
-            if update.job == job {
-                each(&update.groups);
-                if check(&update.groups) {
-                    return update.groups;
+                });
+            let mut of_job = None;
+            for update in updates {
+                if update.job == job {
+                    of_job = Some(update.groups.clone());
+                }
+                self.last.insert(update.job, update.groups);
+            }
+            if let Some(groups) = of_job {
+                each(&groups);
+                if check(&groups) {
+                    return groups;
                 }
             }
         }
@@ -464,7 +470,7 @@ async fn api_server_down_keeps_the_last_groups_and_recovers() {
         )
         .await;
     // Nothing was sent that lost the pod while the server was away.
-    while let Ok(update) = d.updates.try_recv() {
+    for update in d.updates.try_take() {
         assert!(has_targets(&update.groups, "pod/prod/web-1"), "{update:?}");
     }
     // Meanwhile the pod changed; the agent learns it on recovery.
@@ -576,8 +582,7 @@ async fn node_metadata_is_attached_when_asked() {
 #[tokio::test]
 async fn kubernetes_configs_without_a_node_name_fail_to_start() {
     let f = fixture().await;
-    let (tx, _rx) = mpsc::unbounded_channel();
-    let mut manager = Manager::new(tx).with_kubernetes(None);
+    let mut manager = Manager::new(Arc::new(Updates::new())).with_kubernetes(None);
     let err = manager
         .start(&configs(&f.kubeconfig, &[("pods", "")]))
         .await

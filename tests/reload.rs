@@ -285,3 +285,62 @@ async fn sighup_reloads_the_binary() {
     assert!(logs.contains("started=1"), "{logs}");
     process.terminate(Duration::from_secs(10));
 }
+
+/// `send_exemplars` is not implemented: setting it by a reload keeps the endpoint running
+/// (nothing restarts, delivery goes on) and shows as `scrapelet_remote_setting_ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn toggling_send_exemplars_restarts_nothing_and_shows_it_is_ignored() {
+    let rx = Receiver::start().await;
+    let target = Target::start(Exposition::text("app_metric 1\n")).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("scrapelet.yml");
+    let plain = config(&rx, &[("app", &target.address(), "")]);
+    write(&path, &plain);
+    let agent = TestAgent::start_file(&path, Duration::ZERO).await;
+    samples_when(&rx, "a first scrape", |s| {
+        !of(s, "app_metric", "app").is_empty()
+    })
+    .await;
+    let ignored = [("setting", "send_exemplars")];
+    assert_eq!(
+        agent
+            .metric("scrapelet_remote_setting_ignored", &ignored)
+            .await,
+        None
+    );
+
+    write(
+        &path,
+        &plain.replace(
+            "    queue_config:\n",
+            "    send_exemplars: true\n    queue_config:\n",
+        ),
+    );
+    let (status, body) = agent.post("/-/reload").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("endpoints kept=1 started=0 restarted=0 removed=0"),
+        "{body}"
+    );
+    assert_eq!(
+        agent
+            .metric("scrapelet_remote_setting_ignored", &ignored)
+            .await,
+        Some(1.0)
+    );
+    let before = rx.accepted_count();
+    rx.wait_until(WAIT, "delivery going on", |r| r.accepted_count() > before)
+        .await;
+
+    write(&path, &plain);
+    let (status, body) = agent.post("/-/reload").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("endpoints kept=1 started=0"), "{body}");
+    assert_eq!(
+        agent
+            .metric("scrapelet_remote_setting_ignored", &ignored)
+            .await,
+        None
+    );
+    agent.agent.shutdown().await;
+}

@@ -577,3 +577,124 @@ async fn shutdown_deadline_abandons_and_counts_what_could_not_be_sent() {
     );
     assert_eq!(rx.accepted_count(), 0);
 }
+
+/// Every decoded body of `requests`.
+fn bodies(
+    requests: &[support::receiver::RecordedRequest],
+) -> Vec<scrapelet::remote::prompb::WriteRequest> {
+    requests
+        .iter()
+        .map(|r| {
+            r.write
+                .clone()
+                .unwrap_or_else(|e| panic!("undecodable: {e}"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn redirects_307_and_308_are_followed_with_the_same_body() {
+    let target = Receiver::start().await;
+    let redirecting = Receiver::start().await;
+    // A relative 307 to another path of the same server, whose answer is a 308 to another
+    // server (same host, other port: credentials go along, as Go's client does).
+    redirecting.reply_next([Reply::status(307).with_header("Location", "push?x=1")]);
+    redirecting.set_default(Reply::status(308).with_header("Location", &target.url()));
+    let mut ep = endpoint("primary", &redirecting.url());
+    ep.http.basic_auth = Some(scrapelet::config::BasicAuth {
+        username: "u".into(),
+        username_file: None,
+        password: Some(scrapelet::config::Secret::new("p")),
+        password_file: None,
+    });
+    let agent = Agent::start(vec![ep], Labels::empty());
+    agent.append(scrape("m", 1..=3, 1, true));
+    let samples = target.wait_for_accepted(3, WAIT).await;
+    assert_each_series_got(&samples, 3, &[1]);
+
+    let hops = redirecting.requests();
+    assert_eq!(
+        hops.iter()
+            .map(|r| (r.path.as_str(), r.status))
+            .collect::<Vec<_>>(),
+        [("/api/v1/write", 307), ("/api/v1/push", 308)]
+    );
+    let arrived = target.requests();
+    assert_eq!(arrived.len(), 1);
+    assert_eq!(arrived[0].method, http::Method::POST);
+    let all: Vec<_> = hops.iter().chain(&arrived).cloned().collect();
+    let bodies = bodies(&all);
+    assert!(bodies.iter().all(|b| *b == bodies[0]), "{bodies:?}");
+    for r in &all {
+        assert_eq!(r.header("authorization"), Some("Basic dTpw"), "{}", r.path);
+        assert_eq!(r.header("content-encoding"), Some("snappy"));
+    }
+    // Counted once the answer is back (the receiver records before answering).
+    let primary = [("endpoint", "primary")];
+    eventually(WAIT, "3 samples counted as sent", || {
+        agent.metric("scrapelet_remote_samples_sent_total", &primary) == 3.0
+    })
+    .await;
+    for reason in ["rejected", "redirect"] {
+        let failed = [("endpoint", "primary"), ("reason", reason)];
+        assert_eq!(
+            agent.metric("scrapelet_remote_samples_failed_total", &failed),
+            0.0
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_301_is_not_followed_but_refused_and_counted_as_a_redirect() {
+    let target = Receiver::start().await;
+    let rx = Receiver::start().await;
+    rx.reply_next([
+        Reply::status(301).with_header("Location", &format!("{}?token=s3cret", target.url()))
+    ]);
+    let agent = Agent::start(vec![endpoint("primary", &rx.url())], Labels::empty());
+    agent.append(scrape("m", 1..=3, 1, true));
+    rx.wait_for_requests(1, WAIT).await;
+    agent.append(scrape("m", 1..=3, 2, false));
+    let samples = rx.wait_for_accepted(3, WAIT).await;
+    assert!(samples.iter().all(|s| s.timestamp_ms == 2), "{samples:?}");
+    // Not followed (the POST would lose its body), not retried.
+    assert_eq!(rx.requests().len(), 2);
+    assert!(target.requests().is_empty());
+    let redirect = [("endpoint", "primary"), ("reason", "redirect")];
+    assert_eq!(
+        agent.metric("scrapelet_remote_samples_failed_total", &redirect),
+        3.0
+    );
+    let rejected = [("endpoint", "primary"), ("reason", "rejected")];
+    assert_eq!(
+        agent.metric("scrapelet_remote_samples_failed_total", &rejected),
+        0.0
+    );
+    assert_eq!(
+        agent.metric(
+            "scrapelet_remote_samples_retried_total",
+            &[("endpoint", "primary")]
+        ),
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn without_follow_redirects_a_307_is_refused_as_a_redirect() {
+    let target = Receiver::start().await;
+    let rx = Receiver::start().await;
+    rx.reply_next([Reply::status(307).with_header("Location", &target.url())]);
+    let mut ep = endpoint("primary", &rx.url());
+    ep.http.follow_redirects = false;
+    let agent = Agent::start(vec![ep], Labels::empty());
+    agent.append(scrape("m", 1..=2, 1, true));
+    rx.wait_for_requests(1, WAIT).await;
+    agent.append(scrape("m", 1..=2, 2, false));
+    rx.wait_for_accepted(2, WAIT).await;
+    assert!(target.requests().is_empty());
+    let redirect = [("endpoint", "primary"), ("reason", "redirect")];
+    assert_eq!(
+        agent.metric("scrapelet_remote_samples_failed_total", &redirect),
+        2.0
+    );
+}

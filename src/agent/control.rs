@@ -7,8 +7,16 @@
 //! before anything running is touched, then remote write, discovery and scraping each change
 //! only what changed. A refused config is logged with its reason and counted
 //! (`scrapelet_config_last_reload_successful` 0); the running one stays.
+//!
+//! A shutdown does not wait for a reload still checking the new config: reading the file and
+//! building its clients (which read TLS files: a FIFO or a hung network mount blocks that
+//! read for ever) run off the async runtime, and discovery's checks are cancel-safe, so the
+//! control loop abandons that phase when the agent stops. Once the new config is applied
+//! (bounded by the endpoints' flush deadline), it runs to the end: a half-applied config
+//! would be worse.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -34,6 +42,14 @@ pub(super) enum Command {
     },
 }
 
+/// Why a reload did not apply.
+enum Failure {
+    /// The new config was refused; the message says why.
+    Refused(String),
+    /// The agent began to shut down while the new config was being checked.
+    Abandoned,
+}
+
 /// What the control loop owns; handed back at shutdown.
 pub(super) struct Parts {
     pub manager: scrape::Manager,
@@ -56,7 +72,9 @@ struct ResultLabel {
 
 pub(super) struct Control {
     pub parts: Parts,
-    pub updates: mpsc::UnboundedReceiver<discovery::Update>,
+    /// Discovery's updates, latest wins per job (nothing piles up while a reload runs).
+    pub updates: Arc<discovery::Updates>,
+    pub readiness: Arc<super::Readiness>,
     pub commands: mpsc::Receiver<Command>,
     pub config_file: Option<PathBuf>,
     /// The running config (what a reload is compared with).
@@ -118,22 +136,44 @@ impl Control {
                 _ = stop.cancelled() => break,
                 command = self.commands.recv() => match command {
                     Some(Command::Reload { config, reply }) => {
-                        let outcome = self.reload(config).await;
+                        let outcome = self.reload(config, &stop).await;
                         let _ = reply.send(outcome);
                     }
                     None => break,
                 },
-                update = self.updates.recv() => match update {
-                    Some(u) => self.parts.manager.sync(u),
-                    None => break,
-                },
+                updates = self.updates.next() => {
+                    for update in updates {
+                        self.parts.manager.sync(update);
+                    }
+                    self.updates.applied();
+                    let _ = self.readiness.check();
+                }
             }
         }
         self.parts
     }
 
-    async fn reload(&mut self, config: Option<Box<Config>>) -> Result<String, String> {
-        let outcome = self.try_reload(config).await;
+    async fn reload(
+        &mut self,
+        config: Option<Box<Config>>,
+        stop: &CancellationToken,
+    ) -> Result<String, String> {
+        match &self.config_file {
+            Some(file) if config.is_none() => {
+                tracing::info!(file = %file.display(), "reloading the config");
+            }
+            _ => tracing::info!("reloading the config"),
+        }
+        let outcome = match self.try_reload(config, stop).await {
+            Ok(summary) => Ok(summary),
+            Err(Failure::Refused(reason)) => Err(reason),
+            Err(Failure::Abandoned) => {
+                tracing::warn!(
+                    "config reload abandoned: the agent is shutting down; the running config stays"
+                );
+                return Err("the agent is shutting down".to_owned());
+            }
+        };
         self.metrics.record(outcome.is_ok());
         match &outcome {
             Ok(summary) => tracing::info!(changes = %summary, "config reloaded"),
@@ -144,37 +184,53 @@ impl Control {
         outcome
     }
 
-    async fn try_reload(&mut self, config: Option<Box<Config>>) -> Result<String, String> {
-        let new = match (config, &self.config_file) {
-            (Some(c), _) => *c,
-            (None, Some(path)) => config::load(path).map_err(|e| error_chain(&e))?,
-            (None, None) => return Err("the agent was started without a config file".into()),
+    async fn try_reload(
+        &mut self,
+        config: Option<Box<Config>>,
+        stop: &CancellationToken,
+    ) -> Result<String, Failure> {
+        // Everything that can fail is checked before anything changes: off the runtime (file
+        // reads can block), abandoned if the agent stops meanwhile (see the module docs).
+        let file = self.config_file.clone();
+        let scrape = self.parts.manager.checker();
+        let remote = self.parts.remote.validator();
+        let checked = tokio::task::spawn_blocking(move || {
+            let new = match (config, file) {
+                (Some(c), _) => *c,
+                (None, Some(path)) => config::load(&path).map_err(|e| error_chain(&e))?,
+                (None, None) => return Err("the agent was started without a config file".into()),
+            };
+            scrape
+                .check(&new.scrape_configs)
+                .map_err(|e| error_chain(&e))?;
+            remote.validate(&new).map_err(|e| error_chain(&e))?;
+            Ok::<_, String>(new)
+        });
+        let new = tokio::select! {
+            biased;
+            () = stop.cancelled() => return Err(Failure::Abandoned),
+            checked = checked => checked
+                .map_err(|e| Failure::Refused(format!("the config check failed: {e}")))?
+                .map_err(Failure::Refused)?,
         };
-        // Everything that can fail is checked before anything changes.
-        self.parts
-            .manager
-            .check(&new.scrape_configs)
-            .map_err(|e| error_chain(&e))?;
-        self.parts
-            .remote
-            .validate(&new)
-            .map_err(|e| error_chain(&e))?;
-        self.parts
-            .discovery
-            .start(&new.scrape_configs)
-            .await
-            .map_err(|e| error_chain(&e))?;
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => return Err(Failure::Abandoned),
+            started = self.parts.discovery.start(&new.scrape_configs) => {
+                started.map_err(|e| Failure::Refused(error_chain(&e)))?;
+            }
+        }
         let remote = self
             .parts
             .remote
             .reload(&new, self.debug_output || new.agent.debug_output)
             .await
-            .map_err(|e| error_chain(&e))?;
+            .map_err(|e| Failure::Refused(error_chain(&e)))?;
         let scrape = self
             .parts
             .manager
             .apply_config(&new.scrape_configs)
-            .map_err(|e| error_chain(&e))?;
+            .map_err(|e| Failure::Refused(error_chain(&e)))?;
         let mut summary = format!(
             "jobs kept={} retargeted={} restarted={} started={} removed={}; endpoints {remote}",
             scrape.kept, scrape.retargeted, scrape.restarted, scrape.started, scrape.removed

@@ -4,11 +4,13 @@
 //! Start-up order: registry, the write-ahead buffer under `--data-dir` (recovery, cursors),
 //! delivery (so the appender exists), scrape manager, discovery, web server, then the control
 //! loop (`control`), which owns the running parts, feeds discovery updates to scraping and
-//! applies reloads (SIGHUP via [`Agent::reload`], `POST /-/reload` with `--web.enable-lifecycle`, the config file changing on
-//! disk: `watch`); ready once the config is applied. Shutdown order is the reverse data path: stop discovery and scraping
+//! applies reloads (SIGHUP via [`Agent::request_reload`], `POST /-/reload` with
+//! `--web.enable-lifecycle`, the config file changing on disk: `watch`); ready once every
+//! discovery's first list is applied ([`Readiness`]). Shutdown order is the reverse data path: stop discovery and scraping
 //! first (nothing new is appended), then seal the buffer and let delivery flush within the
 //! grace period (what is not sent stays in the buffer for the next run), then close the web
-//! server (it serves `/metrics` to the end).
+//! server (it serves `/metrics` to the end). Every wait of the shutdown is bounded (see
+//! [`Agent::shutdown`]).
 
 mod control;
 mod watch;
@@ -33,6 +35,15 @@ use crate::scrape::{self, TargetsView};
 use crate::telemetry::{self, redact_url};
 use crate::wal::{self, Wal};
 use crate::web;
+
+/// How long shutdown waits for scrape loops to stop.
+pub const STOP_BOUND: Duration = Duration::from_secs(5);
+
+/// How long shutdown waits for a reload that is applying its config (stopping and restarting
+/// changed endpoints, bounded by their flush deadline) before giving up on flushing.
+pub const RELOAD_BOUND: Duration = Duration::from_secs(
+    remote::RELOAD_FLUSH_DEADLINE.as_secs() + remote::HARD_STOP_BOUND.as_secs(),
+);
 
 /// Settings that come from the command line, not the config file.
 #[derive(Clone, Debug)]
@@ -90,6 +101,44 @@ pub struct Agent {
     stop: CancellationToken,
     targets: TargetsView,
     grace: Duration,
+}
+
+/// What `/-/ready` answers. The config is loaded and the buffer open and recovered before
+/// the web server listens (until then a probe cannot connect); then the agent is ready once
+/// the control loop runs and every discovery has completed its first list and the scrape
+/// manager has applied it ([`discovery::Updates::waiting`]): static configs at once,
+/// Kubernetes discovery after the API server answered the first pod list. Once ready, it stays
+/// ready (as Prometheus): a reload or an API server outage later does not take the agent out
+/// of its Service.
+pub(crate) struct Readiness {
+    /// The control loop runs.
+    started: AtomicBool,
+    /// Latched once ready.
+    ready: AtomicBool,
+    updates: Arc<discovery::Updates>,
+}
+
+impl Readiness {
+    /// `Ok` when ready, else why not. Logs once when the agent becomes ready.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.ready.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if !self.started.load(Ordering::Relaxed) {
+            return Err("starting".to_owned());
+        }
+        let waiting = self.updates.waiting();
+        if !waiting.is_empty() {
+            return Err(format!(
+                "waiting for the first list of pods from the Kubernetes API (jobs: {})",
+                waiting.join(", ")
+            ));
+        }
+        if !self.ready.swap(true, Ordering::Relaxed) {
+            tracing::info!("scrapelet is ready");
+        }
+        Ok(())
+    }
 }
 
 /// A reload could not be done.
@@ -190,17 +239,21 @@ impl Agent {
         )
         .with_metadata(remote.metadata());
         manager.apply_config(&config.scrape_configs)?;
-        let (updates_tx, updates_rx) = mpsc::unbounded_channel();
+        let updates = Arc::new(discovery::Updates::new());
         let kubernetes = options.node_name.clone().map(|node| {
             discovery::kubernetes::Options::new(
                 node,
                 discovery::kubernetes::Metrics::register(&mut registry),
             )
         });
-        let mut discovery = discovery::Manager::new(updates_tx).with_kubernetes(kubernetes);
+        let mut discovery = discovery::Manager::new(updates.clone()).with_kubernetes(kubernetes);
         discovery.start(&config.scrape_configs).await?;
 
-        let ready = Arc::new(AtomicBool::new(false));
+        let readiness = Arc::new(Readiness {
+            started: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
+            updates: updates.clone(),
+        });
         let targets = manager.targets();
         let (commands, commands_rx) = mpsc::channel(8);
         let web = web::Server::start(
@@ -208,7 +261,10 @@ impl Agent {
             web::State {
                 registry: Arc::new(registry),
                 targets: targets.clone(),
-                ready: ready.clone(),
+                ready: {
+                    let readiness = readiness.clone();
+                    Arc::new(move || readiness.check())
+                },
                 reload: Some(reloader(commands.clone())),
                 lifecycle: options.enable_lifecycle,
             },
@@ -238,7 +294,8 @@ impl Agent {
                 discovery,
                 remote,
             },
-            updates: updates_rx,
+            updates,
+            readiness: readiness.clone(),
             commands: commands_rx,
             config_file: options.config_file.clone(),
             config,
@@ -246,7 +303,9 @@ impl Agent {
             metrics: reload_metrics,
         };
         let runner = tokio::spawn(control.run(stop.clone()));
-        ready.store(true, Ordering::Relaxed);
+        readiness.started.store(true, Ordering::Relaxed);
+        // Without Kubernetes discovery: ready now.
+        let _ = readiness.check();
         Ok(Agent {
             web,
             runner,
@@ -278,18 +337,47 @@ impl Agent {
         self.targets.clone()
     }
 
+    /// Asks for a reload of the config file without waiting for it (SIGHUP): the outcome is
+    /// logged. Returns false when reloads are already queued (the last of them reads the
+    /// file as it is then, so this one is covered) or the agent is stopping.
+    pub fn request_reload(&self) -> bool {
+        let (reply, _) = oneshot::channel();
+        self.commands
+            .try_send(Command::Reload {
+                config: None,
+                reply,
+            })
+            .is_ok()
+    }
+
     /// Stops discovery and scraping, flushes delivery within the grace period (what is not
-    /// sent stays in the buffer), stops the web server.
+    /// sent stays in the buffer), stops the web server. Bounded: a reload being checked is
+    /// abandoned, one being applied gets [`RELOAD_BOUND`]; scraping gets [`STOP_BOUND`] to
+    /// stop; remote write what is left of the grace period (counted from the call) plus
+    /// [`remote::HARD_STOP_BOUND`]. So it returns within the larger of the grace period and
+    /// `RELOAD_BOUND + STOP_BOUND`, plus `HARD_STOP_BOUND`. Whatever did not finish in time is
+    /// left behind: the buffer is on disk.
     pub async fn shutdown(self) {
         self.stop.cancel();
-        match self.runner.await {
-            Ok(parts) => {
+        let flush_until = tokio::time::Instant::now() + self.grace;
+        let mut runner = self.runner;
+        match tokio::time::timeout(RELOAD_BOUND, &mut runner).await {
+            Ok(Ok(parts)) => {
                 drop(parts.discovery);
-                parts.manager.shutdown().await;
-                parts.remote.shutdown(self.grace).await;
+                if tokio::time::timeout(STOP_BOUND, parts.manager.shutdown())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(bound = ?STOP_BOUND, "scrape loops did not stop in time; going on without them");
+                }
+                let grace = flush_until.saturating_duration_since(tokio::time::Instant::now());
+                parts.remote.shutdown(grace).await;
             }
-            Err(e) => {
-                tracing::error!(error = %e, "the control loop failed; shutting down without flushing")
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the control loop failed; shutting down without flushing (what was not sent stays in the buffer)")
+            }
+            Err(_) => {
+                tracing::error!(bound = ?RELOAD_BOUND, "a config reload did not finish in time; shutting down without flushing (what was not sent stays in the buffer)")
             }
         }
         self.web.shutdown().await;

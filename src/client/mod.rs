@@ -14,8 +14,14 @@
 //!    previous settings stay in use and one warning names the files and the reason (never the
 //!    content); they are tried again when the files change again.
 //! 3. Secrets are never part of an error, a log line or a `Debug` output.
-//! 4. Redirects (when enabled) are followed only for requests without a body, at most
-//!    [`MAX_REDIRECTS`] times, and credentials are not sent to another host.
+//! 4. Redirects (with `follow_redirects`, as Go's client, hence Prometheus): GET and HEAD
+//!    follow 301, 302, 303, 307 and 308; a request with a body (remote write's POST) follows
+//!    only 307 and 308, with the same method and body (301/302/303 would turn it into a GET
+//!    without its body: that answer is returned to the caller, who reports it). At most
+//!    [`MAX_REDIRECTS`] hops; a relative `Location` is resolved against the URL of the request
+//!    that got it (RFC 3986); an answer without `Location` is returned as it is. The
+//!    `Authorization` header is not sent to a host that is neither the first request's host
+//!    nor a subdomain of it (port ignored), and once dropped in a chain it stays dropped.
 //! 5. Connections are pooled and kept alive; timeouts are the caller's (wrap `send` in
 //!    `tokio::time::timeout`).
 
@@ -174,40 +180,79 @@ impl HttpClient {
         })
     }
 
-    /// Sends `req` with the configured authentication, following redirects when enabled.
+    /// Sends `req` with the configured authentication, following redirects when enabled
+    /// (invariant 4).
     pub async fn send(&self, mut req: Request<Full<Bytes>>) -> Result<Response<Incoming>, Error> {
         if let Some(auth) = &self.auth {
             req.headers_mut()
                 .insert(AUTHORIZATION, auth.header_value()?);
         }
         let pool = self.transport.pool();
-        let follow = self.follow_redirects && matches!(*req.method(), Method::GET | Method::HEAD);
-        if !follow {
+        if !self.follow_redirects {
             return pool.request(req).await.map_err(Error::Request);
         }
-        let original_authority = req.uri().authority().cloned();
-        let template = clone_without_body(&req);
+        let bodyless = matches!(*req.method(), Method::GET | Method::HEAD);
+        let first_host = req.uri().host().map(str::to_ascii_lowercase);
+        let mut credentials = true;
+        let mut sent = clone_request(&req);
         let mut response = pool.request(req).await.map_err(Error::Request)?;
         for _ in 0..MAX_REDIRECTS {
-            if !is_redirect(response.status()) {
+            if !follows(response.status(), bodyless) {
                 return Ok(response);
             }
-            let base = template.uri().clone();
-            let next = redirect_target(&base, &response)?;
-            let mut next_req = clone_without_body(&template);
-            if next.authority() != original_authority.as_ref() {
+            let Some(next) = redirect_target(sent.uri(), &response)? else {
+                // As Go: without a Location there is nowhere to go; the caller gets the 3xx.
+                return Ok(response);
+            };
+            credentials &= same_site(first_host.as_deref(), next.host());
+            let mut next_req = clone_request(&sent);
+            if !credentials {
                 next_req.headers_mut().remove(AUTHORIZATION);
             }
             *next_req.uri_mut() = next;
+            sent = clone_request(&next_req);
             response = pool.request(next_req).await.map_err(Error::Request)?;
         }
-        if is_redirect(response.status()) {
+        if follows(response.status(), bodyless) {
             return Err(Error::Redirect(format!(
                 "stopped after {MAX_REDIRECTS} redirects"
             )));
         }
         Ok(response)
     }
+}
+
+/// Whether a redirect with `status` is followed for a request with (`!bodyless`) or without a
+/// body (invariant 4).
+fn follows(status: StatusCode, bodyless: bool) -> bool {
+    match status.as_u16() {
+        307 | 308 => true,
+        301..=303 => bodyless,
+        _ => false,
+    }
+}
+
+/// Whether credentials for `first` may go to `next`: the same host or a subdomain of it
+/// (Go's rule for `Authorization` on redirects; ports do not matter).
+fn same_site(first: Option<&str>, next: Option<&str>) -> bool {
+    let (Some(first), Some(next)) = (first, next) else {
+        return false;
+    };
+    let next = next.to_ascii_lowercase();
+    if next == first {
+        return true;
+    }
+    // An IP address has no subdomains.
+    if first.parse::<std::net::IpAddr>().is_ok()
+        || first
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok()
+    {
+        return false;
+    }
+    next.strip_suffix(first)
+        .is_some_and(|prefix| prefix.ends_with('.'))
 }
 
 impl Transport {
@@ -296,40 +341,108 @@ fn display_paths(paths: &[PathBuf]) -> String {
         .join(",")
 }
 
-fn is_redirect(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
-}
-
-fn clone_without_body(req: &Request<Full<Bytes>>) -> Request<Full<Bytes>> {
-    let mut out = Request::new(Full::new(Bytes::new()));
+/// A copy of `req` to send again: method, URI, headers and body (cheap: the body is shared).
+fn clone_request(req: &Request<Full<Bytes>>) -> Request<Full<Bytes>> {
+    let mut out = Request::new(req.body().clone());
     *out.method_mut() = req.method().clone();
     *out.uri_mut() = req.uri().clone();
     *out.headers_mut() = req.headers().clone();
     out
 }
 
-/// Resolves a `Location` header against the request URI.
-fn redirect_target(base: &Uri, response: &Response<Incoming>) -> Result<Uri, Error> {
-    let location = response
-        .headers()
-        .get(LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| Error::Redirect("redirect without a Location header".into()))?;
-    let bad = || Error::Redirect(format!("bad Location {location:?}"));
-    if location.starts_with("http://") || location.starts_with("https://") {
-        return location.parse().map_err(|_| bad());
-    }
-    let scheme = base.scheme_str().unwrap_or("http");
-    let authority = base.authority().map(|a| a.as_str()).unwrap_or_default();
-    let path = if location.starts_with('/') {
-        location.to_owned()
-    } else {
-        let dir = base.path().rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-        format!("{dir}/{location}")
+/// Where a redirect answer to a request for `base` points: its `Location` resolved against
+/// `base`; `None` without a `Location`.
+fn redirect_target(base: &Uri, response: &Response<Incoming>) -> Result<Option<Uri>, Error> {
+    let Some(location) = response.headers().get(LOCATION) else {
+        return Ok(None);
     };
-    format!("{scheme}://{authority}{path}")
-        .parse()
-        .map_err(|_| bad())
+    let location = location
+        .to_str()
+        .map_err(|_| Error::Redirect("a Location header that is not text".into()))?;
+    resolve(base, location)
+        .map(Some)
+        .ok_or_else(|| Error::Redirect(format!("bad Location {:?}", redact_location(location))))
+}
+
+/// `reference` resolved against `base` (RFC 3986 section 5.2, as Go's `URL.ResolveReference`);
+/// `None` if the result is not an http(s) URL.
+fn resolve(base: &Uri, reference: &str) -> Option<Uri> {
+    let reference = reference.split('#').next().unwrap_or_default();
+    let split_query = |s: &str| match s.split_once('?') {
+        Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+        None => (s.to_owned(), None),
+    };
+    let (scheme, authority, path, query) = if let Some((scheme, rest)) = scheme_of(reference) {
+        let rest = rest.strip_prefix("//")?;
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (path, query) = split_query(&rest[end..]);
+        (scheme.to_owned(), rest[..end].to_owned(), path, query)
+    } else {
+        let scheme = base.scheme_str()?.to_owned();
+        if let Some(rest) = reference.strip_prefix("//") {
+            let end = rest.find(['/', '?']).unwrap_or(rest.len());
+            let (path, query) = split_query(&rest[end..]);
+            (scheme, rest[..end].to_owned(), path, query)
+        } else {
+            let authority = base.authority()?.as_str().to_owned();
+            let (path, query) = split_query(reference);
+            if path.is_empty() {
+                let query = query.or_else(|| base.query().map(str::to_owned));
+                (scheme, authority, base.path().to_owned(), query)
+            } else if path.starts_with('/') {
+                (scheme, authority, path, query)
+            } else {
+                let dir = base.path().rfind('/').map_or("/", |i| &base.path()[..=i]);
+                (scheme, authority, format!("{dir}{path}"), query)
+            }
+        }
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    if !matches!(scheme.as_str(), "http" | "https") || authority.is_empty() {
+        return None;
+    }
+    let path = remove_dot_segments(&path);
+    let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+    format!("{scheme}://{authority}{path}{query}").parse().ok()
+}
+
+/// The scheme of an absolute reference and what follows its `:`.
+fn scheme_of(reference: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = reference.split_once(':')?;
+    let mut chars = scheme.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then_some((scheme, rest))
+}
+
+/// RFC 3986 section 5.2.4 for an absolute path (`""` becomes `/`).
+fn remove_dot_segments(path: &str) -> String {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let last = segments.len().saturating_sub(1);
+    let mut out: Vec<&str> = Vec::with_capacity(segments.len());
+    for (i, segment) in segments.into_iter().enumerate() {
+        match segment {
+            "." | ".." => {
+                if segment == ".." {
+                    out.pop();
+                }
+                if i == last {
+                    out.push("");
+                }
+            }
+            s => out.push(s),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+/// A `Location` for an error message: no user info, no query (either may hold a secret).
+pub fn redact_location(location: &str) -> String {
+    let without_query = match location.split_once(['?', '#']) {
+        Some((before, _)) => format!("{before}?…"),
+        None => location.to_owned(),
+    };
+    crate::telemetry::redact_url(&without_query)
 }
 
 fn auth_from(cfg: &HttpClientConfig) -> Option<Auth> {
@@ -448,6 +561,82 @@ fn base64_encode(input: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::config::{Authorization, BasicAuth};
+
+    #[test]
+    fn locations_resolve_against_the_request_url_as_rfc3986() {
+        let base: Uri = "http://a.example:9/api/v1/write?x=1".parse().expect("uri");
+        for (location, want) in [
+            ("http://b.example/w", "http://b.example/w"),
+            ("HTTPS://b.example:8443", "https://b.example:8443/"),
+            ("//c.example/x?y=2", "http://c.example/x?y=2"),
+            ("/other", "http://a.example:9/other"),
+            ("push", "http://a.example:9/api/v1/push"),
+            ("../v2/write", "http://a.example:9/api/v2/write"),
+            ("./w/./x/../y", "http://a.example:9/api/v1/w/y"),
+            ("../../../../up", "http://a.example:9/up"),
+            ("?z=3", "http://a.example:9/api/v1/write?z=3"),
+            ("", "http://a.example:9/api/v1/write?x=1"),
+            ("#frag", "http://a.example:9/api/v1/write?x=1"),
+            ("/a/b/..", "http://a.example:9/a/"),
+        ] {
+            let got = resolve(&base, location).map(|u| u.to_string());
+            assert_eq!(got.as_deref(), Some(want), "{location:?}");
+        }
+        for bad in ["ftp://b.example/w", "mailto:x@y", "http://"] {
+            assert_eq!(resolve(&base, bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn credentials_follow_only_to_the_same_host_or_its_subdomains() {
+        let same = |a: &str, b: &str| same_site(Some(a), Some(b));
+        assert!(same("example.com", "example.com"));
+        assert!(same("example.com", "EU.Example.COM"));
+        assert!(same("127.0.0.1", "127.0.0.1"), "ports do not matter");
+        assert!(!same("example.com", "badexample.com"));
+        assert!(!same("eu.example.com", "example.com"));
+        assert!(!same("example.com", "example.com.evil.net"));
+        assert!(!same("127.0.0.1", "localhost"));
+        assert!(
+            !same("10.0.0.1", "1.10.0.0.1"),
+            "addresses have no subdomains"
+        );
+        assert!(!same_site(Some("example.com"), None));
+    }
+
+    #[test]
+    fn bodies_follow_307_and_308_only() {
+        for (status, bodyless, want) in [
+            (301, true, true),
+            (302, true, true),
+            (303, true, true),
+            (307, true, true),
+            (308, true, true),
+            (301, false, false),
+            (302, false, false),
+            (303, false, false),
+            (307, false, true),
+            (308, false, true),
+            (304, true, false),
+            (200, false, false),
+        ] {
+            let status = StatusCode::from_u16(status).expect("status");
+            assert_eq!(
+                follows(status, bodyless),
+                want,
+                "{status} bodyless={bodyless}"
+            );
+        }
+    }
+
+    #[test]
+    fn locations_in_messages_lose_user_info_and_query() {
+        assert_eq!(
+            redact_location("https://u:p@h/w?token=s3cret"),
+            "https://h/w?…"
+        );
+        assert_eq!(redact_location("/w"), "/w");
+    }
 
     #[test]
     fn base64_matches_rfc4648_vectors() {

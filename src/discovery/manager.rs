@@ -4,16 +4,20 @@
 //! Kubernetes subscriptions in config order (each sorted by source). A pod that disappeared
 //! (deleted, or no longer matching) is sent once more as an empty group with its source, as
 //! Prometheus's discovery does, then forgotten.
+//!
+//! Updates go through [`Updates`], latest wins per job: while the consumer is busy (a reload),
+//! what waits is one list per job, not every change. A job with Kubernetes discovery is marked
+//! there once all its subscriptions completed their first list (readiness).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::select_all;
-use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::kubernetes::{self, Kubernetes, Subscription};
-use super::{TargetGroup, static_sd};
+use super::{TargetGroup, Updates, static_sd};
 use crate::config::ScrapeConfig;
 
 /// The full current target groups of one job.
@@ -25,7 +29,7 @@ pub struct Update {
 
 /// Owns the discovery providers of the current config.
 pub struct Manager {
-    updates: mpsc::UnboundedSender<Update>,
+    updates: Arc<Updates>,
     kubernetes: Kubernetes,
     /// The tasks of jobs with Kubernetes discovery; dropping a guard stops its task.
     jobs: Vec<DropGuard>,
@@ -42,7 +46,7 @@ pub enum Error {
 impl Manager {
     /// A manager that sends updates to `updates`, without Kubernetes discovery (a config
     /// with `kubernetes_sd_configs` then fails [`Manager::start`] with a clear error).
-    pub fn new(updates: mpsc::UnboundedSender<Update>) -> Self {
+    pub fn new(updates: Arc<Updates>) -> Self {
         Manager {
             updates,
             kubernetes: Kubernetes::new(None),
@@ -60,7 +64,11 @@ impl Manager {
     /// once; each job with `kubernetes_sd_configs` gets a task that sends its full groups
     /// whenever a pod it selects changes (changes within the coalescing window go out as one
     /// update). Pod watches whose connection is still used keep running across calls. On
-    /// error the previous discovery keeps running and nothing is sent.
+    /// error the previous discovery keeps running and nothing is sent. Cancel-safe: nothing
+    /// changes before the last await.
+    ///
+    /// Every job with `kubernetes_sd_configs` is then expected to complete a first list
+    /// ([`Updates::waiting`]); static configs are complete at once.
     pub async fn start(&mut self, configs: &[ScrapeConfig]) -> Result<(), Error> {
         let entries: Vec<_> = configs
             .iter()
@@ -68,6 +76,12 @@ impl Manager {
             .collect();
         let mut subscriptions = self.kubernetes.subscribe(&entries).await?.into_iter();
         self.jobs.clear();
+        self.updates.expect_first_lists(
+            configs
+                .iter()
+                .filter(|c| !c.kubernetes_sd_configs.is_empty())
+                .map(|c| c.job_name.as_str()),
+        );
         let coalesce = self.kubernetes.coalesce();
         for cfg in configs {
             self.send_static(cfg);
@@ -100,17 +114,17 @@ impl Manager {
             job: cfg.job_name.clone(),
             groups: static_sd::groups(&cfg.static_configs),
         };
-        // The receiver lives as long as the agent; a send after shutdown has no one to tell.
-        let _ = self.updates.send(update);
+        self.updates.send(update);
     }
 }
 
-/// Sends `job`'s full groups whenever one of its subscriptions changes, until `stop`.
+/// Sends `job`'s full groups whenever one of its subscriptions changes, until `stop`; tells
+/// `updates` when all of them have completed their first list.
 async fn run_job(
     job: String,
     statics: Vec<TargetGroup>,
     mut subs: Vec<Subscription>,
-    updates: mpsc::UnboundedSender<Update>,
+    updates: Arc<Updates>,
     coalesce: Duration,
     stop: CancellationToken,
 ) {
@@ -118,6 +132,7 @@ async fn run_job(
     let mut last = statics.clone();
     let mut sent: HashSet<String> = HashSet::new();
     let mut first = true;
+    let mut listed = false;
     loop {
         if !(first && subs.iter().any(Subscription::synced)) {
             let any_change = select_all(subs.iter_mut().map(|s| Box::pin(s.changed())));
@@ -149,18 +164,21 @@ async fn run_job(
         groups.extend(discovered);
         groups.extend(gone);
         sent = current;
-        if groups == last {
-            continue;
-        }
-        last = groups.clone();
-        if updates
-            .send(Update {
+        let first_list = !listed && subs.iter().all(Subscription::synced);
+        let update = (groups != last).then(|| {
+            last = groups.clone();
+            Update {
                 job: job.clone(),
                 groups,
-            })
-            .is_err()
-        {
-            return;
+            }
+        });
+        match update {
+            _ if first_list => {
+                listed = true;
+                updates.listed(&job, update);
+            }
+            Some(update) => updates.send(update),
+            None => {}
         }
     }
 }

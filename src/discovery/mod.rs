@@ -4,13 +4,15 @@
 //! produces [`TargetGroup`]s; the discovery [`Manager`] sends, per job, the full current list of
 //! groups to the scrape manager whenever any provider of that job changes. Sending full lists
 //! (not deltas) makes every update self-contained: a lost or merged update cannot leave a stale
-//! target behind.
+//! target behind, which is what lets [`Updates`] keep only the latest update of each job.
 
 pub mod kubernetes;
 mod manager;
 mod static_sd;
+mod updates;
 
 pub use manager::{Error, Manager, Update};
+pub use updates::Updates;
 
 use crate::labels::Labels;
 

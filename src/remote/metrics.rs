@@ -37,6 +37,15 @@ pub struct RemoteMetrics {
     metadata_bytes_sent: Family<EndpointLabel, Counter>,
     series_limit: Family<WindowLabel, Gauge>,
     series_current: Family<WindowLabel, Gauge>,
+    setting_ignored: Family<SettingLabel, Gauge>,
+}
+
+/// The settings of `setting_ignored`: accepted in the config, not implemented.
+pub mod ignored_setting {
+    /// Exemplars are never sent.
+    pub const SEND_EXEMPLARS: &str = "send_exemplars";
+    /// Native histograms are never sent.
+    pub const SEND_NATIVE_HISTOGRAMS: &str = "send_native_histograms";
 }
 
 /// Why samples were dropped before being sent (`reason` of `samples_dropped_total`).
@@ -49,7 +58,9 @@ pub mod drop_reason {
     pub const WRITE_RELABEL: &str = "write_relabel";
     /// Older than `queue_config.sample_age_limit`.
     pub const TOO_OLD: &str = "too_old";
-    /// Still queued when the shutdown deadline passed.
+    /// Still queued when the shutdown deadline passed, with the in-memory input only
+    /// (`RemoteWrite::new`, embedding). The agent's input is the on-disk buffer: what it did
+    /// not send by then stays there and the next run sends it, so this stays 0.
     pub const SHUTDOWN: &str = "shutdown";
     /// A series beyond `max_hourly_series` (its samples are dropped while the hour is full).
     pub const MAX_HOURLY_SERIES: &str = "max_hourly_series";
@@ -71,6 +82,9 @@ pub mod fail_reason {
     pub const REJECTED: &str = "rejected";
     /// A 429 while `retry_on_http_429` is off.
     pub const RATE_LIMITED: &str = "rate_limited";
+    /// A redirect that is not followed: 301, 302 or 303 (a POST is not turned into a GET),
+    /// 307/308 with `follow_redirects: false`, or one without `Location`.
+    pub const REDIRECT: &str = "redirect";
     /// The request could not be built (never expected).
     pub const ENCODE: &str = "encode";
     /// Metadata only: not delivered within its `send_interval` (the next round sends it
@@ -135,6 +149,7 @@ pub(crate) struct DropCounters {
 pub(crate) struct FailCounters {
     pub(crate) rejected: Counter,
     pub(crate) rate_limited: Counter,
+    pub(crate) redirect: Counter,
     pub(crate) encode: Counter,
 }
 
@@ -165,6 +180,12 @@ struct ReasonLabel {
 struct WindowLabel {
     endpoint: String,
     window: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SettingLabel {
+    endpoint: String,
+    setting: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -211,6 +232,7 @@ impl RemoteMetrics {
             metadata_bytes_sent: Family::default(),
             series_limit: Family::default(),
             series_current: Family::default(),
+            setting_ignored: Family::default(),
         };
         let r = registry;
         // Counters get their `_total` suffix from the encoder.
@@ -233,7 +255,8 @@ impl RemoteMetrics {
         );
         r.register(
             "scrapelet_remote_samples_failed",
-            "Samples the receiver refused for good (4xx), by reason.",
+            "Samples the receiver refused for good, by reason: rejected (4xx), rate_limited (429), \
+             redirect (a redirect not followed), encode.",
             m.samples_failed.clone(),
         );
         r.register(
@@ -311,7 +334,7 @@ impl RemoteMetrics {
         r.register(
             "scrapelet_remote_metadata_failed",
             "Metric metadata entries not delivered, by reason: refused for good (rejected, \
-             rate_limited), or not delivered within send_interval (expired).",
+             rate_limited, redirect), or not delivered within send_interval (expired).",
             m.metadata_failed.clone(),
         );
         r.register(
@@ -331,7 +354,27 @@ impl RemoteMetrics {
              sent (0 without a limit).",
             m.series_current.clone(),
         );
+        r.register(
+            "scrapelet_remote_setting_ignored",
+            "1 for each remote_write setting that is set but not implemented yet, so has no \
+             effect (send_exemplars: exemplars are not sent; send_native_histograms: native \
+             histograms are not sent); absent when not set.",
+            m.setting_ignored.clone(),
+        );
         m
+    }
+
+    /// Sets `setting_ignored{endpoint=name, setting}` to 1 when `set`, removes it otherwise.
+    pub(crate) fn set_setting_ignored(&self, name: &str, setting: &str, set: bool) {
+        let label = SettingLabel {
+            endpoint: name.to_owned(),
+            setting: setting.to_owned(),
+        };
+        if set {
+            self.setting_ignored.get_or_create(&label).set(1);
+        } else {
+            self.setting_ignored.remove(&label);
+        }
     }
 
     /// The handles of endpoint `name`.
@@ -371,6 +414,7 @@ impl RemoteMetrics {
             failed: FailCounters {
                 rejected: reason(f, fail_reason::REJECTED),
                 rate_limited: reason(f, fail_reason::RATE_LIMITED),
+                redirect: reason(f, fail_reason::REDIRECT),
                 encode: reason(f, fail_reason::ENCODE),
             },
             dropped: DropCounters {
@@ -408,6 +452,7 @@ impl RemoteMetrics {
             metadata_failed: FailCounters {
                 rejected: reason(&self.metadata_failed, fail_reason::REJECTED),
                 rate_limited: reason(&self.metadata_failed, fail_reason::RATE_LIMITED),
+                redirect: reason(&self.metadata_failed, fail_reason::REDIRECT),
                 encode: reason(&self.metadata_failed, fail_reason::ENCODE),
             },
             metadata_expired: reason(&self.metadata_failed, fail_reason::EXPIRED),
@@ -462,6 +507,7 @@ impl RemoteMetrics {
             &[
                 fail_reason::REJECTED,
                 fail_reason::RATE_LIMITED,
+                fail_reason::REDIRECT,
                 fail_reason::ENCODE,
             ],
         );
@@ -470,6 +516,7 @@ impl RemoteMetrics {
             &[
                 fail_reason::REJECTED,
                 fail_reason::RATE_LIMITED,
+                fail_reason::REDIRECT,
                 fail_reason::ENCODE,
                 fail_reason::EXPIRED,
             ],
@@ -499,6 +546,12 @@ impl RemoteMetrics {
                 endpoint: name.to_owned(),
                 code: code.to_owned(),
             });
+        }
+        for setting in [
+            ignored_setting::SEND_EXEMPLARS,
+            ignored_setting::SEND_NATIVE_HISTOGRAMS,
+        ] {
+            self.set_setting_ignored(name, setting, false);
         }
     }
 }

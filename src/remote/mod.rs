@@ -58,7 +58,7 @@ pub use debug::{DEBUG_INTERVAL, EXAMPLES};
 pub use encode::{EncodeError, RequestEncoder, WireSample, wire_hash};
 pub use error::Error;
 pub(crate) use metrics::EndpointMetrics;
-pub use metrics::{RemoteMetrics, drop_reason, fail_reason, series_window};
+pub use metrics::{RemoteMetrics, drop_reason, fail_reason, ignored_setting, series_window};
 pub use queue::{QueueHandle, QueueTuning};
 pub use retry::RETRY_AFTER_CAP;
 pub use sharding::SHARD_UPDATE_INTERVAL;
@@ -66,7 +66,8 @@ pub use source::{
     BatchSource, CursorStore, Cursors, EndpointInput, Fanout, MemoryQueue, Position, ShardCursor,
 };
 pub use write::{
-    INPUT_QUEUE_FACTOR, RELOAD_FLUSH_DEADLINE, ReloadSummary, RemoteWrite, endpoint_key,
+    HARD_STOP_BOUND, INPUT_QUEUE_FACTOR, RELOAD_FLUSH_DEADLINE, ReloadSummary, RemoteWrite,
+    Validator, endpoint_key,
 };
 pub(crate) use write::{Input, Start};
 pub use write_client::{

@@ -209,8 +209,9 @@ impl QueueHandle {
         self.progress.clone()
     }
 
-    /// Stops sending at once: requests in flight and retries are abandoned, what is still
-    /// queued is counted as dropped (shutdown).
+    /// Stops sending at once: requests in flight and retries are abandoned; what is still
+    /// queued stays in an input kept on disk (its cursors are saved), or is counted as
+    /// dropped (shutdown) with the in-memory input.
     pub fn stop_sending(&self) {
         self.hard_stop.cancel();
     }

@@ -12,7 +12,8 @@
 //!    samples that grew too old while retrying are taken out before the next attempt (counted
 //!    as dropped, `too_old`), as Prometheus does; the rest is encoded again.
 //! 3. Each sample ends in exactly one of `samples_sent`, `samples_failed{reason}` or
-//!    `samples_dropped{reason="shutdown"}`. Metadata counts in `metadata_sent`,
+//!    `samples_dropped{reason="shutdown"}`, or, with an input kept on disk, is left there by a
+//!    hard stop for the next run (not counted: nothing is lost). Metadata counts in `metadata_sent`,
 //!    `metadata_retried` and `metadata_failed` only, and never counts as a retrying shard.
 //! 4. Logs follow the endpoint's state, not requests: one line when it starts retrying (with
 //!    the status and the receiver's message), one when it recovers. Refusals (4xx) lose data
@@ -69,7 +70,8 @@ pub(super) enum Outcome {
     /// Refused for good, could not be encoded, or every sample grew too old while retrying;
     /// counted as failed or dropped.
     Failed,
-    /// Stopped by the hard stop; counted as dropped (shutdown).
+    /// Stopped by the hard stop; counted as dropped (shutdown) unless the input is durable
+    /// (then the batch is sent again by the next run).
     Cancelled,
 }
 
@@ -338,7 +340,7 @@ impl<C: WriteClient> Sender<C> {
             Err(SendError::RateLimited { .. }) => &r.too_many_requests,
             Err(SendError::Server { .. }) => &r.server_error,
             Err(SendError::Rejected { status, .. }) if status.is_client_error() => &r.client_error,
-            Err(SendError::Rejected { .. }) => &r.other,
+            Err(SendError::Rejected { .. } | SendError::Redirect { .. }) => &r.other,
         };
         counter.inc();
     }
@@ -392,6 +394,7 @@ impl<C: WriteClient> Sender<C> {
         let failed = &self.counters(load).failed;
         let counter = match error {
             SendError::RateLimited { .. } => &failed.rate_limited,
+            SendError::Redirect { .. } => &failed.redirect,
             _ => &failed.rejected,
         };
         counter.inc_by(n);

@@ -17,10 +17,17 @@
 //!    skipped, at most one sample per series and shard sent again); starts new endpoints at the end of
 //!    the input ("now").
 //! 4. Shutdown stops accepting batches, lets every endpoint send what it holds, and after the
-//!    grace period abandons the rest: counted as dropped (reason `shutdown`) with the in-memory
-//!    input, kept for the next run with the buffer.
+//!    grace period stops them hard and abandons the rest: with the on-disk buffer it stays
+//!    there (cursors saved) and the next run sends it; with the in-memory input it is counted
+//!    as dropped (reason `shutdown`). After the hard stop, shutdown waits at most
+//!    [`HARD_STOP_BOUND`] for the queues to end (a hung disk can hold a cursor write), then
+//!    returns anyway: shutdown takes at most the grace period plus that bound.
 //! 5. `reload` and `shutdown` take `&mut self`/`self` and must be awaited to the end; the set
 //!    of running endpoints changes only there.
+//! 6. Settings accepted but not implemented (`send_exemplars`, `send_native_histograms`):
+//!    while set, an endpoint has `scrapelet_remote_setting_ignored{setting}` 1 and a warning
+//!    names them when the endpoint starts or a reload sets them. They are not part of
+//!    [`endpoint_key`]: toggling them restarts nothing.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -51,6 +58,7 @@ use prometheus_client::registry::Registry;
 /// The running remote write side of the agent.
 pub struct RemoteWrite {
     control: Arc<dyn Control>,
+    metrics: RemoteMetrics,
     /// In configuration order.
     endpoints: Vec<Endpoint>,
     debug: Option<DebugOutput>,
@@ -58,6 +66,32 @@ pub struct RemoteWrite {
     flush: Duration,
     /// What endpoints with `metadata_config.send` collect metric metadata from.
     metadata: MetadataView,
+}
+
+/// Checks configurations against the endpoints running when it was made (see
+/// [`RemoteWrite::validator`]).
+pub struct Validator {
+    control: Arc<dyn Control>,
+    /// Name and key of each running endpoint.
+    running: Vec<(String, u64)>,
+}
+
+impl Validator {
+    /// What [`RemoteWrite::validate`] does.
+    pub fn validate(&self, config: &Config) -> Result<(), Error> {
+        let external = &config.global.external_labels;
+        for cfg in &config.remote_write {
+            let key = endpoint_key(cfg, external);
+            if !self
+                .running
+                .iter()
+                .any(|(n, k)| *n == cfg.name && *k == key)
+            {
+                drop(self.control.prepare(cfg)?);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What a reload did with the endpoints (see [`RemoteWrite::reload`]).
@@ -86,6 +120,12 @@ impl std::fmt::Display for ReloadSummary {
 /// How long a reload lets an endpoint whose configuration changed send what it holds before
 /// stopping it hard (what it did not send is then sent again by its successor).
 pub const RELOAD_FLUSH_DEADLINE: Duration = Duration::from_secs(5);
+
+/// How long shutdown waits, after stopping the queues hard, for them to end (they save their
+/// cursors on the way out; only a disk that does not answer makes that take long). Past it,
+/// shutdown gives up on them: the buffer is on disk, and at worst cursors not saved make the
+/// next run send a little again.
+pub const HARD_STOP_BOUND: Duration = Duration::from_secs(5);
 
 /// Where an endpoint's input starts.
 pub(crate) enum Start {
@@ -128,6 +168,9 @@ pub(crate) trait Input: Send + Sync + 'static {
     /// After a shutdown whose grace passed: throws away what the input holds for endpoints
     /// and returns how many samples were lost (0 for an input kept on disk).
     fn discard(&self) -> usize;
+    /// Whether what endpoints did not send outlives the process (the on-disk buffer): then a
+    /// shutdown past its grace loses nothing, the next run sends it.
+    fn keeps_unsent(&self) -> bool;
 }
 
 impl std::fmt::Debug for RemoteWrite {
@@ -181,6 +224,7 @@ trait Control: Send + Sync + 'static {
     fn appender(&self) -> Arc<dyn Appender>;
     fn close(&self);
     fn discard(&self) -> usize;
+    fn keeps_unsent(&self) -> bool;
 }
 
 /// Starts a prepared endpoint: with the external labels, where to start, and the routing of
@@ -312,6 +356,7 @@ impl RemoteWrite {
         for (cfg, starter) in config.remote_write.iter().zip(starters) {
             let queue = starter(external, Start::Configured, None);
             tracing::info!(endpoint = %cfg.name, url = %redact_url(&cfg.url), "remote write endpoint started");
+            note_ignored_settings(metrics, cfg, None);
             endpoints.push(Endpoint {
                 key: endpoint_key(cfg, external),
                 cfg: cfg.clone(),
@@ -321,6 +366,7 @@ impl RemoteWrite {
         }
         let mut remote = RemoteWrite {
             control,
+            metrics: metrics.clone(),
             endpoints,
             debug: None,
             flush: RELOAD_FLUSH_DEADLINE,
@@ -362,18 +408,20 @@ impl RemoteWrite {
     /// must validate every part of a configuration before applying any. (A file can still
     /// change in between: `reload` checks again.)
     pub fn validate(&self, config: &Config) -> Result<(), Error> {
-        let external = &config.global.external_labels;
-        for cfg in &config.remote_write {
-            let key = endpoint_key(cfg, external);
-            if !self
+        self.validator().validate(config)
+    }
+
+    /// What [`RemoteWrite::validate`] needs, owned, so that a configuration can be checked
+    /// off the async runtime (building a client reads TLS files, which can block).
+    pub fn validator(&self) -> Validator {
+        Validator {
+            control: self.control.clone(),
+            running: self
                 .endpoints
                 .iter()
-                .any(|e| e.cfg.name == cfg.name && e.key == key)
-            {
-                drop(self.control.prepare(cfg)?);
-            }
+                .map(|e| (e.cfg.name.clone(), e.key))
+                .collect(),
         }
-        Ok(())
     }
 
     /// Applies a new configuration's `remote_write` and `global.external_labels`; only what
@@ -436,8 +484,11 @@ impl RemoteWrite {
         }
         for (cfg, key, starter) in plan {
             let Some(starter) = starter else {
-                if let Some(kept) = old.remove(&cfg.name) {
+                if let Some(mut kept) = old.remove(&cfg.name) {
                     summary.kept += 1;
+                    // Only what the key leaves out can differ (invariant 6).
+                    note_ignored_settings(&self.metrics, cfg, Some(&kept.cfg));
+                    kept.cfg = cfg.clone();
                     self.endpoints.push(kept);
                 }
                 continue;
@@ -445,6 +496,7 @@ impl RemoteWrite {
             let queue = match stopped.remove(&cfg.name) {
                 Some(previous) => {
                     summary.restarted += 1;
+                    note_ignored_settings(&self.metrics, cfg, Some(&previous.cfg));
                     tracing::info!(endpoint = %cfg.name, url = %redact_url(&cfg.url), reason = "config changed", "remote write endpoint restarted");
                     let start = previous.cursors.map_or(Start::Now, Start::Resume);
                     let routing = Routing::new(&previous.cfg, &previous.external);
@@ -453,6 +505,7 @@ impl RemoteWrite {
                 None => {
                     summary.started += 1;
                     tracing::info!(endpoint = %cfg.name, url = %redact_url(&cfg.url), "remote write endpoint started");
+                    note_ignored_settings(&self.metrics, cfg, None);
                     starter(external, Start::Now, None)
                 }
             };
@@ -517,15 +570,35 @@ impl RemoteWrite {
         }
     }
 
-    /// Stops accepting batches, sends what is queued, and after `grace` abandons the rest.
-    /// Returns whether everything was sent (or refused) in time.
+    /// Stops accepting batches, sends what is queued, and after `grace` stops the queues hard
+    /// and abandons the rest (invariant 4); returns after at most `grace` plus
+    /// [`HARD_STOP_BOUND`]. Returns whether everything was sent (or refused) in time.
     pub async fn shutdown(self, grace: Duration) -> bool {
+        self.shutdown_bounded(grace, HARD_STOP_BOUND).await
+    }
+
+    /// [`RemoteWrite::shutdown`] with the bound after the hard stop given (tests).
+    pub(crate) async fn shutdown_bounded(self, grace: Duration, bound: Duration) -> bool {
+        use std::sync::atomic::{AtomicBool, Ordering};
         self.control.close();
         let stoppers: Vec<_> = self.endpoints.iter().map(|e| e.queue.stopper()).collect();
+        // Per endpoint: its name, and whether its queue has ended.
+        let ended: Vec<(String, Arc<AtomicBool>)> = self
+            .endpoints
+            .iter()
+            .map(|e| (e.cfg.name.clone(), Arc::new(AtomicBool::new(false))))
+            .collect();
         let mut waits: Vec<_> = self
             .endpoints
             .into_iter()
-            .map(|e| futures_util::future::Either::Left(e.queue.join()))
+            .zip(&ended)
+            .map(|(e, (_, done))| {
+                let done = done.clone();
+                futures_util::future::Either::Left(async move {
+                    e.queue.join().await;
+                    done.store(true, Ordering::Relaxed);
+                })
+            })
             .collect();
         if let Some(debug) = self.debug {
             waits.push(futures_util::future::Either::Right(async move {
@@ -535,19 +608,34 @@ impl RemoteWrite {
         let all = join_all(waits);
         tokio::pin!(all);
         let clean = tokio::time::timeout(grace, &mut all).await.is_ok();
-        if !clean {
-            for stop in &stoppers {
-                stop.cancel();
-            }
-            all.await;
-        }
-        let discarded = self.control.discard();
         if clean {
             tracing::info!("remote write stopped; everything queued was sent");
-        } else {
-            tracing::warn!(grace = ?grace, discarded_input = discarded, "remote write stopped before everything queued was sent; the rest is counted as dropped (shutdown)");
+            return true;
         }
-        clean
+        let unfinished = |ended: &[(String, Arc<AtomicBool>)]| {
+            ended
+                .iter()
+                .filter(|(_, done)| !done.load(Ordering::Relaxed))
+                .map(|(name, _)| name.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let endpoints = unfinished(&ended);
+        for stop in &stoppers {
+            stop.cancel();
+        }
+        let ended_in_time = tokio::time::timeout(bound, &mut all).await.is_ok();
+        let discarded = self.control.discard();
+        if self.control.keeps_unsent() {
+            tracing::warn!(grace = ?grace, endpoints = %endpoints, "remote write stopped at the end of the shutdown grace period; what was not sent stays in the buffer and is sent by the next run");
+        } else {
+            tracing::warn!(grace = ?grace, endpoints = %endpoints, discarded_input = discarded, "remote write stopped at the end of the shutdown grace period; what was not sent is dropped (counted: samples_dropped_total reason shutdown)");
+        }
+        if !ended_in_time {
+            let stuck = unfinished(&ended);
+            tracing::error!(bound = ?bound, endpoints = %stuck, "remote write queues did not end after the hard stop (a cursor write that does not return?); exiting without waiting for them: the next run may send some samples again");
+        }
+        false
     }
 }
 
@@ -612,6 +700,10 @@ where
     fn discard(&self) -> usize {
         self.input.discard()
     }
+
+    fn keeps_unsent(&self) -> bool {
+        self.input.keeps_unsent()
+    }
 }
 
 impl Input for Fanout {
@@ -665,12 +757,52 @@ impl Input for Fanout {
     fn discard(&self) -> usize {
         self.discard_queued()
     }
+
+    fn keeps_unsent(&self) -> bool {
+        false
+    }
+}
+
+/// Sets `setting_ignored` for endpoint `cfg` and warns about each setting that is set now and
+/// was not in `before` (the endpoint's previous configuration; `None` when it starts) (module
+/// invariant 6).
+fn note_ignored_settings(
+    metrics: &RemoteMetrics,
+    cfg: &RemoteWriteConfig,
+    before: Option<&RemoteWriteConfig>,
+) {
+    use super::metrics::ignored_setting::{SEND_EXEMPLARS, SEND_NATIVE_HISTOGRAMS};
+    let settings = |c: &RemoteWriteConfig| {
+        [
+            (SEND_EXEMPLARS, c.send_exemplars, "exemplars are not sent"),
+            (
+                SEND_NATIVE_HISTOGRAMS,
+                c.send_native_histograms,
+                "native histograms are not sent",
+            ),
+        ]
+    };
+    let was = before.map(settings);
+    for (i, (setting, set, effect)) in settings(cfg).into_iter().enumerate() {
+        metrics.set_setting_ignored(&cfg.name, setting, set);
+        let set_before = was.is_some_and(|w| w[i].1);
+        if set && !set_before {
+            tracing::warn!(endpoint = %cfg.name, setting, "remote_write setting is not implemented yet and has no effect: {effect}");
+        }
+    }
 }
 
 /// A stable hash of what defines an endpoint: its configuration (secrets included, never
-/// shown) and the external labels.
+/// shown) and the external labels. Settings that change nothing the endpoint does
+/// (`send_exemplars`, `send_native_histograms`: not implemented) are left out, so toggling
+/// them restarts nothing.
 pub fn endpoint_key(cfg: &RemoteWriteConfig, external_labels: &Labels) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let cfg = &RemoteWriteConfig {
+        send_exemplars: false,
+        send_native_histograms: false,
+        ..cfg.clone()
+    };
     // `Debug` of the config shows every field but secrets, which are added separately.
     h.update(format!("{cfg:?}").as_bytes());
     h.update(format!("{external_labels:?}").as_bytes());
@@ -820,6 +952,220 @@ mod tests {
         assert!(!text.contains("endpoint=\"a\""), "{text}");
         assert!(text.contains("endpoint=\"c\""), "{text}");
         assert!(remote.shutdown(Duration::from_secs(10)).await);
+    }
+
+    #[test]
+    fn endpoint_key_leaves_out_settings_that_are_not_implemented() {
+        let none = Labels::empty();
+        let base = cfg("http://a/w");
+        let toggled = RemoteWriteConfig {
+            send_exemplars: true,
+            send_native_histograms: true,
+            ..base.clone()
+        };
+        assert_eq!(endpoint_key(&base, &none), endpoint_key(&toggled, &none));
+    }
+
+    #[tokio::test]
+    async fn toggling_ignored_settings_on_reload_keeps_the_endpoint_running_and_says_so() {
+        let captured = crate::telemetry::capture::Capture::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(captured.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let mut registry = Registry::default();
+        let metrics = RemoteMetrics::register(&mut registry);
+        let config = |exemplars: bool, histograms: bool| Config {
+            remote_write: vec![RemoteWriteConfig {
+                send_exemplars: exemplars,
+                send_native_histograms: histograms,
+                ..cfg("http://a/w")
+            }],
+            ..Default::default()
+        };
+        let ignored = |setting: &str| {
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, &registry)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let series = format!(
+                "scrapelet_remote_setting_ignored{{endpoint=\"a\",setting=\"{setting}\"}} "
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix(&series))
+                .map(str::to_owned)
+        };
+        let mut remote = RemoteWrite::start_with(
+            &config(false, true),
+            false,
+            &metrics,
+            QueueTuning::default(),
+            |cfg| HttpWriteClient::new(cfg).map(|_| Accept),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let id = |r: &RemoteWrite| r.endpoints().map(|(_, q)| q.id()).next();
+        let before = id(&remote);
+        assert_eq!(ignored("send_native_histograms").as_deref(), Some("1"));
+        assert_eq!(ignored("send_exemplars"), None);
+        let started = captured.text();
+        assert!(
+            started.contains("remote_write setting is not implemented yet and has no effect: native histograms are not sent")
+                && started.contains("setting=\"send_native_histograms\""),
+            "{started}"
+        );
+
+        for (exemplars, histograms) in [(true, true), (false, false), (true, false)] {
+            let summary = remote
+                .reload(&config(exemplars, histograms), false)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                summary,
+                ReloadSummary {
+                    kept: 1,
+                    ..Default::default()
+                },
+                "exemplars={exemplars} histograms={histograms}"
+            );
+            assert_eq!(id(&remote), before, "the same queue runs");
+            assert_eq!(ignored("send_exemplars").is_some(), exemplars);
+            assert_eq!(ignored("send_native_histograms").is_some(), histograms);
+        }
+        let logs = captured.text();
+        assert!(!logs.contains("endpoint restarted"), "{logs}");
+        assert_eq!(
+            logs.matches("remote write endpoint started").count(),
+            1,
+            "{logs}"
+        );
+        // A warning each time a setting became set: histograms at start, exemplars twice.
+        assert_eq!(
+            logs.matches("setting=\"send_exemplars\"").count(),
+            2,
+            "{logs}"
+        );
+        assert_eq!(
+            logs.matches("setting=\"send_native_histograms\"").count(),
+            1,
+            "{logs}"
+        );
+        assert!(remote.shutdown(Duration::from_secs(10)).await);
+    }
+
+    /// Never answers (a receiver that accepted the connection and went quiet).
+    struct Silent;
+
+    impl WriteClient for Silent {
+        async fn store(&self, _body: bytes::Bytes) -> Result<(), super::super::SendError> {
+            std::future::pending().await
+        }
+    }
+
+    /// A cursor store on a disk that does not answer: commits never complete.
+    struct HungStore;
+
+    impl super::super::CursorStore for HungStore {
+        fn commit(&self, _cursors: Cursors) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+            Box::pin(std::future::pending())
+        }
+        fn offer(&self, _cursors: Cursors) {}
+    }
+
+    /// The in-memory input with cursors "saved" on a hung disk, as the buffer's would be.
+    struct HungDisk(Arc<Fanout>);
+
+    impl Input for HungDisk {
+        type Source = MemoryQueue;
+
+        fn endpoint(
+            &self,
+            cfg: &RemoteWriteConfig,
+            metrics: &EndpointMetrics,
+            start: Start,
+        ) -> EndpointInput<MemoryQueue> {
+            EndpointInput {
+                store: Some(Arc::new(HungStore)),
+                ..self.0.endpoint(cfg, metrics, start)
+            }
+        }
+        fn debug(&self) -> MemoryQueue {
+            Input::debug(self.0.as_ref())
+        }
+        fn retire(
+            self: &Arc<Self>,
+            _name: &str,
+            _forget: bool,
+        ) -> impl Future<Output = Option<Cursors>> + Send + 'static {
+            std::future::ready(None)
+        }
+        fn appender(self: Arc<Self>) -> Arc<dyn Appender> {
+            self.0.clone()
+        }
+        fn close(&self) {
+            self.0.close();
+        }
+        fn discard(&self) -> usize {
+            0
+        }
+        fn keeps_unsent(&self) -> bool {
+            true
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_is_bounded_after_the_hard_stop_even_when_cursors_cannot_be_saved() {
+        use crate::append::{Batch, Sample, SeriesRef};
+        let captured = crate::telemetry::capture::Capture::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(captured.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let config = Config {
+            remote_write: vec![cfg("http://127.0.0.1:1/w")],
+            ..Default::default()
+        };
+        let metrics = RemoteMetrics::register(&mut Registry::default());
+        let remote = RemoteWrite::start_from(
+            HungDisk(Arc::new(Fanout::new())),
+            &config,
+            false,
+            &metrics,
+            QueueTuning::default(),
+            |_cfg: &RemoteWriteConfig| Ok(Silent),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        remote.appender().append(Batch {
+            series: vec![(SeriesRef(1), Labels::from_pairs([("__name__", "up")]))],
+            samples: vec![Sample {
+                series: SeriesRef(1),
+                timestamp_ms: 42,
+                value: 1.0,
+            }],
+            gone: vec![],
+        });
+        let (grace, bound) = (Duration::from_millis(200), Duration::from_millis(300));
+        let began = std::time::Instant::now();
+        // Without the bound this never returns: the queue's last cursor commit hangs.
+        let clean = tokio::time::timeout(
+            Duration::from_secs(20),
+            remote.shutdown_bounded(grace, bound),
+        )
+        .await;
+        assert_eq!(clean, Ok(false), "shutdown did not return");
+        let took = began.elapsed();
+        assert!(took < grace + bound + Duration::from_secs(2), "{took:?}");
+        let logs = captured.text();
+        assert!(
+            logs.contains("what was not sent stays in the buffer and is sent by the next run"),
+            "{logs}"
+        );
+        assert!(!logs.contains("counted as dropped"), "{logs}");
+        assert!(
+            logs.contains("remote write queues did not end after the hard stop")
+                && logs.contains("endpoints=a"),
+            "{logs}"
+        );
     }
 
     #[tokio::test]

@@ -9,13 +9,18 @@
 //!    [`SendError::Timeout`].
 //! 3. The answer is classified, never interpreted: 2xx is success; for anything else at most
 //!    [`MAX_ERROR_MESSAGE_BYTES`] of the body are kept, as the receiver's message for the log.
+//! 4. Redirects: with `follow_redirects` (the default) the client follows 307 and 308 with
+//!    the same body, within its hop limit (`crate::client`); a redirect answer that reaches
+//!    this classification (301, 302, 303, any 3xx without `Location`, or 307/308 with
+//!    `follow_redirects: false`) is [`SendError::Redirect`]: not retryable, and its message
+//!    names the status, where it points and what to change.
 
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::{
-    CONTENT_ENCODING, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT,
+    CONTENT_ENCODING, CONTENT_TYPE, HeaderName, HeaderValue, LOCATION, RETRY_AFTER, USER_AGENT,
 };
 use http::{HeaderMap, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
@@ -49,10 +54,19 @@ pub enum SendError {
         retry_after: Option<Duration>,
         message: String,
     },
-    /// The receiver answered another non-2xx status (4xx, or an unfollowed 3xx): the request
-    /// can never succeed. Not retryable.
+    /// The receiver answered another non-2xx status (4xx, 1xx): the request can never
+    /// succeed. Not retryable.
     #[error("receiver answered {status}: {message}")]
     Rejected { status: StatusCode, message: String },
+    /// The receiver redirected and the redirect is not followed (invariant 4): the same
+    /// request would get the same answer. Not retryable: the configured URL must change.
+    #[error("receiver answered {status} redirecting to {}: {}", location.as_deref().unwrap_or("(no Location header)"), redirect_advice(*status, *follow_redirects, location.is_some()))]
+    Redirect {
+        status: StatusCode,
+        /// Where it points, without user info or query (`client::redact_location`).
+        location: Option<String>,
+        follow_redirects: bool,
+    },
     /// No complete answer within `remote_timeout`. Retryable.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
@@ -81,6 +95,7 @@ pub struct HttpWriteClient {
     uri: Uri,
     headers: HeaderMap,
     timeout: Duration,
+    follow_redirects: bool,
 }
 
 impl SendError {
@@ -89,7 +104,7 @@ impl SendError {
         match self {
             SendError::Server { .. } | SendError::Timeout(_) | SendError::Transport(_) => true,
             SendError::RateLimited { .. } => retry_on_http_429,
-            SendError::Rejected { .. } => false,
+            SendError::Rejected { .. } | SendError::Redirect { .. } => false,
         }
     }
 
@@ -106,7 +121,9 @@ impl SendError {
     /// The HTTP status, when the receiver answered.
     pub fn status(&self) -> Option<StatusCode> {
         match self {
-            SendError::Server { status, .. } | SendError::Rejected { status, .. } => Some(*status),
+            SendError::Server { status, .. }
+            | SendError::Rejected { status, .. }
+            | SendError::Redirect { status, .. } => Some(*status),
             SendError::RateLimited { .. } => Some(StatusCode::TOO_MANY_REQUESTS),
             SendError::Timeout(_) | SendError::Transport(_) => None,
         }
@@ -131,6 +148,7 @@ impl HttpWriteClient {
             uri,
             headers,
             timeout: cfg.remote_timeout,
+            follow_redirects: cfg.http.follow_redirects,
         })
     }
 
@@ -141,6 +159,17 @@ impl HttpWriteClient {
         *req.headers_mut() = self.headers.clone();
         let resp = self.client.send(req).await.map_err(SendError::Transport)?;
         let status = resp.status();
+        if status.is_redirection() {
+            let location = resp
+                .headers()
+                .get(LOCATION)
+                .map(|l| crate::client::redact_location(&String::from_utf8_lossy(l.as_bytes())));
+            return Err(SendError::Redirect {
+                status,
+                location,
+                follow_redirects: self.follow_redirects,
+            });
+        }
         let retry_after = resp
             .headers()
             .get(RETRY_AFTER)
@@ -179,6 +208,20 @@ impl WriteClient for HttpWriteClient {
             Ok(result) => result,
             Err(_) => Err(SendError::Timeout(self.timeout)),
         }
+    }
+}
+
+/// What to do about a redirect that is not followed.
+fn redirect_advice(status: StatusCode, follow_redirects: bool, has_location: bool) -> &'static str {
+    match status.as_u16() {
+        _ if !has_location => "nowhere to follow; check the url",
+        307 | 308 if !follow_redirects => {
+            "follow_redirects is false; set url to the new location or enable follow_redirects"
+        }
+        301..=303 => {
+            "remote write does not follow it (it would turn the POST into a GET without the samples); set url to the new location"
+        }
+        _ => "not followed; set url to the new location",
     }
 }
 
@@ -308,6 +351,45 @@ mod tests {
         assert_eq!(limited.status(), Some(StatusCode::TOO_MANY_REQUESTS));
         assert_eq!(server.retry_after(), Some(Duration::from_secs(2)));
         assert_eq!(rejected.retry_after(), None);
+    }
+
+    #[test]
+    fn redirects_not_followed_are_final_and_say_where_and_why() {
+        let moved = SendError::Redirect {
+            status: StatusCode::MOVED_PERMANENTLY,
+            location: Some("https://mimir.example/api/v1/push?…".into()),
+            follow_redirects: true,
+        };
+        assert!(!moved.is_retryable(true));
+        assert_eq!(moved.status(), Some(StatusCode::MOVED_PERMANENTLY));
+        assert_eq!(
+            moved.to_string(),
+            "receiver answered 301 Moved Permanently redirecting to \
+             https://mimir.example/api/v1/push?…: remote write does not follow it (it would \
+             turn the POST into a GET without the samples); set url to the new location"
+        );
+        let not_followed = SendError::Redirect {
+            status: StatusCode::TEMPORARY_REDIRECT,
+            location: Some("http://b/w".into()),
+            follow_redirects: false,
+        };
+        assert!(!not_followed.is_retryable(false));
+        assert_eq!(
+            not_followed.to_string(),
+            "receiver answered 307 Temporary Redirect redirecting to http://b/w: \
+             follow_redirects is false; set url to the new location or enable follow_redirects"
+        );
+        let nowhere = SendError::Redirect {
+            status: StatusCode::PERMANENT_REDIRECT,
+            location: None,
+            follow_redirects: true,
+        };
+        assert!(
+            nowhere
+                .to_string()
+                .contains("redirecting to (no Location header): nowhere to follow"),
+            "{nowhere}"
+        );
     }
 
     #[test]

@@ -67,6 +67,32 @@ struct Pool {
     groups: Vec<TargetGroup>,
 }
 
+/// Checks scrape configs against the jobs running when it was made (see
+/// [`Manager::checker`]).
+#[derive(Clone, Debug)]
+pub struct ConfigCheck {
+    /// Each running job's settings fingerprint.
+    settings: HashMap<String, u64>,
+}
+
+impl ConfigCheck {
+    /// What [`Manager::check`] does: builds the HTTP client of every job that
+    /// [`Manager::apply_config`] would (new jobs, and jobs whose scrape settings changed).
+    pub fn check(&self, configs: &[ScrapeConfig]) -> Result<(), JobError> {
+        for cfg in configs {
+            let settings = Fingerprints::of(cfg).settings;
+            if self.settings.get(&cfg.job_name) == Some(&settings) {
+                continue;
+            }
+            HttpClient::new(&cfg.http).map_err(|source| JobError {
+                job: cfg.job_name.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+}
+
 /// What [`Manager::apply_config`] did, job by job.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ApplySummary {
@@ -287,7 +313,19 @@ impl Manager {
     /// Checks what [`Manager::apply_config`] would need (every new or changed job's HTTP
     /// client) without changing anything: what a reload does before it touches anything.
     pub fn check(&self, configs: &[ScrapeConfig]) -> Result<(), JobError> {
-        self.plan(configs).map(|_| ())
+        self.checker().check(configs)
+    }
+
+    /// What [`Manager::check`] needs, owned, so that a config can be checked off the async
+    /// runtime (building a client reads TLS files, which can block: a FIFO, a hung mount).
+    pub fn checker(&self) -> ConfigCheck {
+        ConfigCheck {
+            settings: self
+                .pools
+                .iter()
+                .map(|(job, pool)| (job.clone(), pool.fingerprints.settings))
+                .collect(),
+        }
     }
 
     fn plan<'a>(

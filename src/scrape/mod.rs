@@ -21,7 +21,7 @@ mod process;
 mod scrape_loop;
 mod target;
 
-pub use manager::{ApplySummary, JobError, JobTargets, Manager, TargetsView};
+pub use manager::{ApplySummary, ConfigCheck, JobError, JobTargets, Manager, TargetsView};
 pub use metrics::Metrics;
 pub use process::{Counts, LimitNotice, ProcessError, Processor, Settings};
 pub use scrape_loop::{Health, ScrapeState, TargetStatus};

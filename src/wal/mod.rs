@@ -378,4 +378,8 @@ impl crate::remote::Input for Wal {
         // What endpoints did not send stays in the buffer for the next run.
         0
     }
+
+    fn keeps_unsent(&self) -> bool {
+        true
+    }
 }

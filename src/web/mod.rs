@@ -34,6 +34,6 @@ mod tsdb;
 
 pub use config::Error as ConfigError;
 pub use metrics::Metrics;
-pub use routes::{Reloader, State};
+pub use routes::{Readiness, Reloader, State};
 pub use security::Security;
 pub use server::{Error, Limits, Server, Settings};

@@ -3,7 +3,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use http::{Method, Response, StatusCode, Uri, header};
@@ -18,13 +17,16 @@ use crate::scrape::TargetsView;
 pub struct State {
     pub registry: Arc<Registry>,
     pub targets: TargetsView,
-    /// Set once the agent has applied its config and started scraping.
-    pub ready: Arc<AtomicBool>,
+    /// Whether the agent is ready (`/-/ready`): `Err` says why not.
+    pub ready: Readiness,
     /// Reloads the config for `POST /-/reload`; `None` answers 503.
     pub reload: Option<Reloader>,
     /// `--web.enable-lifecycle`: without it `POST /-/reload` answers 403, as Prometheus.
     pub lifecycle: bool,
 }
+
+/// Whether the agent is ready: `Ok`, or `Err` with the reason (answered 503 with it).
+pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 /// Reloads the config: `Ok` with a summary, or `Err` with why the new config was refused
 /// (the running one is kept).
@@ -40,13 +42,14 @@ pub(super) async fn route(state: &State, method: &Method, uri: &Uri) -> Response
         (&Method::GET | &Method::HEAD, "/-/healthy") => {
             text(StatusCode::OK, "scrapelet is healthy.\n")
         }
-        (&Method::GET | &Method::HEAD, "/-/ready") => {
-            if state.ready.load(Ordering::Relaxed) {
-                text(StatusCode::OK, "scrapelet is ready.\n")
-            } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "scrapelet is not ready.\n")
-            }
-        }
+        (&Method::GET | &Method::HEAD, "/-/ready") => match (state.ready)() {
+            Ok(()) => text(StatusCode::OK, "scrapelet is ready.\n"),
+            Err(reason) => respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                format!("not ready: {reason}\n").into(),
+            ),
+        },
         // As Prometheus: only with --web.enable-lifecycle.
         (&Method::POST | &Method::PUT, "/-/reload") if !state.lifecycle => {
             text(StatusCode::FORBIDDEN, "Lifecycle API is not enabled.\n")

@@ -19,6 +19,33 @@ pub struct Process {
     child: Child,
     pub addr: Option<SocketAddr>,
     logs: Arc<Mutex<Vec<String>>>,
+    /// Set once its stderr ended (everything it logged was read).
+    logs_ended: Arc<AtomicBool>,
+}
+
+/// A process's log, readable after the [`Process`] is gone (e.g. consumed by `terminate`).
+pub struct Logs {
+    logs: Arc<Mutex<Vec<String>>>,
+    ended: Arc<AtomicBool>,
+}
+
+impl Logs {
+    /// Everything logged, once the process closed its stderr (it exited); panics if that
+    /// takes longer than 10 s.
+    pub fn text(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.ended.load(Ordering::Relaxed) {
+            assert!(
+                Instant::now() < deadline,
+                "the process's stderr did not end"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n")
+    }
 }
 
 /// What a Prometheus receiver would have made of a stream of samples.
@@ -69,9 +96,11 @@ impl Process {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run scrapelet: {e}"));
         let logs = Arc::new(Mutex::new(Vec::new()));
+        let logs_ended = Arc::new(AtomicBool::new(false));
         let (tx, rx) = std::sync::mpsc::channel();
         if let Some(stderr) = child.stderr.take() {
             let logs = logs.clone();
+            let ended = logs_ended.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                     if line.contains("scrapelet started")
@@ -81,11 +110,25 @@ impl Process {
                     }
                     logs.lock().unwrap_or_else(|e| e.into_inner()).push(line);
                 }
+                ended.store(true, Ordering::Relaxed);
                 let _ = tx.send(None);
             });
         }
         let addr = rx.recv_timeout(Duration::from_secs(20)).ok().flatten();
-        Process { child, addr, logs }
+        Process {
+            child,
+            addr,
+            logs,
+            logs_ended,
+        }
+    }
+
+    /// Its log, readable after the process is gone.
+    pub fn log_handle(&self) -> Logs {
+        Logs {
+            logs: self.logs.clone(),
+            ended: self.logs_ended.clone(),
+        }
     }
 
     /// The process id.

@@ -12,8 +12,9 @@
 //!   ([`KubeApi::compact`]) or on demand ([`KubeApi::fail_next_watch_with_gone`]), and the end
 //!   of the stream after `timeoutSeconds`;
 //! - test controls: add, update and delete objects (each bumps the resourceVersion), drop all
-//!   open watches, stop the server and start it again on the same port, and a log of every
-//!   request to count lists and watches;
+//!   open watches, stop the server and start it again on the same port, hold list requests
+//!   unanswered until released ([`KubeApi::hold_lists`], an API server slow to answer the
+//!   first list), and a log of every request to count lists and watches;
 //! - [`KubeApi::write_kubeconfig`]: a kubeconfig pointing at the server (plain http, optional
 //!   token, which the server then requires).
 
@@ -79,6 +80,8 @@ struct Change {
 
 struct Shared {
     inner: Mutex<Inner>,
+    /// While true, list requests (not watches) wait unanswered.
+    hold_lists: tokio::sync::watch::Sender<bool>,
     /// Live changes and control signals for open watches.
     live: broadcast::Sender<Signal>,
 }
@@ -119,6 +122,7 @@ impl KubeApi {
                 ..Inner::default()
             }),
             live,
+            hold_lists: tokio::sync::watch::Sender::new(false),
         });
         let stop = CancellationToken::new();
         serve(listener, state.clone(), stop.clone());
@@ -181,6 +185,17 @@ impl KubeApi {
     /// The next watch request gets an ERROR 410 Gone event.
     pub fn fail_next_watch_with_gone(&self) {
         self.inner().gone_next_watch = true;
+    }
+
+    /// From now on list requests wait unanswered (they are logged on arrival) until
+    /// [`KubeApi::release_lists`].
+    pub fn hold_lists(&self) {
+        self.state.hold_lists.send_replace(true);
+    }
+
+    /// Answers the held list requests, and later ones at once.
+    pub fn release_lists(&self) {
+        self.state.hold_lists.send_replace(false);
     }
 
     /// Ends every open watch stream (the client sees the connection's stream end).
@@ -482,10 +497,19 @@ fn serve(listener: TcpListener, state: Arc<Shared>, stop: CancellationToken) {
             let stop = stop.clone();
             let for_requests = stop.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |req| {
+                let service = service_fn(move |req: Request<Incoming>| {
                     let state = state.clone();
                     let stop = for_requests.clone();
-                    async move { Ok::<_, Infallible>(handle(&state, req, stop)) }
+                    async move {
+                        if !is_watch(&parse_query(req.uri().query().unwrap_or_default())) {
+                            log_request(&state, &req);
+                            let mut held = state.hold_lists.subscribe();
+                            // Err: the server is gone; answer anyway.
+                            let _ = held.wait_for(|hold| !hold).await;
+                            return Ok::<_, Infallible>(handle(&state, req, stop, false));
+                        }
+                        Ok::<_, Infallible>(handle(&state, req, stop, true))
+                    }
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 let conn = builder.serve_connection(TokioIo::new(stream), service);
@@ -499,14 +523,28 @@ fn serve(listener: TcpListener, state: Arc<Shared>, stop: CancellationToken) {
     });
 }
 
-fn handle(state: &Arc<Shared>, req: Request<Incoming>, stop: CancellationToken) -> Response<Body> {
+/// Logs `req` in the request log.
+fn log_request(state: &Shared, req: &Request<Incoming>) {
+    let mut inner = state.inner.lock().expect("fake API lock");
+    inner.requests.push(Logged {
+        path: req.uri().path().to_owned(),
+        query: parse_query(req.uri().query().unwrap_or_default()),
+    });
+}
+
+/// Answers `req`; logs it first when `log` (a list is logged on arrival, before it is held).
+fn handle(
+    state: &Arc<Shared>,
+    req: Request<Incoming>,
+    stop: CancellationToken,
+    log: bool,
+) -> Response<Body> {
+    if log {
+        log_request(state, &req);
+    }
     let path = req.uri().path().to_owned();
     let query = parse_query(req.uri().query().unwrap_or_default());
     let mut inner = state.inner.lock().expect("fake API lock");
-    inner.requests.push(Logged {
-        path: path.clone(),
-        query: query.clone(),
-    });
     if let Some(token) = &inner.token {
         let expected = format!("Bearer {token}");
         let given = req
