@@ -18,8 +18,8 @@ use support::target::{Exposition, Target};
 const WAIT: Duration = Duration::from_secs(60);
 /// New `user_agent` values per request of the exploding target.
 const NEW_PER_SCRAPE: usize = 500;
-/// The body stops growing after this many requests (15,000 request series).
-const MAX_GENERATION: usize = 30;
+/// The body stops growing after this many requests (10,000 request series).
+const MAX_GENERATION: usize = 20;
 const STEADY: usize = 50;
 const SERIES_LIMIT: usize = 300;
 const PER_METRIC_LIMIT: usize = 200;
@@ -44,8 +44,8 @@ fn exploding(n: usize) -> String {
 fn config(rx: &str, exploding: &str, steady: &str, steady_interval: &str) -> String {
     format!(
         "global:
-  scrape_interval: 300ms
-  scrape_timeout: 250ms
+  scrape_interval: 1s
+  scrape_timeout: 1s
 remote_write:
   - url: {rx}
     name: rx
@@ -136,7 +136,7 @@ async fn each_limit_stops_only_the_new_series_and_names_the_label() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let cfg = write_config(
         dir.path(),
-        &config(&rx.url(), &hostile.address(), &steady.address(), "300ms"),
+        &config(&rx.url(), &hostile.address(), &steady.address(), "1s"),
     );
     let agent = Process::start(&cfg, &dir.path().join("data"), &[]);
     assert!(agent.addr.is_some(), "{}", agent.logs());
@@ -317,7 +317,7 @@ async fn each_limit_stops_only_the_new_series_and_names_the_label() {
     let admitted_before = limited_requests;
     std::fs::write(
         &cfg,
-        config(&rx.url(), &hostile.address(), &steady.address(), "400ms"),
+        config(&rx.url(), &hostile.address(), &steady.address(), "2s"),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     agent.signal("HUP");

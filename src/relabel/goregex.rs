@@ -486,7 +486,9 @@ impl Translator {
             && name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ' ' || c == '-');
-        if !valid {
+        // A class the regex crate does not know (Go's `\pO`, found by fuzzing) is refused
+        // here, as Go refuses names it does not know: what we accept, `regex` compiles.
+        if !valid || regex::Regex::new(&format!("\\p{{{name}}}")).is_err() {
             let shown: String = self.src[start..self.pos].iter().collect();
             return Err(format!("invalid character class range: `{shown}`"));
         }
@@ -780,6 +782,8 @@ mod tests {
             (r"a|?", "missing argument to repetition operator"),
             (r"{2}", "missing argument to repetition operator"),
             (r"(x{9.1*F", "missing closing )"),
+            (r"\pL\PO", "invalid character class range"),
+            (r"\p{NoSuchScript}", "invalid character class range"),
             (r"a)", "unexpected )"),
             (r"(a))(", "unexpected )"),
         ];
