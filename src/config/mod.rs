@@ -29,6 +29,7 @@ mod error;
 mod locate;
 mod raw;
 mod resolve;
+mod selector;
 mod size;
 
 /// The YAML machinery of this module for other files read the same way (the web config
@@ -46,7 +47,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use crate::discovery::kubernetes::{FieldSelector, LabelSelector};
+pub use selector::{FieldSelector, LabelSelector, POD_FIELDS, PodFields};
 
 use crate::labels::Labels;
 use crate::relabel::RelabelConfig;

@@ -264,25 +264,6 @@ impl RemoteWrite {
         )
     }
 
-    /// Starts every endpoint reading the write-ahead log `wal` (what the agent does); the
-    /// appender is then the log's.
-    pub fn with_wal(
-        wal: crate::wal::Wal,
-        config: &Config,
-        debug_output: bool,
-        registry: &mut Registry,
-    ) -> Result<Self, Error> {
-        let metrics = RemoteMetrics::register(registry);
-        Self::start_from(
-            wal,
-            config,
-            debug_output,
-            &metrics,
-            QueueTuning::default(),
-            HttpWriteClient::new,
-        )
-    }
-
     /// [`RemoteWrite::new`] with the metrics, tuning and write client given (tests, benches).
     /// Endpoints read an in-memory [`Fanout`].
     pub fn start_with<C, F>(
@@ -304,23 +285,6 @@ impl RemoteWrite {
             tuning,
             make_client,
         )
-    }
-
-    /// [`RemoteWrite::with_wal`] with the metrics, tuning and write client given (tests,
-    /// benches).
-    pub fn with_wal_tuned<C, F>(
-        wal: crate::wal::Wal,
-        config: &Config,
-        debug_output: bool,
-        metrics: &RemoteMetrics,
-        tuning: QueueTuning,
-        make_client: F,
-    ) -> Result<Self, Error>
-    where
-        C: WriteClient,
-        F: Fn(&RemoteWriteConfig) -> Result<C, Error> + Send + Sync + 'static,
-    {
-        Self::start_from(wal, config, debug_output, metrics, tuning, make_client)
     }
 
     /// Starts every endpoint reading `input`.

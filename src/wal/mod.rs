@@ -254,6 +254,46 @@ pub fn save_cursors(data_dir: &Path, name: &str, cursors: &Cursors) -> Result<()
     cursors::write(&cursor_path(&dir, name), cursors, false)
 }
 
+/// Delivery reading the write-ahead log (what the agent does). Written here, beside the log,
+/// so that `remote` does not depend on the buffer: imports flow one way, wal -> remote.
+impl crate::remote::RemoteWrite {
+    /// Starts every endpoint reading the write-ahead log `wal`; the appender is then the
+    /// log's.
+    pub fn with_wal(
+        wal: Wal,
+        config: &crate::config::Config,
+        debug_output: bool,
+        registry: &mut prometheus_client::registry::Registry,
+    ) -> Result<Self, crate::remote::Error> {
+        let metrics = crate::remote::RemoteMetrics::register(registry);
+        Self::start_from(
+            wal,
+            config,
+            debug_output,
+            &metrics,
+            crate::remote::QueueTuning::default(),
+            crate::remote::HttpWriteClient::new,
+        )
+    }
+
+    /// [`crate::remote::RemoteWrite::with_wal`] with the metrics, tuning and write client
+    /// given (tests, benches).
+    pub fn with_wal_tuned<C, F>(
+        wal: Wal,
+        config: &crate::config::Config,
+        debug_output: bool,
+        metrics: &crate::remote::RemoteMetrics,
+        tuning: crate::remote::QueueTuning,
+        make_client: F,
+    ) -> Result<Self, crate::remote::Error>
+    where
+        C: crate::remote::WriteClient,
+        F: Fn(&RemoteWriteConfig) -> Result<C, crate::remote::Error> + Send + Sync + 'static,
+    {
+        Self::start_from(wal, config, debug_output, metrics, tuning, make_client)
+    }
+}
+
 impl crate::remote::Input for Wal {
     type Source = WalSource;
 

@@ -30,12 +30,11 @@
 mod client;
 mod metrics;
 mod pod;
-mod selector;
 mod watch;
 
+pub use crate::config::{FieldSelector, LabelSelector, POD_FIELDS, PodFields};
 pub use metrics::Metrics;
 pub use pod::sanitize_label_name;
-pub use selector::{FieldSelector, LabelSelector, POD_FIELDS, PodFields};
 
 use std::collections::HashMap;
 use std::path::PathBuf;

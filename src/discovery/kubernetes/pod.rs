@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::{Container, ContainerStatus, Node, Pod};
 
 use super::super::TargetGroup;
-use super::selector::PodFields;
+use crate::config::PodFields;
 use crate::labels::{ADDRESS, Labels, LabelsBuilder};
 
 const PREFIX: &str = "__meta_kubernetes_";
