@@ -28,7 +28,7 @@ use super::{
     StaticConfig, TlsConfig,
 };
 use crate::labels::Labels;
-use crate::relabel::RelabelConfig;
+use crate::relabel::{RelabelConfig, is_valid_label_name};
 
 /// Resolves `raw`; problems found are appended to the returned list (empty when valid).
 pub(super) fn resolve(raw: RawConfig, origin: &str, index: &KeyIndex) -> (Config, Vec<Problem>) {
@@ -1593,15 +1593,6 @@ fn tls_config(cx: &mut Cx<'_>, path: &str, raw: Option<&super::raw::RawTlsConfig
         );
     }
     resolved
-}
-
-/// Prometheus's legacy label name rule: `[a-zA-Z_][a-zA-Z0-9_]*`.
-fn is_valid_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Counts are u64 in YAML; on a 32-bit target a huge one saturates (it means "no limit" in

@@ -56,7 +56,7 @@ pub struct Settings {
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
     /// The body is not valid exposition text.
-    #[error("{0}")]
+    #[error(transparent)]
     Parse(#[from] ParseError),
     #[error("line {line}: duplicate label name {name:?}")]
     DuplicateLabel { line: usize, name: String },

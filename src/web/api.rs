@@ -9,7 +9,7 @@ use http_body_util::Full;
 use serde_json::{Map, Value, json};
 
 use crate::labels::Labels;
-use crate::scrape::{Health, TargetsView};
+use crate::scrape::TargetsView;
 use crate::telemetry::time::rfc3339;
 
 pub(super) fn targets(view: &TargetsView, query: &str) -> Response<Full<Bytes>> {
@@ -53,7 +53,7 @@ pub(super) fn targets(view: &TargetsView, query: &str) -> Response<Full<Bytes>> 
                     "lastError": s.last_error,
                     "lastScrape": s.last_scrape.map(|t| rfc3339(t, 9)).unwrap_or_else(|| "0001-01-01T00:00:00Z".to_owned()),
                     "lastScrapeDuration": s.last_duration.as_secs_f64(),
-                    "health": match s.health { Health::Up => "up", Health::Down => "down", Health::Unknown => "unknown" },
+                    "health": s.health.as_str(),
                     "scrapeInterval": crate::config::format_duration(target.interval),
                     "scrapeTimeout": crate::config::format_duration(target.timeout),
                     // scrapelet's: the limits that never fail a scrape acting now, each with
