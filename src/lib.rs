@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod append;
+pub mod backoff;
 pub mod buffer;
 pub mod client;
 pub mod config;

@@ -18,6 +18,7 @@ use super::format::{self, FILE_HEADER_LEN, FRAME_HEADER_LEN, TRAILER_LEN, Traile
 use super::io::SegmentFile;
 use super::log::{Log, SegmentMeta, Shared, now_ms, sync_file};
 use super::{MAX_RECORD_BYTES, Position};
+use crate::backoff::Backoff;
 
 /// First delay after a write failure; it doubles up to [`MAX_RETRY_DELAY`].
 pub const MIN_RETRY_DELAY: Duration = if cfg!(test) {
@@ -50,7 +51,8 @@ struct Active {
 
 struct Failure {
     retry_at: Instant,
-    delay: Duration,
+    /// The crate's backoff, without jitter (one writer per process: nothing to spread).
+    backoff: Backoff,
 }
 
 impl Writer {
@@ -331,13 +333,14 @@ impl Writer {
 
     /// Starts or lengthens the back-off.
     fn fail(&mut self) {
-        let delay = self
-            .failure
-            .as_ref()
-            .map_or(MIN_RETRY_DELAY, |f| (f.delay * 2).min(MAX_RETRY_DELAY));
+        let mut backoff = self.failure.take().map_or_else(
+            || Backoff::new(MIN_RETRY_DELAY, MAX_RETRY_DELAY),
+            |f| f.backoff,
+        );
+        let delay = backoff.next_delay(1.0);
         self.failure = Some(Failure {
             retry_at: Instant::now() + delay,
-            delay,
+            backoff,
         });
     }
 }

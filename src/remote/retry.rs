@@ -1,4 +1,5 @@
-//! Retry policy: exponential backoff with jitter, and `Retry-After`.
+//! Retry policy: the crate's backoff (`crate::backoff`: exponential with jitter) with
+//! remote write's bounds (`min_backoff`, `max_backoff`), and `Retry-After`.
 //!
 //! Invariants:
 //! 1. Every delay lies in `[min_backoff, max_backoff]`, except a server's `Retry-After`, which
@@ -10,41 +11,15 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::backoff::Backoff;
+
 /// The longest `Retry-After` honoured; longer requests are cut to this.
 pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(300);
 
-/// The backoff state of one batch being retried.
-#[derive(Clone, Debug)]
-pub(super) struct Backoff {
-    min: Duration,
-    max: Duration,
-    base: Duration,
-}
-
-impl Backoff {
-    pub(super) fn new(min: Duration, max: Duration) -> Self {
-        let max = max.max(min);
-        Backoff {
-            min,
-            max,
-            base: min,
-        }
-    }
-
-    /// The delay before the next attempt; `jitter` is a random number in `[0, 1]`.
-    pub(super) fn next_delay(&mut self, jitter: f64) -> Duration {
-        let factor = 0.5 + 0.5 * jitter.clamp(0.0, 1.0);
-        let delay = self.base.mul_f64(factor).clamp(self.min, self.max);
-        self.base = self.base.saturating_mul(2).min(self.max);
-        delay
-    }
-
-    /// The delay the server asked for (capped); later delays continue from twice it.
-    pub(super) fn retry_after(&mut self, asked: Duration) -> Duration {
-        let delay = asked.min(RETRY_AFTER_CAP);
-        self.base = delay.saturating_mul(2).clamp(self.min, self.max);
-        delay
-    }
+/// Honours a receiver's `Retry-After` in `backoff` (the crate's one backoff, see
+/// `crate::backoff`), cut to [`RETRY_AFTER_CAP`]; later delays continue from twice it.
+pub(super) fn honour_retry_after(backoff: &mut Backoff, asked: Duration) -> Duration {
+    backoff.retry_after(asked.min(RETRY_AFTER_CAP))
 }
 
 /// Parses a `Retry-After` value: delay-seconds or an IMF-fixdate (RFC 9110 §10.2.3). A date in
@@ -146,9 +121,12 @@ mod tests {
     #[test]
     fn retry_after_is_honoured_capped_and_continues_doubling() {
         let mut b = Backoff::new(MS(30), MS(5000));
-        assert_eq!(b.retry_after(MS(1000)), MS(1000));
+        assert_eq!(honour_retry_after(&mut b, MS(1000)), MS(1000));
         assert_eq!(b.next_delay(1.0), MS(2000));
-        assert_eq!(b.retry_after(Duration::from_secs(3600)), RETRY_AFTER_CAP);
+        assert_eq!(
+            honour_retry_after(&mut b, Duration::from_secs(3600)),
+            RETRY_AFTER_CAP
+        );
         assert_eq!(b.next_delay(1.0), MS(5000));
     }
 

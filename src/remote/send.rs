@@ -33,9 +33,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::encode::{RequestEncoder, WireSample};
 use super::metrics::{EndpointMetrics, FailCounters};
-use super::retry::Backoff;
+use super::retry::honour_retry_after;
 use super::sharding::Counters;
 use super::write_client::{SendError, WriteClient};
+use crate::backoff::Backoff;
 use crate::config::QueueConfig;
 use crate::telemetry::{LogLimiter, error_chain};
 
@@ -250,7 +251,7 @@ impl<C: WriteClient> Sender<C> {
                 self.start_retry(load, &error);
             }
             let delay = match error.retry_after() {
-                Some(asked) => backoff.retry_after(asked),
+                Some(asked) => honour_retry_after(&mut backoff, asked),
                 None => backoff.next_delay(rand::random::<f64>()),
             };
             tokio::select! {

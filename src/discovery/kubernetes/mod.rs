@@ -300,10 +300,7 @@ fn watch_config(fields: &str, options: &Options) -> watcher::Config {
 }
 
 fn backoff(options: &Options) -> watch::Backoff {
-    watch::Backoff {
-        min: options.min_backoff,
-        max: options.max_backoff.max(options.min_backoff),
-    }
+    watch::Backoff::new(options.min_backoff, options.max_backoff)
 }
 
 impl Subscription {

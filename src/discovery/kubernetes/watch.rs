@@ -12,7 +12,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -42,12 +41,9 @@ pub(super) struct Contents {
     pub synced: bool,
 }
 
-/// How the watch loops retry.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Backoff {
-    pub min: Duration,
-    pub max: Duration,
-}
+/// How the watch loops retry: the crate's backoff, jittered (so that many agents that lost
+/// the API server at the same moment do not come back at the same moment).
+pub(super) use crate::backoff::Backoff;
 
 /// What a watch loop maintains in the store. Objects are cut down to what is kept as soon as
 /// they arrive ([`Resource::keep`]), before anything is buffered.
@@ -110,7 +106,7 @@ pub(super) async fn run<K: Resource>(
     stop: CancellationToken,
 ) {
     let resource = K::NAME;
-    let mut delay = backoff.min;
+    let mut backoff = backoff;
     let mut failing = false;
     let mut last_was_gone = false;
     metrics.set_healthy(resource, false);
@@ -138,7 +134,7 @@ pub(super) async fn run<K: Resource>(
                     metrics.relisted(resource);
                     metrics.synced(resource);
                     metrics.set_healthy(resource, true);
-                    delay = backoff.min;
+                    backoff.reset();
                     last_was_gone = false;
                     if failing {
                         failing = false;
@@ -187,8 +183,7 @@ pub(super) async fn run<K: Resource>(
             } else {
                 tracing::debug!(resource, kind, reason = %error, "kubernetes watch still failing");
             }
-            let pause = jitter(delay);
-            delay = (delay * 2).min(backoff.max);
+            let pause = backoff.next_jittered();
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(pause) => {}
@@ -207,12 +202,6 @@ fn error_kind(e: &watcher::Error) -> &'static str {
         watcher::Error::WatchError(_) | watcher::Error::WatchFailed(_) => "watch",
         watcher::Error::NoResourceVersion => "other",
     }
-}
-
-/// `d` scaled by a random factor in [0.5, 1.0): many agents that lost the API server at the
-/// same moment do not come back at the same moment.
-fn jitter(d: Duration) -> Duration {
-    d.mul_f64(rand::random_range(0.5..1.0))
 }
 
 impl Resource for Pod {
