@@ -106,8 +106,20 @@ struct TlsFiles {
     paths: Vec<PathBuf>,
 }
 
-/// A file's (modification time, size, inode), or `None` if it cannot be seen.
+/// A file's (modification time, size, inode), or `None` if it cannot be seen: what tells the
+/// TLS files and the credential files that they changed (the inode catches a Secret or
+/// ConfigMap update, which swaps a symlink to a new file of the same size and time).
 type Stamp = Option<(Option<SystemTime>, u64, u64)>;
+
+/// The [`Stamp`] of the file at `path` (following symlinks).
+fn stamp(path: &std::path::Path) -> Stamp {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some((meta.modified().ok(), meta.len(), inode))
+}
 
 /// How requests authenticate.
 enum Auth {
@@ -136,7 +148,7 @@ struct CachedFile {
 
 /// A file's content and the (modification time, size) it had when read.
 struct FileRead {
-    stamp: (Option<SystemTime>, u64),
+    stamp: Stamp,
     content: Arc<str>,
 }
 
@@ -320,17 +332,7 @@ fn build_pool(tls: &TlsConfig, http2: bool) -> Result<Pool, Error> {
 /// What the files at `paths` look like now (following symlinks: a ConfigMap or Secret update
 /// swaps one).
 fn stamps(paths: &[PathBuf]) -> Vec<Stamp> {
-    paths
-        .iter()
-        .map(|p| {
-            let meta = std::fs::metadata(p).ok()?;
-            #[cfg(unix)]
-            let inode = std::os::unix::fs::MetadataExt::ino(&meta);
-            #[cfg(not(unix))]
-            let inode = 0;
-            Some((meta.modified().ok(), meta.len(), inode))
-        })
-        .collect()
+    paths.iter().map(|p| stamp(p)).collect()
 }
 
 fn display_paths(paths: &[PathBuf]) -> String {
@@ -470,7 +472,13 @@ impl Auth {
                     username.as_deref().unwrap_or(""),
                     password.as_deref().unwrap_or("")
                 );
-                format!("Basic {}", base64_encode(raw.as_bytes()))
+                format!(
+                    "Basic {}",
+                    base64::Engine::encode(
+                        &base64::engine::general_purpose::STANDARD,
+                        raw.as_bytes()
+                    )
+                )
             }
             Auth::Header { kind, credentials } => match credentials.current()? {
                 Some(c) => format!("{kind} {}", c.trim()),
@@ -515,10 +523,11 @@ impl CachedFile {
             path: self.path.clone(),
             source,
         };
-        let meta = std::fs::metadata(&self.path).map_err(err)?;
-        let stamp = (meta.modified().ok(), meta.len());
+        // Unseeable: read_to_string below says why.
+        let stamp = stamp(&self.path);
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(read) = last.as_ref()
+            && stamp.is_some()
             && read.stamp == stamp
         {
             return Ok(read.content.clone());
@@ -533,28 +542,6 @@ impl CachedFile {
         });
         Ok(content)
     }
-}
-
-/// Standard base64 with padding (for basic auth; too small to warrant a dependency).
-fn base64_encode(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -636,21 +623,6 @@ mod tests {
             "https://h/w?…"
         );
         assert_eq!(redact_location("/w"), "/w");
-    }
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (input, want) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64_encode(input.as_bytes()), want, "{input}");
-        }
     }
 
     #[test]

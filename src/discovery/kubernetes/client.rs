@@ -135,10 +135,19 @@ fn from_api_server(url: &str, http: &HttpClientConfig) -> Result<kube::Config, E
     auth.client_certificate = t.cert_file.as_ref().map(|p| p.display().to_string());
     auth.client_key = t.key_file.as_ref().map(|p| p.display().to_string());
     if let Some(cert) = &t.cert {
-        auth.client_certificate_data = Some(base64_encode(cert.as_bytes()));
+        auth.client_certificate_data = Some(base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            cert.as_bytes(),
+        ));
     }
     if let Some(key) = &t.key {
-        auth.client_key_data = Some(base64_encode(key.expose().as_bytes()).into());
+        auth.client_key_data = Some(
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                key.expose().as_bytes(),
+            )
+            .into(),
+        );
     }
     config.tls_server_name = t.server_name.clone();
     config.accept_invalid_certs = t.insecure_skip_verify;
@@ -173,28 +182,6 @@ fn pem_certificates(pem: &[u8], origin: &Path) -> Result<Vec<Vec<u8>>, Error> {
     }
 }
 
-/// Standard base64 with padding (kube decodes `*_data` fields as base64).
-fn base64_encode(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// The agent's own namespace, from the service account mount.
 pub(super) fn own_namespace(path: &Path) -> Result<String, Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::File {
@@ -215,20 +202,6 @@ pub(super) fn own_namespace(path: &Path) -> Result<String, Error> {
 mod tests {
     use super::*;
     use crate::config::{Authorization, Secret};
-
-    #[test]
-    fn base64_as_rfc4648() {
-        for (input, expected) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64_encode(input.as_bytes()), expected, "{input}");
-        }
-    }
 
     #[test]
     fn keys_share_equal_connections_and_split_different_ones() {
