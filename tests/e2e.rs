@@ -844,7 +844,7 @@ async fn sigterm_exits_zero_within_the_grace_period_even_with_a_hung_endpoint() 
     assert!(log.contains("msg=\"scrapelet stopped\""), "{log}");
     assert!(log.contains("signal=SIGTERM"), "{log}");
     assert!(
-        log.contains("remote write stopped before everything queued was sent"),
+        log.contains("remote write stopped at the end of the shutdown grace period; what was not sent stays in the buffer"),
         "the grace period ended the hung send: {log}"
     );
 }
