@@ -6,6 +6,8 @@
 //! a hyper + rustls server that requires a client certificate and answers with the name of
 //! the one it was shown.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,28 +16,14 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
 use scrapelet::client::HttpClient;
 use scrapelet::config::{HttpClientConfig, TlsConfig};
+use support::tls::{Ca, Leaf};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-
-/// A certificate authority made for the test.
-struct Ca {
-    cert: CertificateDer<'static>,
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-/// A leaf certificate and its key, PEM.
-struct Leaf {
-    der: CertificateDer<'static>,
-    cert_pem: String,
-    key: KeyPair,
-}
 
 /// An HTTPS server on 127.0.0.1 that requires a client certificate issued by its client CA
 /// and answers with the name of the client certificate it was shown.
@@ -46,42 +34,6 @@ struct Server {
 
 /// Names of client certificates, by DER.
 type Known = Arc<Mutex<Vec<(String, CertificateDer<'static>)>>>;
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let key = KeyPair::generate().unwrap_or_else(|e| panic!("CA key: {e}"));
-        let mut params =
-            CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let cert = params
-            .self_signed(&key)
-            .unwrap_or_else(|e| panic!("CA cert: {e}"));
-        Ca {
-            cert: cert.der().clone(),
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// A certificate for `names` (DNS names or IP addresses) issued by this CA.
-    fn issue(&self, common_name: &str, names: &[&str]) -> Leaf {
-        let key = KeyPair::generate().unwrap_or_else(|e| panic!("leaf key: {e}"));
-        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-        let mut params = CertificateParams::new(names).unwrap_or_else(|e| panic!("{e}"));
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .unwrap_or_else(|e| panic!("leaf cert: {e}"));
-        Leaf {
-            der: cert.der().clone(),
-            cert_pem: cert.pem(),
-            key,
-        }
-    }
-}
 
 impl Server {
     async fn start(leaf: &Leaf, client_ca: &Ca, known: Known) -> Server {

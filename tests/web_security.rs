@@ -17,65 +17,18 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rcgen::KeyPair;
 use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use scrapelet::agent::{Agent, Options};
 use scrapelet::telemetry::error_chain;
 use support::agent::TestAgent;
 use support::eventually_async;
+use support::tls::{Ca, Leaf};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A certificate authority made for the test.
-struct Ca {
-    cert: CertificateDer<'static>,
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-/// A leaf certificate and its key.
-struct Leaf {
-    der: CertificateDer<'static>,
-    cert_pem: String,
-    key: KeyPair,
-}
-
 impl Ca {
-    fn new(name: &str) -> Ca {
-        let key = KeyPair::generate().unwrap_or_else(|e| panic!("CA key: {e}"));
-        let mut params =
-            CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let cert = params
-            .self_signed(&key)
-            .unwrap_or_else(|e| panic!("CA cert: {e}"));
-        Ca {
-            cert: cert.der().clone(),
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// A certificate for `names` (DNS names or IP addresses) issued by this CA.
-    fn issue(&self, common_name: &str, names: &[&str]) -> Leaf {
-        let key = KeyPair::generate().unwrap_or_else(|e| panic!("leaf key: {e}"));
-        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-        let mut params = CertificateParams::new(names).unwrap_or_else(|e| panic!("{e}"));
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .unwrap_or_else(|e| panic!("leaf cert: {e}"));
-        Leaf {
-            der: cert.der().clone(),
-            cert_pem: cert.pem(),
-            key,
-        }
-    }
-
     fn roots(&self) -> RootCertStore {
         let mut roots = RootCertStore::empty();
         roots

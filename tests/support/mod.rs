@@ -7,6 +7,7 @@ pub mod kube_api;
 pub mod procs;
 pub mod receiver;
 pub mod target;
+pub mod tls;
 
 use std::time::Duration;
 
