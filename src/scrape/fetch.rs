@@ -12,7 +12,6 @@ use http::{HeaderValue, Request, Uri};
 use http_body_util::{BodyExt, Full};
 
 use crate::client::HttpClient;
-use crate::telemetry::error_chain;
 
 /// What Prometheus 2.x offers: OpenMetrics first, then the text format.
 pub(super) const ACCEPT_HEADER: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
@@ -40,9 +39,9 @@ pub(super) enum FetchError {
     /// No complete response within the scrape timeout.
     #[error("scrape timed out after {0:?}")]
     Timeout(Duration),
-    /// Connecting or talking to the target failed.
-    #[error("{0}")]
-    Connection(String),
+    /// Connecting or talking to the target failed; the cause says how.
+    #[error("cannot reach the target")]
+    Connection(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The target answered with a status other than 200.
     #[error("server returned HTTP status {0}")]
     Status(http::StatusCode),
@@ -130,7 +129,7 @@ impl Fetcher {
             .client
             .send(req)
             .await
-            .map_err(|e| FetchError::Connection(error_chain(&e)))?;
+            .map_err(|e| FetchError::Connection(Box::new(e)))?;
         if response.status() != http::StatusCode::OK {
             return Err(FetchError::Status(response.status()));
         }
@@ -151,7 +150,7 @@ impl Fetcher {
         let sink = if gzipped { &mut *scratch } else { &mut *body };
         let mut incoming = response.into_body();
         while let Some(frame) = incoming.frame().await {
-            let frame = frame.map_err(|e| FetchError::Connection(error_chain(&e)))?;
+            let frame = frame.map_err(|e| FetchError::Connection(Box::new(e)))?;
             if let Ok(data) = frame.into_data() {
                 sink.extend_from_slice(&data);
                 // Gzip output is never much larger than its input, so a compressed body this
