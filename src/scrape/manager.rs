@@ -27,7 +27,7 @@ use crate::config::ScrapeConfig;
 use crate::discovery::{TargetGroup, Update};
 use crate::metadata::MetadataView;
 use crate::relabel::Relabeler;
-use crate::telemetry::log::LogLimiter;
+use crate::telemetry::LogLimiter;
 
 /// How often one target may log a state change (a flapping target says how many it held back).
 const TARGET_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);

@@ -38,8 +38,8 @@ use crate::append::{Appender, Batch, Sample, SeriesRef, SeriesRefs};
 use crate::client::HttpClient;
 use crate::labels::{Labels, METRIC_NAME};
 use crate::metadata::{MetadataSlot, MetadataView};
+use crate::telemetry::LogLimiter;
 use crate::telemetry::error_chain;
-use crate::telemetry::log::LogLimiter;
 
 /// A target's health as the targets API shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

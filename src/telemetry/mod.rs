@@ -6,6 +6,7 @@
 
 #[cfg(test)]
 pub(crate) mod capture;
+pub mod limiter;
 pub mod log;
 pub mod process;
 pub mod time;
@@ -26,7 +27,8 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-pub use log::{Error as LogError, LogFormat, LogLimiter, init as init_logging};
+pub use limiter::LogLimiter;
+pub use log::{Error as LogError, LogFormat, init as init_logging};
 
 /// A URL without user info (`https://user:pass@host/` -> `https://host/`), for logs and pages.
 pub fn redact_url(url: &str) -> String {
