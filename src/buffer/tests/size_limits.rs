@@ -89,6 +89,10 @@ fn the_age_cap_deletes_segments_whose_newest_record_is_too_old() {
         append(&mut w, 1, 300);
     }
     let before = segment_files(dir.path()).len();
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the age cap reads the wall clock: the segments must really be older"
+    )]
     std::thread::sleep(Duration::from_millis(60));
     log.enforce_age();
     assert_eq!(
