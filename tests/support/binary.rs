@@ -39,6 +39,10 @@ impl Logs {
                 Instant::now() < deadline,
                 "the process's stderr did not end"
             );
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "a synchronous poll with a deadline: the reader thread sets no signal to wait on"
+            )]
             std::thread::sleep(Duration::from_millis(10));
         }
         self.logs
@@ -185,6 +189,10 @@ impl Process {
                 let _ = self.child.kill();
                 return None;
             }
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "a synchronous poll with a deadline: std's Child has no wait with a timeout"
+            )]
             std::thread::sleep(Duration::from_millis(20));
         }
     }
