@@ -5,10 +5,10 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use support::agent::TestAgent;
+use support::logs::Logs;
 use support::receiver::{ReceivedSample, Receiver};
 use support::target::Target;
 
@@ -17,33 +17,6 @@ const WAIT: Duration = Duration::from_secs(30);
 /// Scrape `n` exposes `churn{id="1"}` .. `churn{id="n+2"}`: one new series per scrape. With
 /// the 5 series every scrape adds (`up`, `scrape_*`), the first scrape has 8 series.
 const FIRST_SCRAPE_SERIES: usize = 8;
-
-/// Log lines of the whole test binary (the agent logs from its runtime's threads).
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn lines_with(&self, text: &str) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner()))
-            .lines()
-            .filter(|l| l.contains(text))
-            .map(str::to_owned)
-            .collect()
-    }
-}
 
 /// A series of the one target as text: `churn{id="1"}`, `up` (job and instance left out).
 fn series_of(s: &ReceivedSample) -> String {

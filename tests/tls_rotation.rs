@@ -21,6 +21,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
 use scrapelet::client::HttpClient;
 use scrapelet::config::{HttpClientConfig, TlsConfig};
+use support::logs::Logs;
 use support::tls::{Ca, Leaf};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -129,33 +130,6 @@ async fn who(client: &HttpClient, url: &str) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
-/// Collects formatted log output.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn lines_with(&self, text: &str) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner()))
-            .lines()
-            .filter(|l| l.contains(text))
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
 struct Files {
     _dir: tempfile::TempDir,
     ca: PathBuf,
@@ -198,7 +172,7 @@ impl Files {
 
 #[tokio::test]
 async fn rotated_client_certificates_and_cas_are_used_without_a_restart() {
-    let captured = Captured::default();
+    let captured = Logs::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())

@@ -146,8 +146,9 @@ impl fmt::Display for LimitNotice {
 const SERIES_LIMIT: &str = "series_limit";
 const PER_METRIC: &str = "series_limit_per_metric";
 const LABEL_LIMIT: &str = "label_limit";
-/// The reasons of [`LimitNotice`], in the order of `Processor::episodes`.
-const REASONS: [&str; 3] = [SERIES_LIMIT, PER_METRIC, LABEL_LIMIT];
+/// The reasons of [`LimitNotice`], in the order of `Processor::episodes` (and of the
+/// scrape loop's counters).
+pub(super) const REASONS: [&str; 3] = [SERIES_LIMIT, PER_METRIC, LABEL_LIMIT];
 /// Refused or trimmed label sets kept per scrape for the explanation, at most.
 const EXPLAIN_MAX: usize = 10_000;
 

@@ -32,7 +32,7 @@ use tracing::Instrument;
 
 use super::fetch::{FetchError, Fetcher};
 use super::metrics::{FailureLabels, HealthLabels, JobLabels, Metrics};
-use super::process::{Counts, LimitNotice, ProcessError, Processor, Settings};
+use super::process::{Counts, LimitNotice, ProcessError, Processor, REASONS, Settings};
 use super::target::Target;
 use crate::append::{Appender, Batch, Sample, SeriesRef, SeriesRefs};
 use crate::client::HttpClient;
@@ -325,7 +325,7 @@ impl LoopHandle {
                 }),
             series: deps.metrics.series_active.get_or_create_owned(&job_labels),
             duration: deps.metrics.duration.get_or_create_owned(&job_labels),
-            limited: ["series_limit", "series_limit_per_metric", "label_limit"].map(|reason| {
+            limited: REASONS.map(|reason| {
                 deps.metrics
                     .series_limited
                     .get_or_create_owned(&FailureLabels {

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
-use crate::labels::{INSTANCE, METRIC_NAME, Pair};
+use crate::labels::{INSTANCE, Labels, METRIC_NAME, Pair};
 use crate::scrape::{TargetStatus, TargetsView};
 
 /// Entries per list when `limit` is not given (Prometheus's default).
@@ -36,12 +36,15 @@ pub(super) struct Stat {
 impl Cardinality {
     /// Adds every live series of `target`.
     pub(super) fn add_target(&mut self, target: &TargetStatus) {
-        target.for_each_series(|labels| {
-            self.series += 1;
-            for p in labels.pairs() {
-                *self.pairs.entry(p.clone()).or_default() += 1;
-            }
-        });
+        target.for_each_series(|labels| self.add(labels));
+    }
+
+    /// Adds one series.
+    fn add(&mut self, labels: &Labels) {
+        self.series += 1;
+        for p in labels.pairs() {
+            *self.pairs.entry(p.clone()).or_default() += 1;
+        }
     }
 
     /// Series per metric name, largest first.
@@ -153,29 +156,19 @@ pub(super) fn status(view: &TargetsView, query: &str) -> Result<Value, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::labels::Labels;
-
-    fn add(c: &mut Cardinality, labels: &Labels) {
-        c.series += 1;
-        for p in labels.pairs() {
-            *c.pairs.entry(p.clone()).or_default() += 1;
-        }
-    }
 
     #[test]
     fn ranks_names_labels_and_pairs() {
         let mut c = Cardinality::default();
         for i in 0..5 {
             let ua = format!("agent-{i}");
-            add(
-                &mut c,
-                &Labels::from_pairs([("__name__", "req_total"), ("ua", ua.as_str()), ("job", "a")]),
-            );
+            c.add(&Labels::from_pairs([
+                ("__name__", "req_total"),
+                ("ua", ua.as_str()),
+                ("job", "a"),
+            ]));
         }
-        add(
-            &mut c,
-            &Labels::from_pairs([("__name__", "up"), ("job", "a")]),
-        );
+        c.add(&Labels::from_pairs([("__name__", "up"), ("job", "a")]));
         assert_eq!(c.series, 6);
         let names = c.by_metric_name(10);
         assert_eq!(names[0].name, "req_total");

@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod binary;
 pub mod kube_api;
+pub mod logs;
 pub mod procs;
 pub mod receiver;
 pub mod target;
